@@ -1,0 +1,5 @@
+"""Allow ``python -m iotedge``."""
+
+from iotedge.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""Typed settings for each role, read from flags and ``IOTEDGE_*`` environment variables.
+
+Precedence: command-line flag, then environment variable, then default. Both loaders take
+the environment as an argument so tests pass a dict instead of touching ``os.environ``.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from iotedge.errors import ConfigError
+
+__all__ = [
+    "EDGE_ENV_PREFIX",
+    "SIM_ENV_PREFIX",
+    "EdgeSettings",
+    "GarbageKind",
+    "SimSettings",
+    "env_name",
+    "load_edge_settings",
+    "load_sim_settings",
+    "parse_duration",
+]
+
+SIM_ENV_PREFIX = "IOTEDGE_SIM_"
+EDGE_ENV_PREFIX = "IOTEDGE_"
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+GarbageKind = Literal["truncated", "malformed", "html", "wrong_types", "partial"]
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``5``, ``5s``, ``250ms``, ``15m``, ``2h`` or ``7d``."""
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        for suffix in ("ms", "s", "m", "h", "d"):
+            if text.endswith(suffix) and text[: -len(suffix)].strip():
+                number, factor = text[: -len(suffix)], _UNITS[suffix]
+                break
+        else:
+            number, factor = text, 1.0
+        try:
+            seconds = float(number) * factor
+        except ValueError:
+            raise ValueError(
+                f"not a duration: {value!r} (use e.g. 500ms, 5s, 15m, 2h, 7d)"
+            ) from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ValueError(f"duration must be a finite number >= 0, got {value!r}")
+    return seconds
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SimSettings(_Settings):
+    """Settings of ``iotedge sim``: the fleet, the clock and the injected faults."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port to listen on (0 picks one).")
+    seed: int = Field(42, description="Seed of every value and of the anomaly schedule.")
+    clients: int = Field(3, ge=1, le=10_000, description="Number of clients (client_1..).")
+    objects_per_client: int = Field(2, ge=1, le=10_000, description="Objects per client.")
+    interval: float = Field(5.0, gt=0, description="Seconds between new readings of an object.")
+    anomaly_rate: float = Field(
+        0.05, ge=0, le=1, description="Chance that an object has an anomaly in one slot."
+    )
+    anomaly_slot: float = Field(900.0, gt=0, description="Seconds per anomaly-schedule slot.")
+    timestamp_offset: bool = Field(
+        False, description="Write '+00:00' on timestamps (the course writes none)."
+    )
+    latency_ms: float = Field(0.0, ge=0, description="Added latency per device request (ms).")
+    jitter_ms: float = Field(0.0, ge=0, description="Random extra latency, 0..N ms.")
+    error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered 500/503.")
+    garbage_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of requests answered with garbage."
+    )
+    garbage_kinds: tuple[GarbageKind, ...] = Field(
+        ("truncated", "malformed", "html", "wrong_types", "partial"),
+        description="Which kinds of garbage to send (comma-separated).",
+    )
+    hang_rate: float = Field(0.0, ge=0, le=1, description="Share of requests that hang.")
+    hang_seconds: float = Field(30.0, ge=0, description="How long a hanging request hangs.")
+
+    @field_validator("interval", "anomaly_slot", "hang_seconds", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("garbage_kinds", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
+class EdgeSettings(_Settings):
+    """Settings of ``iotedge edge``."""
+
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(5000, ge=0, le=65535, description="TCP port of the API.")
+    metrics_port: int = Field(
+        8001, ge=0, le=65535, description="TCP port of the Prometheus metrics server (0 = off)."
+    )
+    upstream: str = Field("http://127.0.0.1:8000", description="Base URL of the device API.")
+    data_dir: Path = Field(Path("data"), description="Directory of the SQLite store and state.")
+    keys_file: Path | None = Field(
+        None, description="API keys file (hashes only); default <data-dir>/keys.json."
+    )
+    api_keys: str = Field(
+        "",
+        description="Extra keys as 'client=KEY,client=KEY' (scope '*' = read all clients).",
+    )
+    rules_file: Path | None = Field(
+        None, description="Anomaly rules file (JSON); built-in defaults otherwise."
+    )
+    poll_interval: float = Field(5.0, gt=0, description="Seconds between polls of every object.")
+    poll_concurrency: int = Field(
+        32, ge=1, le=1000, description="Device requests in flight at once."
+    )
+    upstream_timeout: float = Field(
+        3.0, gt=0, description="Timeout of one device request (seconds)."
+    )
+    retention: float = Field(7 * 86400.0, gt=0, description="How long readings are kept (seconds).")
+    stale_after: float = Field(
+        30.0, gt=0, description="Data older than this many seconds is reported as stale."
+    )
+    edge_id: str = Field(
+        "", description="Name of this edge in metrics and responses (default: host name)."
+    )
+    env: Literal["dev", "prod"] = Field("prod", description="'dev' relaxes secret checks.")
+
+    @field_validator("poll_interval", "upstream_timeout", "retention", "stale_after", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("upstream")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def resolved_keys_file(self) -> Path:
+        """The keys file in use."""
+        return self.keys_file if self.keys_file is not None else self.data_dir / "keys.json"
+
+    @property
+    def resolved_edge_id(self) -> str:
+        """The edge id in use."""
+        return self.edge_id or os.uname().nodename
+
+
+_S = TypeVar("_S", bound=_Settings)
+
+
+def env_name(prefix: str, field: str) -> str:
+    """The environment variable of a settings field, e.g. ``IOTEDGE_POLL_INTERVAL``."""
+    return prefix + field.upper()
+
+
+def _load(
+    model: type[_S], prefix: str, environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
+) -> _S:
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for field in model.model_fields:
+        name = env_name(prefix, field)
+        if name in environ:
+            data[field] = environ[name]
+            sources[field] = f"environment variable {name}"
+    for field, value in overrides.items():
+        if value is not None:
+            data[field] = value
+            sources[field] = f"option --{field.replace('_', '-')}"
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            where = sources.get(field, field)
+            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+        raise ConfigError("; ".join(problems)) from exc
+
+
+def load_sim_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> SimSettings:
+    """Simulator settings from ``IOTEDGE_SIM_*`` variables and explicit overrides."""
+    return _load(SimSettings, SIM_ENV_PREFIX, environ, overrides)
+
+
+def load_edge_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> EdgeSettings:
+    """Edge settings from ``IOTEDGE_*`` variables and explicit overrides."""
+    return _load(EdgeSettings, EDGE_ENV_PREFIX, environ, overrides)

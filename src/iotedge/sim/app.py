@@ -1,0 +1,304 @@
+"""The device API simulator: the course's endpoints over a deterministic fleet."""
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, Field
+
+from iotedge import __version__
+from iotedge.config import GarbageKind, SimSettings
+from iotedge.sim.faults import FaultMiddleware, Faults
+from iotedge.sim.fleet import DeviceObject, Fleet
+from iotedge.web import JSONBytes, error_response, install_json_errors
+
+__all__ = ["create_app"]
+
+_MAX_ANOMALY_SCAN = 2_000_000  # object-slots one /_sim/anomalies call may examine
+
+
+class ObjectOut(BaseModel):
+    """A catalogue entry."""
+
+    id: str
+    client: str
+    type: str
+
+
+class MetricsOut(BaseModel):
+    """Every course metric; null where the type does not measure it."""
+
+    temperature: float | None
+    humidity: int | None
+    battery_level: int | None
+    activity_level: int | None
+
+
+class DataOut(ObjectOut):
+    """The current reading of an object."""
+
+    metrics: MetricsOut
+    timestamp: str = Field(examples=["2026-11-29T12:00:05"])
+
+
+class HistoryPoint(BaseModel):
+    """One point of the primary metric."""
+
+    timestamp: str
+    value: float | None
+
+
+class HistoryOut(ObjectOut):
+    """The primary metric at one-minute steps, newest first."""
+
+    history: list[HistoryPoint]
+
+
+class ErrorOut(BaseModel):
+    """An error body."""
+
+    error: str
+    detail: Any = None
+
+
+class FaultsIn(BaseModel):
+    """A change to the injected faults; omitted fields keep their value."""
+
+    latency_ms: float | None = Field(None, ge=0)
+    jitter_ms: float | None = Field(None, ge=0)
+    error_rate: float | None = Field(None, ge=0, le=1)
+    garbage_rate: float | None = Field(None, ge=0, le=1)
+    garbage_kinds: list[GarbageKind] | None = None
+    hang_rate: float | None = Field(None, ge=0, le=1)
+    hang_seconds: float | None = Field(None, ge=0, le=3600)
+
+
+def _iso(ts: float, with_offset: bool) -> str:
+    moment = datetime.fromtimestamp(ts, UTC)
+    return moment.isoformat() if with_offset else moment.replace(tzinfo=None).isoformat()
+
+
+def _epoch(value: str | None, default: float) -> float:
+    """Epoch seconds from an epoch number or an ISO 8601 string (naive means UTC)."""
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+_NOT_FOUND_DEVICE = {"error": "Device not found"}
+_NOT_FOUND_CLIENT = {"error": "No devices found for this client"}
+
+
+def create_app(
+    settings: SimSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> FastAPI:
+    """Build a simulator app for ``settings``; ``clock`` and ``rng`` are seams for tests."""
+    fleet = Fleet(
+        seed=settings.seed,
+        clients=settings.clients,
+        objects_per_client=settings.objects_per_client,
+        interval_s=max(1, round(settings.interval)),
+        anomaly_rate=settings.anomaly_rate,
+        anomaly_slot_s=max(1, round(settings.anomaly_slot)),
+    )
+    faults = Faults(
+        latency_ms=settings.latency_ms,
+        jitter_ms=settings.jitter_ms,
+        error_rate=settings.error_rate,
+        garbage_rate=settings.garbage_rate,
+        garbage_kinds=list(settings.garbage_kinds),
+        hang_rate=settings.hang_rate,
+        hang_seconds=settings.hang_seconds,
+    )
+    offset = settings.timestamp_offset
+    catalogue = [obj.as_json() for obj in fleet.objects]
+    catalogue_by_client = {
+        client: [obj.as_json() for obj in objects] for client, objects in fleet.by_client.items()
+    }
+
+    app = FastAPI(
+        title="iotedge device API simulator",
+        version=__version__,
+        description="The course's device API, deterministic, with injected anomalies and faults.",
+    )
+    install_json_errors(app)
+    app.add_middleware(FaultMiddleware, faults=faults, rng=rng or random.Random(settings.seed))
+    app.state.fleet = fleet
+    app.state.faults = faults
+
+    def data_body(obj: DeviceObject) -> dict[str, Any]:
+        reading = fleet.reading(obj, clock())
+        return {
+            "id": obj.id,
+            "client": obj.client,
+            "type": obj.type,
+            "metrics": reading.metrics,
+            "timestamp": _iso(reading.timestamp, offset),
+        }
+
+    not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
+
+    @app.get("/", tags=["course"])
+    async def root() -> dict[str, str]:
+        """Welcome message and where to start."""
+        return {
+            "message": "iotedge device API simulator: "
+            f"{len(fleet.objects)} objects, {len(fleet.by_client)} clients",
+            "hint": "start with /iot_objects",
+        }
+
+    @app.get("/healthz", tags=["simulator"])
+    async def healthz() -> dict[str, str]:
+        """Liveness probe (never faulted)."""
+        return {"status": "ok"}
+
+    @app.get("/iot_objects", tags=["course"], responses={200: {"model": list[ObjectOut]}})
+    async def list_objects() -> JSONBytes:
+        """Every object with its client and type."""
+        return JSONBytes(catalogue)
+
+    @app.get(
+        "/iot_objects/by_client/{client}",
+        tags=["course"],
+        responses={200: {"model": list[ObjectOut]}, **not_found},
+    )
+    async def objects_by_client(client: str) -> JSONBytes:
+        """The objects of one client."""
+        objects = catalogue_by_client.get(client)
+        if objects is None:
+            return JSONBytes(_NOT_FOUND_CLIENT, status_code=404)
+        return JSONBytes(objects)
+
+    @app.get(
+        "/iot_objects/{object_id}/history",
+        tags=["course"],
+        responses={200: {"model": HistoryOut}, **not_found},
+    )
+    async def history(
+        object_id: str,
+        limit: Annotated[int, Query(ge=1, le=1000, description="Number of points.")] = 10,
+    ) -> JSONBytes:
+        """The primary metric at one-minute steps, newest first."""
+        obj = fleet.by_id.get(object_id)
+        if obj is None:
+            return JSONBytes(_NOT_FOUND_DEVICE, status_code=404)
+        points = [
+            {"timestamp": _iso(ts, offset), "value": value}
+            for ts, value in fleet.history(obj, clock(), limit)
+        ]
+        return JSONBytes({**obj.as_json(), "history": points})
+
+    async def current(object_id: str) -> JSONBytes:
+        obj = fleet.by_id.get(object_id)
+        if obj is None:
+            return JSONBytes(_NOT_FOUND_DEVICE, status_code=404)
+        return JSONBytes(data_body(obj))
+
+    app.get(
+        "/iot_data/{object_id}",
+        tags=["course"],
+        summary="Current reading (the brief's path)",
+        responses={200: {"model": DataOut}, **not_found},
+    )(current)
+    app.get(
+        "/iot_objects/{object_id}",
+        tags=["course"],
+        summary="Current reading (the course simulator's path)",
+        responses={200: {"model": DataOut}, **not_found},
+    )(current)
+
+    @app.get("/_sim/info", tags=["simulator"])
+    async def info() -> dict[str, Any]:
+        """How this simulator is set up."""
+        return {
+            "seed": fleet.seed,
+            "objects": len(fleet.objects),
+            "clients": len(fleet.by_client),
+            "interval_s": fleet.interval_s,
+            "anomaly_rate": fleet.anomaly_rate,
+            "anomaly_slot_s": fleet.anomaly_slot_s,
+            "now": clock(),
+        }
+
+    @app.get("/_sim/anomalies", tags=["simulator"])
+    async def anomalies(
+        request: Request,
+        since: Annotated[
+            str | None, Query(description="Epoch seconds or ISO 8601; default 1 h ago.")
+        ] = None,
+        until: Annotated[
+            str | None, Query(description="Epoch seconds or ISO 8601; default now.")
+        ] = None,
+        object_id: str | None = None,
+        client: str | None = None,
+    ) -> JSONBytes:
+        """Ground truth: the injected anomalies overlapping [since, until)."""
+        now = clock()
+        try:
+            start = _epoch(since, now - 3600)
+            end = _epoch(until, now)
+        except ValueError as exc:
+            return error_response(
+                422,
+                "Invalid request parameters",
+                [{"parameter": "since/until", "in": "query", "message": str(exc)}],
+            )
+        objects = fleet.objects
+        if object_id is not None:
+            objects = [obj for obj in objects if obj.id == object_id]
+        if client is not None:
+            objects = [obj for obj in objects if obj.client == client]
+        slots = max(0.0, end - start) / fleet.anomaly_slot_s + 1
+        if end < start or slots * len(objects) > _MAX_ANOMALY_SCAN:
+            return error_response(
+                422,
+                "Invalid request parameters",
+                [
+                    {
+                        "parameter": "since/until",
+                        "in": "query",
+                        "message": "window must be ordered and small enough for the fleet",
+                    }
+                ],
+            )
+        events = [
+            {
+                "object_id": event.object_id,
+                "client": event.client,
+                "kind": event.kind,
+                "metric": event.metric,
+                "start": event.start,
+                "end": event.end,
+                "started_at": _iso(event.start, True),
+                "ended_at": _iso(event.end, True),
+            }
+            for event in fleet.anomalies(start, end, objects)
+        ]
+        return JSONBytes({"since": start, "until": end, "anomalies": events})
+
+    @app.get("/_sim/faults", tags=["simulator"])
+    async def get_faults() -> dict[str, object]:
+        """The faults currently injected."""
+        return faults.as_json()
+
+    @app.put("/_sim/faults", tags=["simulator"])
+    async def put_faults(change: FaultsIn) -> dict[str, object]:
+        """Change the injected faults at run time (omitted fields are kept)."""
+        for key, value in change.model_dump(exclude_none=True).items():
+            setattr(faults, key, value)
+        return faults.as_json()
+
+    return app

@@ -67,9 +67,7 @@ def main(log_level: str) -> None:
     _setup_logging(log_level)
 
 
-_SIM_HELP_ENV = (
-    f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g. {SIM_ENV_PREFIX}SEED)."
-)
+_SIM_HELP_ENV = f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g. {SIM_ENV_PREFIX}SEED)."
 
 
 @main.command(epilog=_SIM_HELP_ENV)
@@ -79,21 +77,13 @@ _SIM_HELP_ENV = (
 @click.option("--clients", type=int, help="Number of clients. [default: 3]")
 @click.option("--objects-per-client", type=int, help="Objects per client. [default: 2]")
 @click.option("--interval", help="Time between new readings, e.g. 5s. [default: 5s]")
-@click.option(
-    "--anomaly-rate", type=float, help="Chance of an anomaly per object and slot. [default: 0.05]"
-)
-@click.option(
-    "--anomaly-slot", help="Length of an anomaly-schedule slot, e.g. 15m. [default: 900s]"
-)
-@click.option(
-    "--timestamp-offset/--no-timestamp-offset", default=None, help="Add +00:00 to timestamps."
-)
+@click.option("--anomaly-rate", type=float, help="Chance of an anomaly per object and slot. [default: 0.05]")
+@click.option("--anomaly-slot", help="Length of an anomaly-schedule slot, e.g. 15m. [default: 900s]")
+@click.option("--timestamp-offset/--no-timestamp-offset", default=None, help="Add +00:00 to timestamps.")
 @click.option("--latency-ms", type=float, help="Added latency per device request. [default: 0]")
 @click.option("--jitter-ms", type=float, help="Random extra latency up to N ms. [default: 0]")
 @click.option("--error-rate", type=float, help="Share of requests answered 500/503. [default: 0]")
-@click.option(
-    "--garbage-rate", type=float, help="Share of requests answered with garbage. [default: 0]"
-)
+@click.option("--garbage-rate", type=float, help="Share of requests answered with garbage. [default: 0]")
 @click.option("--garbage-kinds", help="Comma list of truncated,malformed,html,wrong_types,partial.")
 @click.option("--hang-rate", type=float, help="Share of requests that hang. [default: 0]")
 @click.option("--hang-seconds", help="How long a hang lasts. [default: 30s]")
@@ -115,3 +105,92 @@ def sim(**options: Any) -> None:
     )
     server = uvicorn_server(app, settings.host, settings.port)
     asyncio.run(server.serve())
+
+
+_EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
+
+
+def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--host", help="Address the API listens on. [default: 127.0.0.1]"),
+        click.option("--port", type=int, help="API port. [default: 5000]"),
+        click.option("--metrics-port", type=int, help="Prometheus metrics port, 0 = off. [default: 8001]"),
+        click.option("--upstream", help="Device API base URL. [default: http://127.0.0.1:8000]"),
+        click.option("--data-dir", type=click.Path(), help="Store directory. [default: data]"),
+        click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
+        click.option("--rules-file", type=click.Path(), help="Anomaly rules (JSON). [default: built-in]"),
+        click.option("--poll-interval", help="Time between polls, e.g. 5s. [default: 5s]"),
+        click.option("--poll-concurrency", type=int, help="Device requests in flight. [default: 32]"),
+        click.option("--upstream-timeout", help="Timeout of one device request. [default: 3s]"),
+        click.option("--retention", help="How long readings are kept, e.g. 7d. [default: 7d]"),
+        click.option("--stale-after", help="Age after which data is flagged stale. [default: 30s]"),
+        click.option("--edge-id", help="This edge's name in metrics and responses. [default: host name]"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@main.command(epilog=_EDGE_HELP_ENV)
+@_edge_options
+@_fail_on_config_error
+def edge(**options: Any) -> None:
+    """Run the edge server: poll the device API, store, detect anomalies, serve the API."""
+    from iotedge.config import load_edge_settings
+    from iotedge.edge.app import create_app
+
+    settings = load_edge_settings(**options)
+    app = create_app(settings)
+    _log.info("edge API on http://%s:%d (docs at /docs)", settings.host, settings.port)
+    asyncio.run(uvicorn_server(app, settings.host, settings.port).serve())
+
+
+@main.command()
+@click.option("--sim-port", type=int, default=8000, show_default=True, help="Simulator port.")
+@click.option("--port", type=int, default=5000, show_default=True, help="Edge API port.")
+@click.option("--metrics-port", type=int, default=8001, show_default=True, help="Edge metrics port.")
+@click.option(
+    "--data-dir", type=click.Path(), default="data", show_default=True, help="Edge store directory."
+)
+@click.option("--poll-interval", default="5s", show_default=True, help="Time between polls.")
+@_fail_on_config_error
+def run(sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
+    """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
+    from iotedge.demo import run_demo
+
+    asyncio.run(
+        run_demo(
+            sim_port=sim_port,
+            port=port,
+            metrics_port=metrics_port,
+            data_dir=data_dir,
+            poll_interval=poll_interval,
+        )
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Manage the edge's API keys (only hashes are stored)."""
+
+
+@keys.command("create")
+@click.option("--client", required=True, help="The client the key reads; '*' = every client, read-only.")
+@click.option(
+    "--keys-file",
+    type=click.Path(),
+    envvar="IOTEDGE_KEYS_FILE",
+    default="data/keys.json",
+    show_default=True,
+    help="Keys file (env IOTEDGE_KEYS_FILE).",
+)
+@_fail_on_config_error
+def keys_create(client: str, keys_file: str) -> None:
+    """Create a key for CLIENT; the key is printed once and never stored."""
+    from pathlib import Path
+
+    from iotedge.edge.auth import create_key
+
+    record, key = create_key(Path(keys_file), client)
+    click.echo(f"key id:  {record.id}\nclient:  {record.client}\nkey:     {key}")
+    click.echo("Store the key now: only its hash was written to " + keys_file, err=True)

@@ -48,9 +48,7 @@ def parse_duration(value: str | float | int) -> float:
         try:
             seconds = float(number) * factor
         except ValueError:
-            raise ValueError(
-                f"not a duration: {value!r} (use e.g. 500ms, 5s, 15m, 2h, 7d)"
-            ) from None
+            raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 5s, 15m, 2h, 7d)") from None
     if not seconds >= 0 or seconds == float("inf"):
         raise ValueError(f"duration must be a finite number >= 0, got {value!r}")
     return seconds
@@ -79,9 +77,7 @@ class SimSettings(_Settings):
     latency_ms: float = Field(0.0, ge=0, description="Added latency per device request (ms).")
     jitter_ms: float = Field(0.0, ge=0, description="Random extra latency, 0..N ms.")
     error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered 500/503.")
-    garbage_rate: float = Field(
-        0.0, ge=0, le=1, description="Share of requests answered with garbage."
-    )
+    garbage_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered with garbage.")
     garbage_kinds: tuple[GarbageKind, ...] = Field(
         ("truncated", "malformed", "html", "wrong_types", "partial"),
         description="Which kinds of garbage to send (comma-separated).",
@@ -123,19 +119,13 @@ class EdgeSettings(_Settings):
         None, description="Anomaly rules file (JSON); built-in defaults otherwise."
     )
     poll_interval: float = Field(5.0, gt=0, description="Seconds between polls of every object.")
-    poll_concurrency: int = Field(
-        32, ge=1, le=1000, description="Device requests in flight at once."
-    )
-    upstream_timeout: float = Field(
-        3.0, gt=0, description="Timeout of one device request (seconds)."
-    )
+    poll_concurrency: int = Field(32, ge=1, le=1000, description="Device requests in flight at once.")
+    upstream_timeout: float = Field(3.0, gt=0, description="Timeout of one device request (seconds).")
     retention: float = Field(7 * 86400.0, gt=0, description="How long readings are kept (seconds).")
     stale_after: float = Field(
         30.0, gt=0, description="Data older than this many seconds is reported as stale."
     )
-    edge_id: str = Field(
-        "", description="Name of this edge in metrics and responses (default: host name)."
-    )
+    edge_id: str = Field("", description="Name of this edge in metrics and responses (default: host name).")
     env: Literal["dev", "prod"] = Field("prod", description="'dev' relaxes secret checks.")
 
     @field_validator("poll_interval", "upstream_timeout", "retention", "stale_after", mode="before")

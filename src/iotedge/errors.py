@@ -44,17 +44,13 @@ class UpstreamError(IotedgeError):
         status_code: the HTTP status when ``reason`` is ``status``.
     """
 
-    def __init__(
-        self, reason: str, url: str, *, status_code: int | None = None, detail: str = ""
-    ) -> None:
+    def __init__(self, reason: str, url: str, *, status_code: int | None = None, detail: str = "") -> None:
         self.reason = reason
         self.url = url
         self.status_code = status_code
         self.detail = detail
         status = f" {status_code}" if status_code is not None else ""
-        super().__init__(
-            f"device API {reason}{status} for {url}" + (f": {detail}" if detail else "")
-        )
+        super().__init__(f"device API {reason}{status} for {url}" + (f": {detail}" if detail else ""))
 
 
 class StoreError(IotedgeError):

@@ -72,12 +72,8 @@ def test_history_is_consistent_with_data(sim: Proc) -> None:
     assert all(a - b == 60 for a, b in itertools.pairwise(times))
     fleet = Fleet(seed=42)
     obj = fleet.by_id["device_2"]
-    assert [p["value"] for p in points] == [
-        fleet.reading(obj, t).metrics["humidity"] for t in times
-    ]
-    assert (
-        len(httpx.get(sim.url + "/iot_objects/device_2/history?limit=120").json()["history"]) == 120
-    )
+    assert [p["value"] for p in points] == [fleet.reading(obj, t).metrics["humidity"] for t in times]
+    assert len(httpx.get(sim.url + "/iot_objects/device_2/history?limit=120").json()["history"]) == 120
 
 
 @pytest.mark.parametrize(
@@ -94,9 +90,7 @@ def test_history_is_consistent_with_data(sim: Proc) -> None:
         ("/no/such/path", None),
     ],
 )
-def test_unknown_and_odd_ids_get_json_404(
-    sim: Proc, path: str, body: dict[str, str] | None
-) -> None:
+def test_unknown_and_odd_ids_get_json_404(sim: Proc, path: str, body: dict[str, str] | None) -> None:
     """Unknown or hostile ids get 404 with a JSON error body, never 500."""
     response = httpx.get(sim.url + path)
     assert response.status_code == 404
@@ -128,9 +122,7 @@ def test_openapi_docs_are_served(sim: Proc) -> None:
     """/docs and /openapi.json describe the course endpoints."""
     assert httpx.get(sim.url + "/docs").status_code == 200
     paths = httpx.get(sim.url + "/openapi.json").json()["paths"]
-    assert {"/iot_objects", "/iot_data/{object_id}", "/iot_objects/{object_id}/history"} <= set(
-        paths
-    )
+    assert {"/iot_objects", "/iot_data/{object_id}", "/iot_objects/{object_id}/history"} <= set(paths)
 
 
 @pytest.fixture
@@ -138,9 +130,7 @@ def faulty_sim(logs_dir: Path) -> Iterator[Proc]:
     """A private simulator whose faults a test may change."""
     with start_iotedge(["sim"], log_dir=logs_dir) as proc:
         yield proc
-        httpx.put(
-            proc.url + "/_sim/faults", json={"error_rate": 0, "garbage_rate": 0, "hang_rate": 0}
-        )
+        httpx.put(proc.url + "/_sim/faults", json={"error_rate": 0, "garbage_rate": 0, "hang_rate": 0})
 
 
 def test_error_rate_fault(faulty_sim: Proc) -> None:
@@ -173,9 +163,7 @@ def test_latency_and_hang_faults(faulty_sim: Proc) -> None:
     start = time.monotonic()
     assert httpx.get(faulty_sim.url + "/iot_data/device_1").status_code == 200
     assert time.monotonic() - start >= 0.2
-    httpx.put(
-        faulty_sim.url + "/_sim/faults", json={"latency_ms": 0, "hang_rate": 1.0, "hang_seconds": 5}
-    )
+    httpx.put(faulty_sim.url + "/_sim/faults", json={"latency_ms": 0, "hang_rate": 1.0, "hang_seconds": 5})
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(faulty_sim.url + "/iot_data/device_1", timeout=0.5)
 

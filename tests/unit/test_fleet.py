@@ -66,10 +66,7 @@ def test_temperature_has_a_daily_cycle() -> None:
     fleet = Fleet(anomaly_rate=0)
     obj = fleet.objects[0]
     hourly = [
-        sum(
-            float(fleet.normal_value(obj, "temperature", T0 + h * 3600 + m * 60) or 0)
-            for m in range(60)
-        )
+        sum(float(fleet.normal_value(obj, "temperature", T0 + h * 3600 + m * 60) or 0) for m in range(60))
         / 60
         for h in range(24)
     ]
@@ -110,10 +107,7 @@ def test_anomalies_appear_at_their_scheduled_times() -> None:
         if event.kind == "missing":
             assert inside is None
         elif event.kind == "stuck":
-            values = {
-                fleet.value(obj, event.metric, t)
-                for t in range(int(event.start), int(event.end), 5)
-            }
+            values = {fleet.value(obj, event.metric, t) for t in range(int(event.start), int(event.end), 5)}
             assert len(values) == 1
         elif event.kind == "battery_low":
             assert inside is not None and inside < 15
@@ -121,9 +115,7 @@ def test_anomalies_appear_at_their_scheduled_times() -> None:
             assert (inside is not None and not spec.normal_low <= inside <= spec.normal_high) or (
                 event.metric == "activity_level" and inside is not None and inside >= 97
             )
-        assert fleet.value(obj, event.metric, event.end) == fleet.normal_value(
-            obj, event.metric, event.end
-        )
+        assert fleet.value(obj, event.metric, event.end) == fleet.normal_value(obj, event.metric, event.end)
         assert fleet.anomaly_at(obj, event.start - fleet.interval_s) is None
 
 

@@ -236,12 +236,8 @@ def create_app(
     @app.get("/_sim/anomalies", tags=["simulator"])
     async def anomalies(
         request: Request,
-        since: Annotated[
-            str | None, Query(description="Epoch seconds or ISO 8601; default 1 h ago.")
-        ] = None,
-        until: Annotated[
-            str | None, Query(description="Epoch seconds or ISO 8601; default now.")
-        ] = None,
+        since: Annotated[str | None, Query(description="Epoch seconds or ISO 8601; default 1 h ago.")] = None,
+        until: Annotated[str | None, Query(description="Epoch seconds or ISO 8601; default now.")] = None,
         object_id: str | None = None,
         client: str | None = None,
     ) -> JSONBytes:

@@ -25,8 +25,7 @@ _GARBAGE: dict[str, tuple[int, str, bytes]] = {
     "html": (
         502,
         "text/html; charset=utf-8",
-        b"<html><head><title>502 Bad Gateway</title></head>"
-        b"<body><h1>Bad Gateway</h1></body></html>",
+        b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>",
     ),
     "wrong_types": (
         200,
@@ -60,9 +59,7 @@ class Faults:
     @property
     def active(self) -> bool:
         """Whether any fault is configured."""
-        return any(
-            (self.latency_ms, self.jitter_ms, self.error_rate, self.garbage_rate, self.hang_rate)
-        )
+        return any((self.latency_ms, self.jitter_ms, self.error_rate, self.garbage_rate, self.hang_rate))
 
     def as_json(self) -> dict[str, object]:
         """The current faults as a JSON-ready dict."""
@@ -104,9 +101,7 @@ class FaultMiddleware:
             await asyncio.sleep(faults.hang_seconds)
         if faults.error_rate and rng.random() < faults.error_rate:
             status = rng.choice((500, 503))
-            body = json.dumps(
-                {"error": "Internal Server Error" if status == 500 else "Service Unavailable"}
-            )
+            body = json.dumps({"error": "Internal Server Error" if status == 500 else "Service Unavailable"})
             await _send_body(send, status, "application/json", body.encode())
             return
         if faults.garbage_rate and faults.garbage_kinds and rng.random() < faults.garbage_rate:

@@ -142,14 +142,10 @@ class Fleet:
         }
         return Reading(obj=obj, timestamp=ts, metrics=metrics)
 
-    def history(
-        self, obj: DeviceObject, t: float, limit: int = 10
-    ) -> list[tuple[int, float | int | None]]:
+    def history(self, obj: DeviceObject, t: float, limit: int = 10) -> list[tuple[int, float | int | None]]:
         """The primary metric at one-minute steps, newest first, as the course serves it."""
         newest = int(t // 60) * 60
-        return [
-            (ts, self.value(obj, obj.primary, ts)) for ts in range(newest, newest - 60 * limit, -60)
-        ]
+        return [(ts, self.value(obj, obj.primary, ts)) for ts in range(newest, newest - 60 * limit, -60)]
 
     def value(self, obj: DeviceObject, metric: str, ts: float) -> float | int | None:
         """The value of ``metric`` for ``obj`` at bucket start ``ts``, anomalies included."""
@@ -222,9 +218,7 @@ class Fleet:
         shape = _unit(self.seed, obj.index, slot, _TAG_SHAPE)
         slot_start = slot * self.anomaly_slot_s
         start = self.bucket_start(slot_start + self.anomaly_slot_s * 0.4 * shape)
-        duration = self.anomaly_slot_s * (
-            0.2 + 0.3 * _unit(self.seed, obj.index, slot, _TAG_SHAPE, 1)
-        )
+        duration = self.anomaly_slot_s * (0.2 + 0.3 * _unit(self.seed, obj.index, slot, _TAG_SHAPE, 1))
         end = max(start + self.interval_s, self.bucket_start(start + duration))
         metric = "battery_level" if kind == "battery_low" else obj.primary
         return AnomalyEvent(

@@ -1,0 +1,101 @@
+"""``iotedge run``: the simulator and the edge in one process, with demo keys printed."""
+
+import asyncio
+import logging
+import secrets
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from iotedge.config import load_edge_settings, load_sim_settings
+
+__all__ = ["run_demo"]
+
+_log = logging.getLogger(__name__)
+
+
+def _ensure_free(host: str, port: int, flag: str) -> None:
+    """Fail early, with the flag to change, when a port is taken."""
+    if port == 0:
+        return
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"port {port} on {host} is not free ({exc.strerror}); is another iotedge running? "
+                f"Stop it or pick another port with {flag}."
+            ) from None
+
+
+def _demo_keys(clients: list[str]) -> dict[str, str]:
+    """A fresh random key per client, plus one cross-client read-only key ('*')."""
+    return {client: "demo_" + secrets.token_urlsafe(24) for client in [*clients, "*"]}
+
+
+def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str | None) -> str:
+    first = next(iter(keys))
+    lines = [
+        "",
+        "iotedge is running (Ctrl-C stops it)",
+        f"  device API simulator  {sim_url}      docs: {sim_url}/docs",
+        f"  edge API              {edge_url}      docs: {edge_url}/docs",
+    ]
+    if metrics_url:
+        lines.append(f"  edge metrics          {metrics_url}")
+    lines += ["", "Demo API keys (new at every start, kept in memory only):"]
+    lines += [f"  {client:<10} {key}" for client, key in keys.items() if client != "*"]
+    lines += [f"  {'cloud (*)':<10} {keys['*']}   (read-only, every client: for Grafana)", ""]
+    lines += [
+        "Try:",
+        f"  curl {sim_url}/iot_objects",
+        f"  curl -H 'x-api-key: {keys[first]}' '{edge_url}/processed_data?object_id=device_1'",
+        f"  curl -H 'x-api-key: {keys[first]}' '{edge_url}/client_statistics?client_id={first}'",
+        f"  curl -H 'x-api-key: {keys[first]}' '{edge_url}/anomalies'",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
+    """Serve the simulator and the edge until interrupted."""
+    from iotedge.cli import uvicorn_server
+    from iotedge.edge.app import create_app as create_edge
+    from iotedge.sim.app import create_app as create_sim
+
+    for bound, flag in ((sim_port, "--sim-port"), (port, "--port"), (metrics_port, "--metrics-port")):
+        _ensure_free("127.0.0.1", bound, flag)
+    sim_settings = load_sim_settings(port=sim_port)
+    sim_app = create_sim(sim_settings)
+    clients = sorted(sim_app.state.fleet.by_client, key=lambda c: int(c.rsplit("_", 1)[-1]))
+    keys = _demo_keys(clients)
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    edge_settings = load_edge_settings(
+        port=port,
+        metrics_port=metrics_port,
+        upstream=sim_url,
+        data_dir=Path(data_dir),
+        poll_interval=poll_interval,
+        api_keys=",".join(f"{client}={key}" for client, key in keys.items()),
+        env="dev",
+    )
+    edge_app = create_edge(edge_settings)
+    servers: list[Any] = [
+        uvicorn_server(sim_app, sim_settings.host, sim_port),
+        uvicorn_server(edge_app, edge_settings.host, port),
+    ]
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
+        click.echo(_banner(keys, sim_url, f"http://127.0.0.1:{port}", metrics_url))
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for server in servers:
+            server.should_exit = True

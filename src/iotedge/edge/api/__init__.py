@@ -1,0 +1,1 @@
+"""The edge's HTTP routers, one module per resource."""

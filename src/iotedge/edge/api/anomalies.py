@@ -1,0 +1,44 @@
+"""Anomaly events the rules recorded."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from iotedge.edge.api.models import AnomaliesOut
+from iotedge.edge.deps import ContextDep, PrincipalDep
+from iotedge.edge.store import anomaly_json
+from iotedge.edge.timefmt import parse_instant
+from iotedge.errors import NotFound
+
+router = APIRouter(tags=["anomalies"])
+
+
+@router.get("/anomalies", response_model=AnomaliesOut)
+async def anomalies(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    client_id: Annotated[str | None, Query(max_length=200)] = None,
+    object_id: Annotated[str | None, Query(max_length=200)] = None,
+    metric: Annotated[str | None, Query(max_length=40)] = None,
+    rule: Annotated[str | None, Query(max_length=60)] = None,
+    state: Literal["open", "closed", "all"] = "all",
+    from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
+    to: Annotated[str | None, Query(max_length=40)] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> Any:
+    """Events visible to the key, newest first; filters combine."""
+    if client_id is not None and not principal.can_see(client_id):
+        raise NotFound("Client not found")
+    scope = principal.scope if client_id is None else frozenset({client_id})
+    records = ctx.store.anomalies(
+        scope,
+        object_id=object_id,
+        metric=metric,
+        rule=rule,
+        state=state,
+        since=parse_instant("from", from_) if from_ else None,
+        until=parse_instant("to", to) if to else None,
+        limit=limit,
+    )
+    events = [anomaly_json(record) for record in records]
+    return {"anomalies": events, "count": len(events), "edge_id": ctx.edge_id}

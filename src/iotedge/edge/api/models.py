@@ -1,0 +1,166 @@
+"""Response models of the edge API (they document /docs and validate what we send)."""
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "AnomaliesOut",
+    "AnomalyOut",
+    "ClientStatisticsOut",
+    "ClientsStatisticsOut",
+    "ObjectOut",
+    "ObjectsOut",
+    "PointOut",
+    "ProcessedDataOut",
+    "ReadingsOut",
+    "StatisticsOut",
+    "WindowOut",
+]
+
+
+class StatisticsOut(BaseModel):
+    """Statistics of one metric over the window (population standard deviation)."""
+
+    count: int
+    average: float | None
+    min: float | None
+    max: float | None
+    stddev: float | None
+    last: float | None
+
+
+class ClientMetricOut(StatisticsOut):
+    """Statistics of one metric across a client's objects."""
+
+    objects: int = Field(description="How many of the client's objects report this metric.")
+
+
+class WindowOut(BaseModel):
+    """The time window statistics cover."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: str = Field(alias="from")
+    to: str
+    seconds: float
+
+
+class AnomalyCountsOut(BaseModel):
+    """Anomaly events of an object."""
+
+    open: int
+    total: int
+
+
+class ProcessedDataOut(BaseModel):
+    """Statistics of one object: its primary metric in ``statistics``, every metric in ``metrics``."""
+
+    object_id: str
+    client: str
+    type: str
+    metric: str
+    window: WindowOut
+    statistics: StatisticsOut
+    metrics: dict[str, StatisticsOut]
+    anomalies: AnomalyCountsOut
+    last_reading_at: str | None
+    age_seconds: float | None
+    stale: bool
+    edge_id: str
+
+
+class ObjectBreakdownOut(BaseModel):
+    """One object's statistics inside a client's."""
+
+    object_id: str
+    type: str
+    metrics: dict[str, StatisticsOut]
+
+
+class ClientStatisticsOut(BaseModel):
+    """A client's statistics per metric (never mixing metrics), and per object."""
+
+    client_id: str
+    window: WindowOut
+    metrics: dict[str, ClientMetricOut]
+    objects: list[ObjectBreakdownOut]
+    last_reading_at: str | None
+    stale: bool
+    edge_id: str
+
+
+class ClientsStatisticsOut(BaseModel):
+    """Statistics of every client the key may see."""
+
+    clients: list[ClientStatisticsOut]
+    edge_id: str
+
+
+class ObjectOut(BaseModel):
+    """An object the edge polls."""
+
+    id: str
+    client: str
+    type: str
+    primary_metric: str
+    metrics: list[str]
+    latest: dict[str, float]
+    last_reading_at: str | None
+    stale: bool
+
+
+class ObjectsOut(BaseModel):
+    """The objects visible to the key."""
+
+    objects: list[ObjectOut]
+    count: int
+    edge_id: str
+
+
+class PointOut(BaseModel):
+    """One point of a series; ``timestamp`` in epoch milliseconds (Grafana's unit)."""
+
+    timestamp: int
+    value: float | None
+    min: float | None = None
+    max: float | None = None
+    count: int = 1
+
+
+class ReadingsOut(BaseModel):
+    """A series of one metric of one object, ascending in time."""
+
+    object_id: str
+    client: str
+    metric: str
+    window: WindowOut
+    step_seconds: float | None
+    points: list[PointOut]
+
+
+class AnomalyOut(BaseModel):
+    """An anomaly event: open while ``ended_at`` is null."""
+
+    event_id: int
+    object_id: str
+    client: str
+    type: str
+    metric: str
+    rule: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    last_value: float | None
+    message: str
+    started_at: str
+    ended_at: str | None
+    started_at_ms: int
+    ended_at_ms: int | None
+    state: str
+
+
+class AnomaliesOut(BaseModel):
+    """Anomaly events visible to the key, newest first."""
+
+    anomalies: list[AnomalyOut]
+    count: int
+    edge_id: str

@@ -1,0 +1,121 @@
+"""The course's statistics endpoints: ``/processed_data`` and ``/client_statistics``."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, ProcessedDataOut
+from iotedge.edge.context import EdgeContext
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep
+from iotedge.edge.timefmt import iso_utc
+from iotedge.errors import BadRequest, NotFound
+from iotedge.specs import DEVICE_TYPES
+from iotedge.web import error_response
+
+router = APIRouter(tags=["statistics"])
+
+_ID = Query(min_length=1, max_length=200)
+
+
+@router.get(
+    "/processed_data",
+    response_model=ProcessedDataOut,
+    responses={
+        404: {"description": "No such object for this key."},
+        503: {"description": "No data yet."},
+    },
+)
+async def processed_data(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    window: TimeRangeDep,
+    object_id: Annotated[str, _ID],
+    metric: Annotated[str | None, Query(max_length=40, description="Default: the primary metric.")] = None,
+) -> Any:
+    """Statistics of one object over the window, computed from the edge's store."""
+    obj = ctx.store.object(object_id, principal.scope)
+    if obj is None:
+        raise NotFound("Object not found")
+    kinds = DEVICE_TYPES[obj.type].metrics
+    chosen = metric or kinds[0]
+    if chosen not in kinds:
+        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    summaries = {m: ctx.store.summary(obj.id, m, window.since, window.until) for m in kinds}
+    latest = ctx.store.latest_of(obj.id)
+    last_at = max((ts for ts, _ in latest.values()), default=None)
+    if last_at is None:
+        return error_response(
+            503,
+            "No data yet",
+            {"object_id": obj.id, "stale": True, "upstream_error": ctx.collector.health.last_error},
+            headers={"Retry-After": str(max(1, round(ctx.settings.poll_interval)))},
+        )
+    open_count, total = ctx.store.anomaly_counts(obj.id)
+    return {
+        "object_id": obj.id,
+        "client": obj.client,
+        "type": obj.type,
+        "metric": chosen,
+        "window": window.as_json(),
+        "statistics": summaries[chosen].as_json(),
+        "metrics": {m: s.as_json() for m, s in summaries.items()},
+        "anomalies": {"open": open_count, "total": total},
+        "last_reading_at": iso_utc(last_at),
+        "age_seconds": round(ctx.clock() - last_at, 3),
+        "stale": ctx.is_stale(last_at),
+        "edge_id": ctx.edge_id,
+    }
+
+
+def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
+    """One client's per-metric and per-object statistics."""
+    per_metric, per_object = ctx.store.client_summaries(client, window.since, window.until)
+    objects = ctx.store.objects(frozenset({client}))
+    last_at = max((s.last_at for s in per_metric.values() if s.last_at is not None), default=None)
+    return {
+        "client_id": client,
+        "window": window.as_json(),
+        "metrics": {
+            metric: {
+                **summary.as_json(),
+                "objects": sum(1 for o in per_object.values() if metric in o),
+            }
+            for metric, summary in sorted(per_metric.items())
+        },
+        "objects": [
+            {
+                "object_id": obj.id,
+                "type": obj.type,
+                "metrics": {m: s.as_json() for m, s in sorted(per_object.get(obj.id, {}).items())},
+            }
+            for obj in objects
+        ],
+        "last_reading_at": iso_utc(last_at) if last_at is not None else None,
+        "stale": ctx.is_stale(last_at),
+        "edge_id": ctx.edge_id,
+    }
+
+
+@router.get(
+    "/client_statistics",
+    response_model=ClientStatisticsOut | ClientsStatisticsOut,
+    responses={404: {"description": "No such client for this key."}},
+)
+async def client_statistics(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    window: TimeRangeDep,
+    client_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=200, description="Default: every client you may see."),
+    ] = None,
+) -> Any:
+    """Per-client statistics per metric (temperatures are never averaged with humidities)."""
+    if client_id is not None:
+        if not principal.can_see(client_id) or client_id not in ctx.store.clients(principal.scope):
+            raise NotFound("Client not found")
+        return client_statistics_body(ctx, client_id, window)
+    return {
+        "clients": [client_statistics_body(ctx, c, window) for c in ctx.store.clients(principal.scope)],
+        "edge_id": ctx.edge_id,
+    }

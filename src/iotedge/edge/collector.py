@@ -1,0 +1,227 @@
+"""The collector: polls the device API, stores readings, runs the rules.
+
+``refresh()`` runs exactly one cycle and never raises; ``run()`` only loops around it,
+booking the next cycle after the current one ends (cycles never overlap) with a little
+jitter. Tests call ``refresh()`` directly.
+"""
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from iotedge.edge.normalise import (
+    CatalogueEntry,
+    Normalised,
+    normalise_catalogue,
+    normalise_data,
+    normalise_history,
+)
+from iotedge.edge.rules import RuleEngine
+from iotedge.edge.store import Store
+from iotedge.edge.upstream import DeviceApiClient
+from iotedge.errors import IotedgeError, UpstreamError
+
+__all__ = ["Collector", "CollectorHealth", "CycleReport"]
+
+_log = logging.getLogger(__name__)
+
+_CATALOGUE_EVERY = 12  # cycles between catalogue refreshes (1 min at the default 5 s)
+_PRUNE_EVERY = 720  # cycles between retention passes (1 h at the default 5 s)
+
+
+@dataclass
+class CollectorHealth:
+    """What the collector knows about its own state, for /readyz and metrics."""
+
+    ok: bool = False
+    cycles: int = 0
+    consecutive_failures: int = 0
+    last_success_at: float | None = None
+    last_attempt_at: float | None = None
+    last_error: str | None = None
+    last_cycle_seconds: float = 0.0
+    readings_ingested: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    anomalies_opened: int = 0
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """The outcome of one cycle."""
+
+    ok: bool
+    polled: int
+    failed: int
+    stored: int
+    rejected: int
+    opened: int
+    closed: int
+    error: str | None = None
+
+
+class Collector:
+    """Polls every object of the device API once per interval.
+
+    Args:
+        upstream: the device API client.
+        store: where readings go.
+        engine: the anomaly rules.
+        interval: seconds between cycle starts.
+        concurrency: device requests in flight at once.
+        retention: seconds of readings to keep.
+        backfill: history points fetched for an object seen for the first time.
+        clock: wall clock (reading times are wall-clock epochs).
+    """
+
+    def __init__(
+        self,
+        *,
+        upstream: DeviceApiClient,
+        store: Store,
+        engine: RuleEngine,
+        interval: float,
+        concurrency: int = 32,
+        retention: float = 7 * 86400.0,
+        backfill: int = 60,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.upstream = upstream
+        self.store = store
+        self.engine = engine
+        self.interval = interval
+        self.retention = retention
+        self.backfill = backfill
+        self.health = CollectorHealth()
+        self._clock = clock
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._catalogue: dict[str, CatalogueEntry] = {
+            row.id: CatalogueEntry(row.id, row.client, row.type) for row in store.objects(None)
+        }
+        self._backfilled: set[str] = set(self._catalogue)
+
+    @property
+    def catalogue(self) -> dict[str, CatalogueEntry]:
+        """The objects being polled."""
+        return self._catalogue
+
+    async def refresh(self) -> CycleReport:
+        """Run one cycle: catalogue (now and then), backfill, poll, store, rules. Never raises."""
+        started = time.monotonic()
+        now = self._clock()
+        self.health.last_attempt_at = now
+        try:
+            report = await self._cycle(now)
+        except (IotedgeError, OSError) as exc:
+            report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in one cycle
+            _log.exception("collector cycle failed unexpectedly")
+            report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=f"internal error: {exc!r}")
+        self.health.last_cycle_seconds = time.monotonic() - started
+        self._record(report, now)
+        return report
+
+    async def _cycle(self, now: float) -> CycleReport:
+        result = Normalised()
+        catalogue_ok = True
+        if self.health.cycles % _CATALOGUE_EVERY == 0 or not self._catalogue:
+            catalogue_ok = await self._refresh_catalogue(now, result)
+        new = [object_id for object_id in self._catalogue if object_id not in self._backfilled]
+        if new:
+            await asyncio.gather(*(self._backfill(self._catalogue[i], result) for i in new))
+        outcomes = await asyncio.gather(*(self._poll(entry, result) for entry in self._catalogue.values()))
+        failed = outcomes.count(False)
+        stored = self.store.insert_readings(result.readings)
+        polled_ok = bool(outcomes) and failed < len(outcomes)
+        transitions = self.engine.evaluate(
+            result.readings, self._catalogue, now=now, check_offline=polled_ok and catalogue_ok
+        )
+        if self.health.cycles % _PRUNE_EVERY == 0:
+            pruned = self.store.prune(now - self.retention)
+            if pruned:
+                _log.info("retention: removed %d readings older than %.0f s", pruned, self.retention)
+        for reason, count in result.rejected.items():
+            self.health.rejected[reason] = self.health.rejected.get(reason, 0) + count
+        return CycleReport(
+            ok=polled_ok and catalogue_ok,
+            polled=len(outcomes),
+            failed=failed,
+            stored=stored,
+            rejected=sum(result.rejected.values()),
+            opened=len(transitions.opened),
+            closed=len(transitions.closed),
+            error=None if polled_ok and catalogue_ok else f"{failed}/{len(outcomes)} device calls failed",
+        )
+
+    async def _refresh_catalogue(self, now: float, result: Normalised) -> bool:
+        try:
+            payload = await self.upstream.objects()
+        except UpstreamError as exc:
+            if not self._catalogue:
+                raise
+            _log.debug("catalogue refresh failed, keeping %d known objects: %s", len(self._catalogue), exc)
+            return False
+        entries, rejected = normalise_catalogue(payload)
+        for reason, count in rejected.items():
+            result.reject(reason, count)
+        if not entries:
+            if not self._catalogue:
+                raise UpstreamError(
+                    "payload", self.upstream.base_url + "/iot_objects", detail="no valid objects"
+                )
+            return False
+        self.store.upsert_objects(entries, now)
+        self._catalogue = {entry.id: entry for entry in entries}
+        return True
+
+    async def _backfill(self, entry: CatalogueEntry, result: Normalised) -> None:
+        async with self._semaphore:
+            try:
+                payload = await self.upstream.history(entry.id, self.backfill)
+            except UpstreamError as exc:
+                _log.debug("history of %s unavailable: %s", entry.id, exc)
+                return
+        result.extend(normalise_history(payload, entry))
+        self._backfilled.add(entry.id)
+
+    async def _poll(self, entry: CatalogueEntry, result: Normalised) -> bool:
+        async with self._semaphore:
+            try:
+                payload = await self.upstream.data(entry.id)
+            except UpstreamError as exc:
+                if exc.reason == "payload":
+                    result.reject("not_json")
+                return False
+        normalised = normalise_data(payload, entry)
+        result.extend(normalised)
+        return bool(normalised.readings) or not normalised.rejected
+
+    def _record(self, report: CycleReport, now: float) -> None:
+        health = self.health
+        health.cycles += 1
+        health.readings_ingested += report.stored
+        health.anomalies_opened += report.opened
+        if report.ok:
+            if not health.ok and health.cycles > 1:
+                _log.info("device API recovered after %d failed cycles", health.consecutive_failures)
+            health.ok = True
+            health.consecutive_failures = 0
+            health.last_success_at = now
+            health.last_error = None
+            return
+        if health.ok or health.cycles == 1:
+            _log.warning("device API trouble: %s", report.error)
+        health.ok = False
+        health.consecutive_failures += 1
+        health.last_error = report.error
+
+    async def run(self) -> None:
+        """Poll forever, one cycle per interval, until cancelled."""
+        while True:
+            started = time.monotonic()
+            await self.refresh()
+            elapsed = time.monotonic() - started
+            # A little jitter keeps many edges from polling one device API in lockstep.
+            await asyncio.sleep(max(0.0, self.interval - elapsed) + random.uniform(0, self.interval * 0.05))

@@ -1,0 +1,77 @@
+"""Request dependencies: the edge context, the caller's principal, time windows."""
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.security import APIKeyHeader
+
+from iotedge.edge.auth import Principal
+from iotedge.edge.context import EdgeContext
+from iotedge.edge.timefmt import iso_utc, parse_instant, parse_window
+from iotedge.errors import BadRequest
+
+__all__ = ["ContextDep", "PrincipalDep", "TimeRange", "TimeRangeDep"]
+
+MAX_SPAN_S = 31 * 86400.0
+DEFAULT_WINDOW_S = 3600.0
+
+_api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your client's API key.")
+
+
+def get_context(request: Request) -> EdgeContext:
+    """The running edge's context."""
+    context: EdgeContext = request.state.ctx
+    return context
+
+
+ContextDep = Annotated[EdgeContext, Depends(get_context)]
+
+
+def authenticate(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Principal:
+    """The caller's principal; raises AuthError (401) for a missing or invalid key."""
+    return ctx.keys.authenticate(key)
+
+
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+class TimeRange:
+    """A [since, until) window in epoch seconds, from ``window`` or ``from``/``to``."""
+
+    def __init__(self, since: float, until: float) -> None:
+        self.since = since
+        self.until = until
+
+    def as_json(self) -> dict[str, float | str]:
+        """The ``window`` object of responses."""
+        return {
+            "from": iso_utc(self.since),
+            "to": iso_utc(self.until),
+            "seconds": round(self.until - self.since, 3),
+        }
+
+
+def time_range(
+    ctx: ContextDep,
+    window: Annotated[str | None, Query(max_length=20, description="e.g. 15m, 1h, 7d (default 1h).")] = None,
+    from_: Annotated[
+        str | None, Query(alias="from", max_length=40, description="Epoch s or ms, or ISO 8601.")
+    ] = None,
+    to: Annotated[str | None, Query(max_length=40, description="Epoch s or ms, or ISO 8601.")] = None,
+) -> TimeRange:
+    """Resolve the request's time window (``from``/``to`` win over ``window``)."""
+    now = ctx.clock()
+    until = parse_instant("to", to) if to else now
+    if from_:
+        since = parse_instant("from", from_)
+    else:
+        since = until - (parse_window("window", window, maximum=MAX_SPAN_S) if window else DEFAULT_WINDOW_S)
+    if since >= until:
+        raise BadRequest("from", "must be before 'to'")
+    if until - since > MAX_SPAN_S:
+        raise BadRequest("from", f"the window may span at most {MAX_SPAN_S / 86400:g} days")
+    # The upper bound is inclusive of "now": readings stamped this very second count.
+    return TimeRange(since, until + 1e-6)
+
+
+TimeRangeDep = Annotated[TimeRange, Depends(time_range)]

@@ -1,0 +1,331 @@
+"""Anomaly rules as data, and the engine that turns readings into anomaly events.
+
+Rules: thresholds per metric, a z-score against the object's recent window, a stuck-value
+rule and an offline rule (no reading of the primary metric for N poll intervals). With
+hysteresis, one excursion is one event with a start and an end, however many readings
+it spans. Events and their outbox rows are written by the store in one transaction.
+"""
+
+import json
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.stats import zscore
+from iotedge.edge.store import NewAnomaly, Store
+from iotedge.errors import ConfigError
+from iotedge.specs import DEVICE_TYPES, METRICS
+
+__all__ = ["DEFAULT_RULES", "RuleEngine", "RuleSet", "ThresholdRule", "Transitions", "load_rules"]
+
+_log = logging.getLogger(__name__)
+
+Severity = Literal["info", "warning", "critical"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThresholdRule(_Model):
+    """Fires while ``metric`` is above ``above`` or below ``below``."""
+
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    severity: Severity = "warning"
+
+    @property
+    def name(self) -> str:
+        """A stable rule name, e.g. ``temperature_high``."""
+        return f"{self.metric}_{'high' if self.above is not None else 'low'}"
+
+
+class ZScoreRule(_Model):
+    """Fires when a primary metric strays ``z`` standard deviations from its recent window."""
+
+    enabled: bool = True
+    window: int = Field(60, ge=5, le=10_000)
+    z: float = Field(4.0, gt=0)
+    clear_z: float = Field(2.0, gt=0)
+    min_count: int = Field(20, ge=3)
+    severity: Severity = "warning"
+
+
+class StuckRule(_Model):
+    """Fires when a primary metric repeats the same value ``readings`` times in a row."""
+
+    enabled: bool = True
+    readings: int = Field(20, ge=3, le=10_000)
+    severity: Severity = "warning"
+
+
+class OfflineRule(_Model):
+    """Fires when an object's primary metric has no reading for ``intervals`` poll intervals."""
+
+    enabled: bool = True
+    intervals: float = Field(3.0, gt=0)
+    severity: Severity = "warning"
+
+
+class RuleSet(_Model):
+    """Every rule the edge applies; the rules file has this shape (JSON)."""
+
+    thresholds: tuple[ThresholdRule, ...]
+    hysteresis: float = Field(
+        0.02,
+        ge=0,
+        le=0.5,
+        description="Share of the metric's normal range a value must recover by.",
+    )
+    zscore: ZScoreRule = ZScoreRule()
+    stuck: StuckRule = StuckRule()
+    offline: OfflineRule = OfflineRule()
+
+
+DEFAULT_RULES = RuleSet(
+    thresholds=(
+        ThresholdRule(metric="temperature", above=30.0),
+        ThresholdRule(metric="temperature", below=20.0),
+        ThresholdRule(metric="humidity", above=80),
+        ThresholdRule(metric="humidity", below=40),
+        ThresholdRule(metric="activity_level", above=95),
+        ThresholdRule(metric="battery_level", below=20, severity="critical"),
+    )
+)
+
+
+def load_rules(path: Path | None) -> RuleSet:
+    """The rules in ``path`` (JSON), or the defaults when None."""
+    if path is None:
+        return DEFAULT_RULES
+    try:
+        data = json.loads(path.read_text())
+        rules = RuleSet.model_validate(data)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise ConfigError(f"rules file {path}: {exc}") from exc
+    for rule in rules.thresholds:
+        if rule.metric not in METRICS or (rule.above is None) == (rule.below is None):
+            raise ConfigError(f"rules file {path}: {rule!r} needs a known metric and one of above/below")
+    return rules
+
+
+@dataclass
+class Transitions:
+    """What one evaluation changed."""
+
+    opened: list[NewAnomaly] = field(default_factory=list)
+    closed: list[tuple[int, float, float | None]] = field(default_factory=list)
+
+
+_Key = tuple[str, str, str]  # object_id, metric, rule name
+
+
+class RuleEngine:
+    """Applies a :class:`RuleSet` to new readings and keeps each event open until it clears.
+
+    Args:
+        rules: the rules.
+        store: where events (and their outbox rows) are recorded.
+        edge_id: written into notification idempotency keys.
+        poll_interval: the collector's interval, the unit of the offline rule.
+    """
+
+    def __init__(self, rules: RuleSet, *, store: Store, edge_id: str, poll_interval: float) -> None:
+        self.rules = rules
+        self._store = store
+        self._edge_id = edge_id
+        self._poll_interval = poll_interval
+        self._thresholds: dict[str, list[ThresholdRule]] = {}
+        for rule in rules.thresholds:
+            self._thresholds.setdefault(rule.metric, []).append(rule)
+        self._open: dict[_Key, int] = {}
+        self._last_ts: dict[tuple[str, str], float] = {}
+        self._windows: dict[tuple[str, str], deque[float]] = {}
+        self._repeats: dict[tuple[str, str], tuple[float, int]] = {}
+        for record in store.open_anomalies():
+            self._open[(record.object_id, record.metric, record.rule)] = record.id
+        for object_id, _, metric, ts, _ in store.latest():
+            self._last_ts[(object_id, metric)] = ts
+
+    @property
+    def open_count(self) -> int:
+        """How many events are open now."""
+        return len(self._open)
+
+    def evaluate(
+        self,
+        readings: list[Reading],
+        objects: Mapping[str, CatalogueEntry],
+        *,
+        now: float,
+        check_offline: bool,
+    ) -> Transitions:
+        """Apply every rule to the readings newer than what was seen; record the transitions."""
+        out = Transitions()
+        for reading in sorted(readings, key=lambda r: r.ts):
+            key = (reading.object_id, reading.metric)
+            if reading.ts <= self._last_ts.get(key, float("-inf")):
+                continue  # already evaluated (a repeated poll inside one device bucket)
+            self._last_ts[key] = reading.ts
+            entry = objects.get(reading.object_id)
+            if entry is None:
+                continue
+            self._apply(reading, entry, out)
+        if check_offline and self.rules.offline.enabled:
+            self._offline(objects, now, out)
+        if out.opened or out.closed:
+            ids = self._store.record_transitions(out.opened, out.closed, edge_id=self._edge_id, now=now)
+            for event, event_id in zip(out.opened, ids, strict=True):
+                self._open[(event.object_id, event.metric, event.rule)] = event_id
+        return out
+
+    def _set(
+        self,
+        out: Transitions,
+        entry: CatalogueEntry,
+        reading: Reading,
+        rule: str,
+        active: bool | None,
+        *,
+        severity: str,
+        threshold: float | None,
+        message: str,
+    ) -> None:
+        """Open or close the event of (object, metric, rule); None leaves it as it is."""
+        key = (entry.id, reading.metric, rule)
+        if active and key not in self._open and not self._pending(out, key):
+            out.opened.append(
+                NewAnomaly(
+                    object_id=entry.id,
+                    client=entry.client,
+                    type=entry.type,
+                    metric=reading.metric,
+                    rule=rule,
+                    severity=severity,
+                    value=reading.value,
+                    threshold=threshold,
+                    message=message,
+                    started_at=reading.ts,
+                )
+            )
+        elif active is False and key in self._open:
+            out.closed.append((self._open.pop(key), reading.ts, reading.value))
+
+    @staticmethod
+    def _pending(out: Transitions, key: _Key) -> bool:
+        return any((e.object_id, e.metric, e.rule) == key for e in out.opened)
+
+    def _apply(self, reading: Reading, entry: CatalogueEntry, out: Transitions) -> None:
+        spec = METRICS[reading.metric]
+        band = (spec.normal_high - spec.normal_low) * self.rules.hysteresis
+        value = reading.value
+        for rule in self._thresholds.get(reading.metric, ()):
+            if rule.above is not None:
+                active = True if value > rule.above else (False if value <= rule.above - band else None)
+                limit, word = rule.above, "above"
+            else:
+                assert rule.below is not None  # noqa: S101 - checked when loaded
+                active = True if value < rule.below else (False if value >= rule.below + band else None)
+                limit, word = rule.below, "below"
+            self._set(
+                out,
+                entry,
+                reading,
+                rule.name,
+                active,
+                severity=rule.severity,
+                threshold=limit,
+                message=f"{entry.id} {reading.metric} {value:g} {word} {limit:g}",
+            )
+        primary = DEVICE_TYPES[entry.type].primary
+        if reading.metric != primary:
+            return
+        key = (entry.id, reading.metric)
+        offline_key = (entry.id, reading.metric, "offline")
+        if offline_key in self._open:
+            out.closed.append((self._open.pop(offline_key), reading.ts, value))
+        self._zscore(reading, entry, key, out)
+        self._stuck(reading, entry, key, out)
+
+    def _zscore(
+        self, reading: Reading, entry: CatalogueEntry, key: tuple[str, str], out: Transitions
+    ) -> None:
+        rule = self.rules.zscore
+        if not rule.enabled:
+            return
+        window = self._windows.get(key)
+        if window is None:
+            recent = self._store.recent_values(entry.id, reading.metric, rule.window + 1)[:-1]
+            window = self._windows[key] = deque(recent, maxlen=rule.window)
+        spec = METRICS[reading.metric]
+        floor = 0.5 * 10 ** (-spec.decimals) if spec.decimals else 0.5
+        z = zscore(reading.value, window, min_stddev=floor) if len(window) >= rule.min_count else None
+        active = (
+            None if z is None else (True if abs(z) > rule.z else (False if abs(z) <= rule.clear_z else None))
+        )
+        self._set(
+            out,
+            entry,
+            reading,
+            "zscore",
+            active,
+            severity=rule.severity,
+            threshold=rule.z,
+            message=f"{entry.id} {reading.metric} {reading.value:g} is {abs(z or 0):.1f} stddev from recent",
+        )
+        if not active:
+            window.append(reading.value)  # anomalous values would poison the baseline
+
+    def _stuck(self, reading: Reading, entry: CatalogueEntry, key: tuple[str, str], out: Transitions) -> None:
+        rule = self.rules.stuck
+        if not rule.enabled:
+            return
+        previous, count = self._repeats.get(key, (None, 0))
+        count = count + 1 if reading.value == previous else 1
+        self._repeats[key] = (reading.value, count)
+        self._set(
+            out,
+            entry,
+            reading,
+            "stuck",
+            count >= rule.readings if count >= rule.readings or count == 1 else None,
+            severity=rule.severity,
+            threshold=float(rule.readings),
+            message=f"{entry.id} {reading.metric} stuck at {reading.value:g} for {count} readings",
+        )
+
+    def _offline(self, objects: Mapping[str, CatalogueEntry], now: float, out: Transitions) -> None:
+        rule = self.rules.offline
+        limit = rule.intervals * self._poll_interval + self._poll_interval
+        for entry in objects.values():
+            metric = DEVICE_TYPES[entry.type].primary
+            key = (entry.id, metric, "offline")
+            last = self._last_ts.get((entry.id, metric))
+            if last is None or key in self._open or now - last <= limit:
+                continue
+            out.opened.append(
+                NewAnomaly(
+                    object_id=entry.id,
+                    client=entry.client,
+                    type=entry.type,
+                    metric=metric,
+                    rule="offline",
+                    severity=rule.severity,
+                    value=None,
+                    threshold=limit,
+                    message=f"{entry.id} sent no {metric} for {now - last:.0f} s",
+                    started_at=now,
+                )
+            )
+
+
+def rules_summary(rules: RuleSet) -> dict[str, Any]:
+    """The rules as JSON (for docs and the API)."""
+    return rules.model_dump()

@@ -1,0 +1,55 @@
+"""Time formats at the edge's boundaries: ISO 8601 out, epoch or ISO in."""
+
+from datetime import UTC, datetime
+
+from iotedge.config import parse_duration
+from iotedge.errors import BadRequest
+
+__all__ = ["epoch_ms", "iso_utc", "parse_instant", "parse_window"]
+
+_MS_THRESHOLD = 100_000_000_000  # larger epoch numbers are milliseconds (year 5138 in s)
+
+
+def iso_utc(ts: float) -> str:
+    """ISO 8601 in UTC with an explicit offset, e.g. ``2026-11-29T12:00:05+00:00``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def epoch_ms(ts: float) -> int:
+    """Epoch milliseconds, what Grafana wants on its time axis."""
+    return round(ts * 1000)
+
+
+def parse_instant(parameter: str, value: str) -> float:
+    """Epoch seconds from epoch seconds, epoch milliseconds (Grafana's ``${__from}``) or ISO 8601.
+
+    Raises:
+        BadRequest: naming ``parameter`` when the value is none of those.
+    """
+    text = value.strip()
+    try:
+        number = float(text)
+    except ValueError:
+        number = None
+    if number is not None:
+        if number != number or number in (float("inf"), float("-inf")) or number < 0:
+            raise BadRequest(parameter, "must be a finite, non-negative epoch time")
+        return number / 1000 if number >= _MS_THRESHOLD else number
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise BadRequest(parameter, "use epoch seconds, epoch milliseconds or ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def parse_window(parameter: str, value: str, *, maximum: float) -> float:
+    """Seconds from a duration such as ``15m``; must be positive and at most ``maximum``."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise BadRequest(parameter, str(exc)) from None
+    if seconds <= 0 or seconds > maximum:
+        raise BadRequest(parameter, f"must be > 0 and at most {maximum:g} seconds")
+    return seconds

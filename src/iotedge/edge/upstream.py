@@ -1,0 +1,179 @@
+"""The device API client: one pooled httpx client, retries, a circuit breaker.
+
+Every failure leaves this module as :class:`~iotedge.errors.UpstreamError`.
+"""
+
+import asyncio
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from iotedge.errors import UpstreamError
+
+__all__ = ["CircuitBreaker", "DeviceApiClient"]
+
+_log = logging.getLogger(__name__)
+
+OutcomeHook = Callable[[str, str, float], None]
+"""Called after each request with (endpoint template, outcome, seconds)."""
+
+
+class CircuitBreaker:
+    """Stop hammering a device API that keeps failing.
+
+    After ``threshold`` consecutive failures the breaker opens: calls fail at once for
+    ``cooldown`` seconds, then one probe call is let through (half-open); its success
+    closes the breaker, its failure opens it again.
+    """
+
+    def __init__(
+        self, *, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` or ``half_open``."""
+        if self._opened_at is None:
+            return "closed"
+        return "half_open" if self._clock() - self._opened_at >= self.cooldown else "open"
+
+    def allow(self) -> bool:
+        """Whether a call may go out now."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def record(self, ok: bool) -> None:
+        """Record the outcome of a call that was allowed."""
+        self._probing = False
+        if ok:
+            self._failures = 0
+            self._opened_at = None
+            return
+        self._failures += 1
+        if self._opened_at is not None or self._failures >= self.threshold:
+            self._opened_at = self._clock()
+
+
+class DeviceApiClient:
+    """Typed access to the device API.
+
+    Args:
+        base_url: the device API's root URL.
+        timeout: seconds for one request.
+        retries: extra attempts after a timeout, connection error or 5xx.
+        http: a shared client (its lifetime is the caller's); built here when None.
+        transport: an httpx transport for tests that fake an upstream we do not own.
+        breaker: the circuit breaker; a default one opens after 20 failures for ``timeout`` s.
+        on_outcome: metrics hook called after every request.
+        verify: TLS verification (True, False or a CA bundle path) when base_url is https.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 3.0,
+        retries: int = 1,
+        http: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_outcome: OutcomeHook | None = None,
+        verify: bool | str = True,
+        max_connections: int = 64,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retries = retries
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            verify=verify,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"user-agent": "iotedge-edge"},
+        )
+        self.breaker = breaker or CircuitBreaker(threshold=20, cooldown=timeout)
+        self._on_outcome = on_outcome
+
+    async def aclose(self) -> None:
+        """Close the connection pool if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def objects(self) -> Any:
+        """The raw catalogue (``GET /iot_objects``)."""
+        return await self._get_json("/iot_objects", "/iot_objects")
+
+    async def data(self, object_id: str) -> Any:
+        """The raw current reading (``GET /iot_data/{id}``)."""
+        return await self._get_json(f"/iot_data/{_quote(object_id)}", "/iot_data/{id}")
+
+    async def history(self, object_id: str, limit: int = 10) -> Any:
+        """The raw primary-metric history (``GET /iot_objects/{id}/history``)."""
+        path = f"/iot_objects/{_quote(object_id)}/history"
+        return await self._get_json(path, "/iot_objects/{id}/history", params={"limit": limit})
+
+    async def _get_json(self, path: str, endpoint: str, params: dict[str, Any] | None = None) -> Any:
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            if not self.breaker.allow():
+                self._report(endpoint, "circuit_open", 0.0)
+                raise UpstreamError("circuit_open", url, detail="device API failing, calls paused")
+            started = time.monotonic()
+            try:
+                body = await self._get_once(url, params)
+            except UpstreamError as exc:
+                # A 4xx means the device API is up and answering; only outages trip the breaker.
+                self.breaker.record(exc.reason == "status" and (exc.status_code or 0) < 500)
+                self._report(endpoint, exc.reason, time.monotonic() - started)
+                retryable = exc.reason in {"timeout", "connect"} or (
+                    exc.reason == "status" and (exc.status_code or 0) >= 500
+                )
+                if not retryable or attempt >= self.retries:
+                    raise
+                attempt += 1
+                # Full jitter keeps many edges from retrying in lockstep.
+                await asyncio.sleep(random.uniform(0, 0.1 * 2**attempt))
+                continue
+            self.breaker.record(True)
+            self._report(endpoint, "ok", time.monotonic() - started)
+            return body
+
+    async def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
+        try:
+            response = await self._http.get(url, params=params)
+        except httpx.TimeoutException as exc:
+            raise UpstreamError("timeout", url) from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError("connect", url, detail=type(exc).__name__) from exc
+        if response.status_code != 200:
+            raise UpstreamError("status", url, status_code=response.status_code)
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise UpstreamError("payload", url, detail="body is not JSON") from exc
+
+    def _report(self, endpoint: str, outcome: str, seconds: float) -> None:
+        if self._on_outcome is not None:
+            self._on_outcome(endpoint, outcome, seconds)
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")

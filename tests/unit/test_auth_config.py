@@ -1,0 +1,105 @@
+"""API keys (hashing, file, environment, expiry) and settings loading."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from iotedge.config import load_edge_settings, load_sim_settings, parse_duration
+from iotedge.edge.auth import KeyRing, create_key, hash_key, parse_env_keys
+from iotedge.errors import AuthError, ConfigError
+
+
+def test_created_key_is_stored_only_as_a_hash(tmp_path: Path) -> None:
+    """The keys file holds the hash and id, never the key; the key authenticates."""
+    path = tmp_path / "keys.json"
+    record, key = create_key(path, "client_1")
+    text = path.read_text()
+    assert key not in text
+    assert hash_key(key) in text
+    assert key.startswith(f"iek_{record.id}_")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    principal = KeyRing(path).authenticate(key)
+    assert (principal.client, principal.key_id, principal.scope) == (
+        "client_1",
+        record.id,
+        frozenset({"client_1"}),
+    )
+
+
+@pytest.mark.parametrize("key", [None, "", "x" * 300, "iek_nope_nope"])
+def test_bad_keys_are_refused(tmp_path: Path, key: str | None) -> None:
+    """Missing, oversized and unknown keys raise AuthError."""
+    ring = KeyRing(tmp_path / "none.json", env_keys="client_1=0123456789abcdef")
+    with pytest.raises(AuthError):
+        ring.authenticate(key)
+
+
+def test_env_keys_and_cloud_scope(tmp_path: Path) -> None:
+    """IOTEDGE_API_KEYS entries work; '*' sees every client."""
+    ring = KeyRing(tmp_path / "none.json", env_keys="client_1=aaaaaaaaaaaaaaaa, *=bbbbbbbbbbbbbbbb")
+    assert ring.authenticate("aaaaaaaaaaaaaaaa").can_see("client_1")
+    assert not ring.authenticate("aaaaaaaaaaaaaaaa").can_see("client_2")
+    cloud = ring.authenticate("bbbbbbbbbbbbbbbb")
+    assert cloud.scope is None
+    assert cloud.can_see("client_2")
+
+
+@pytest.mark.parametrize("text", ["client_1", "client_1=short", "=aaaaaaaaaaaaaaaaaa"])
+def test_bad_env_keys_are_config_errors(text: str) -> None:
+    """A malformed IOTEDGE_API_KEYS names the variable."""
+    with pytest.raises(ConfigError, match="IOTEDGE_API_KEYS"):
+        parse_env_keys(text)
+
+
+def test_expired_and_revoked_keys_and_reload(tmp_path: Path) -> None:
+    """Expiry and revocation in the file take effect without a restart."""
+    path = tmp_path / "keys.json"
+    now = [1000.0]
+    _, key = create_key(path, "client_1")
+    ring = KeyRing(path, clock=lambda: now[0], recheck_s=0)
+    assert ring.authenticate(key).client == "client_1"
+    data = json.loads(path.read_text())
+    data["keys"][0]["revoked_at"] = 500.0
+    path.write_text(json.dumps(data))
+    import os
+
+    os.utime(path, (2e9, 2e9))
+    with pytest.raises(AuthError, match="revoked"):
+        ring.authenticate(key)
+    data["keys"][0]["revoked_at"] = None
+    data["keys"][0]["expires_at"] = 999.0
+    path.write_text(json.dumps(data))
+    os.utime(path, (2e9 + 1, 2e9 + 1))
+    with pytest.raises(AuthError, match="expired"):
+        ring.authenticate(key)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("5", 5.0), ("5s", 5.0), ("250ms", 0.25), ("15m", 900.0), ("2h", 7200.0), ("7d", 604800.0)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    """Durations accept plain seconds and ms/s/m/h/d suffixes."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-5s", "infs", "nan"])
+def test_bad_durations(text: str) -> None:
+    """Anything else is a ValueError."""
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_settings_precedence_and_errors() -> None:
+    """Flags beat the environment, which beats defaults; errors name the variable."""
+    env = {"IOTEDGE_PORT": "6000", "IOTEDGE_POLL_INTERVAL": "2s", "IOTEDGE_SIM_SEED": "7"}
+    assert load_edge_settings(env).port == 6000
+    assert load_edge_settings(env, port=7000).port == 7000
+    assert load_edge_settings(env).poll_interval == 2.0
+    assert load_sim_settings(env).seed == 7
+    assert load_edge_settings({}).port == 5000
+    with pytest.raises(ConfigError, match="IOTEDGE_PORT"):
+        load_edge_settings({"IOTEDGE_PORT": "eighty"})
+    with pytest.raises(ConfigError, match="--upstream"):
+        load_edge_settings({}, upstream="ftp://x")

@@ -1,0 +1,121 @@
+"""Anomaly rules: each rule fires, hysteresis makes one excursion one event, state resumes."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.rules import DEFAULT_RULES, RuleEngine, RuleSet, load_rules
+from iotedge.edge.store import Store
+from iotedge.errors import ConfigError
+
+T0 = 1_795_953_600.0
+TEMP = CatalogueEntry("device_1", "client_1", "temperature_sensor")
+OBJECTS = {TEMP.id: TEMP}
+
+
+def _engine(tmp_path: Path, rules: RuleSet = DEFAULT_RULES) -> tuple[RuleEngine, Store]:
+    store = Store(tmp_path / "s.sqlite3")
+    store.upsert_objects([TEMP], T0)
+    return RuleEngine(rules, store=store, edge_id="t", poll_interval=5.0), store
+
+
+def _feed(
+    engine: RuleEngine, store: Store, values: list[float], start: float = T0, metric: str = "temperature"
+) -> None:
+    for i, value in enumerate(values):
+        reading = Reading("device_1", "client_1", metric, start + 5 * i, value)
+        store.insert_readings([reading])
+        engine.evaluate([reading], OBJECTS, now=reading.ts, check_offline=False)
+
+
+def _events(store: Store, rule: str) -> list[tuple[float, float | None]]:
+    return [(r.started_at, r.ended_at) for r in store.anomalies(None, rule=rule)]
+
+
+def test_one_excursion_is_one_event_with_start_and_end(tmp_path: Path) -> None:
+    """Readings hovering above 30 then back to normal make one event, ended when it cleared."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [25, 31, 32, 29.9, 31, 33, 25, 25])
+    events = _events(store, "temperature_high")
+    assert events == [(T0 + 5, T0 + 30)]
+    assert engine.open_count == 0
+
+
+def test_low_threshold_and_battery_critical(tmp_path: Path) -> None:
+    """Below-limits fire their own rules with the configured severity."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [15.0])
+    _feed(engine, store, [12.0], start=T0 + 100, metric="battery_level")
+    assert len(_events(store, "temperature_low")) == 1
+    [battery] = store.anomalies(None, rule="battery_level_low")
+    assert battery.severity == "critical"
+    assert battery.ended_at is None
+
+
+def test_zscore_catches_a_jump_inside_the_normal_range(tmp_path: Path) -> None:
+    """A jump from a quiet 22.0 +- 0.1 to 28 (within thresholds) is a z-score anomaly."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [22.0 + 0.1 * (i % 3) for i in range(30)] + [28.0])
+    assert len(_events(store, "zscore")) == 1
+    assert _events(store, "temperature_high") == []
+
+
+def test_stuck_value(tmp_path: Path) -> None:
+    """Twenty identical readings open a stuck event; a change closes it."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [23.45] * 20 + [23.5])
+    [(start, end)] = _events(store, "stuck")
+    assert start == T0 + 5 * 19
+    assert end == T0 + 5 * 20
+
+
+def test_offline_opens_when_silent_and_closes_on_data(tmp_path: Path) -> None:
+    """No primary reading for more than 3 intervals (+1) opens 'offline'; a reading closes it."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [23.0])
+    engine.evaluate([], OBJECTS, now=T0 + 15, check_offline=True)
+    assert _events(store, "offline") == []
+    engine.evaluate([], OBJECTS, now=T0 + 25, check_offline=True)
+    engine.evaluate([], OBJECTS, now=T0 + 30, check_offline=True)
+    assert _events(store, "offline") == [(T0 + 25, None)]
+    _feed(engine, store, [23.1], start=T0 + 35)
+    assert _events(store, "offline") == [(T0 + 25, T0 + 35)]
+
+
+def test_repeated_readings_are_evaluated_once(tmp_path: Path) -> None:
+    """The same reading seen in two polls (one device bucket) does not double-count."""
+    engine, store = _engine(tmp_path)
+    reading = Reading("device_1", "client_1", "temperature", T0, 35.0)
+    engine.evaluate([reading], OBJECTS, now=T0, check_offline=False)
+    engine.evaluate([reading], OBJECTS, now=T0 + 1, check_offline=False)
+    assert len(_events(store, "temperature_high")) == 1
+    assert store._query("SELECT COUNT(*) FROM outbox")[0][0] == 1
+
+
+def test_open_events_resume_after_restart(tmp_path: Path) -> None:
+    """A new engine on the same store closes the event the old one opened."""
+    engine, store = _engine(tmp_path)
+    _feed(engine, store, [35.0])
+    resumed = RuleEngine(DEFAULT_RULES, store=store, edge_id="t", poll_interval=5.0)
+    assert resumed.open_count == 1
+    _feed(resumed, store, [25.0], start=T0 + 10)
+    assert _events(store, "temperature_high") == [(T0, T0 + 10)]
+
+
+def test_rules_file(tmp_path: Path) -> None:
+    """A rules file replaces the defaults; a bad one is a ConfigError naming the file."""
+    path = tmp_path / "rules.json"
+    path.write_text(
+        json.dumps({"thresholds": [{"metric": "humidity", "above": 70}], "stuck": {"readings": 5}})
+    )
+    rules = load_rules(path)
+    assert [r.name for r in rules.thresholds] == ["humidity_high"]
+    assert rules.stuck.readings == 5
+    path.write_text(json.dumps({"thresholds": [{"metric": "pressure", "above": 1}]}))
+    with pytest.raises(ConfigError, match=r"rules\.json"):
+        load_rules(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError):
+        load_rules(path)

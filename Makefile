@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install run sim check lint fix test cov bench clean
+.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock
 
 install: $(VENV)/.installed
 
@@ -42,5 +42,40 @@ test: install
 bench: install
 	$(PY) bench/run.py
 
+# Copies an example settings file, replacing each '=change-me' by a fresh random value.
+define FILL_PLACEHOLDERS
+import pathlib, re, secrets, sys
+src, dst = map(pathlib.Path, sys.argv[1:3])
+if dst.exists():
+    sys.exit(f"{dst} exists; not overwriting it")
+text = re.sub(r"(?<==)change-me(?=[,\s]|$$)", lambda _: secrets.token_urlsafe(32), src.read_text(), flags=re.M)
+dst.write_text(text)
+dst.chmod(0o600)
+print(f"wrote {dst} with fresh random keys and passwords")
+endef
+export FILL_PLACEHOLDERS
+
+## Write .env for compose.yaml from .env.example with random keys and password (once).
+env:
+	@$(PYTHON) -c "$$FILL_PLACEHOLDERS" .env.example .env
+
+## Write deploy/k8s/secrets.env from its example with random keys (once).
+k8s-secrets:
+	@$(PYTHON) -c "$$FILL_PLACEHOLDERS" deploy/k8s/secrets.env.example deploy/k8s/secrets.env
+
+## Static checks of the Dockerfile, compose.yaml, deploy/k8s and deploy/prometheus (also in make test).
+deliverables-check: install
+	$(PY) -m pytest tests/delivery
+
+## Re-pin the image's runtime dependencies (deploy/docker/requirements.txt) from pyproject.toml.
+lock:
+	rm -rf $(VENV)-lock
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/pip install --quiet .
+	{ sed -n '1,2p' deploy/docker/requirements.txt; $(VENV)-lock/bin/pip freeze --exclude iotedge; } \
+		> deploy/docker/requirements.txt.new
+	mv deploy/docker/requirements.txt.new deploy/docker/requirements.txt
+	rm -rf $(VENV)-lock
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV)-lock .mypy_cache .ruff_cache .pytest_cache

@@ -119,3 +119,11 @@ def test_rules_file(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ConfigError):
         load_rules(path)
+
+
+def test_shipped_rules_files_load() -> None:
+    """Every rules file shipped under deploy/ is valid for the edge."""
+    shipped = sorted(Path(__file__).parents[2].glob("deploy/**/rules*.json"))
+    assert shipped
+    for path in shipped:
+        assert load_rules(path).thresholds

@@ -57,9 +57,10 @@ TEST_RULES = {
         {"metric": "activity_level", "above": 95},
         {"metric": "battery_level", "below": 20, "severity": "critical"},
     ],
-    "stuck": {"readings": 5},
+    "stuck": {"readings": 8},
 }
-"""The default rules, with a stuck rule short enough for one-second test buckets."""
+"""The default rules, with a stuck rule short enough for one-second test buckets (but long
+enough that integer metrics rarely repeat that often by chance)."""
 
 
 @dataclass

@@ -35,6 +35,16 @@ def _demo_keys(clients: list[str]) -> dict[str, str]:
     return {client: "demo_" + secrets.token_urlsafe(24) for client in [*clients, "*"]}
 
 
+def _write_keys_env(path: Path, keys: dict[str, str]) -> None:
+    """Save the demo keys as shell variables (CLIENT_1_KEY=..., CLOUD_KEY=...) for copy-paste."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{'CLOUD' if client == '*' else client.upper()}_KEY={key}" for client, key in keys.items()
+    ]
+    path.write_text("# iotedge run demo keys, replaced at every start\n" + "\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
 def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str | None) -> str:
     first = next(iter(keys))
     lines = [
@@ -82,6 +92,8 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
         env="dev",
     )
     edge_app = create_edge(edge_settings)
+    keys_env = Path(data_dir) / "demo-keys.env"
+    _write_keys_env(keys_env, keys)
     servers: list[Any] = [
         uvicorn_server(sim_app, sim_settings.host, sim_port),
         uvicorn_server(edge_app, edge_settings.host, port),
@@ -94,6 +106,7 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
     else:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
         click.echo(_banner(keys, sim_url, f"http://127.0.0.1:{port}", metrics_url))
+        click.echo(f"The keys are also in {keys_env} (source it to get $CLIENT_1_KEY ... $CLOUD_KEY).\n")
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -202,4 +202,4 @@ def test_injected_anomalies_are_detected(stack: Stack) -> None:
     print(f"\nanomaly detection: {len(truth)} injected, {len(events)} detected, "  # noqa: T201
           f"recall {recall:.2f}, precision {precision:.2f}")  # fmt: skip
     assert recall >= 0.8, [t for t in truth if t not in found]
-    assert precision >= 0.8, [e for e in events if e not in true_events]
+    assert precision >= 0.8, [e["message"] for e in events if e not in true_events]

@@ -1,0 +1,1 @@
+"""The edge server: collector, store, rules, API and its own metrics."""

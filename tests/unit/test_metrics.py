@@ -1,9 +1,11 @@
 """EdgeMetrics on a fresh registry: names, pre-set labels, scrape-time callbacks, HTTP side."""
 
 import asyncio
+import contextlib
 import gzip
 import itertools
 import math
+import socket
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -22,7 +24,8 @@ from iotedge.edge.metrics import (
     UPSTREAM_OUTCOMES,
     EdgeMetrics,
 )
-from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
+from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer, serve_metrics
+from tests.procs import free_port
 
 SAMPLE = ContainerSample(
     cpu_percent=12.5,
@@ -358,3 +361,26 @@ def test_size_with_ten_thousand_objects() -> None:
     assert body.count(b"\niotedge_object_last_value{") == 20_000
     assert len(body) < 2_500_000
     assert len(gzip.compress(body, compresslevel=1)) < 150_000
+
+
+def test_serve_metrics_runs_until_cancelled() -> None:
+    """serve_metrics serves as a supervised task and frees its port when cancelled."""
+    registry, _ = make()
+    port = free_port()
+
+    async def scenario() -> tuple[int, bool]:
+        task = asyncio.create_task(serve_metrics(registry, host="127.0.0.1", port=port))
+        status = 0
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):  # bounded: about 2 s
+                with contextlib.suppress(httpx.ConnectError):
+                    status = (await client.get(f"http://127.0.0.1:{port}/metrics")).status_code
+                    break
+                await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        with socket.create_server(("127.0.0.1", port)):  # free again
+            return status, task.cancelled()
+
+    assert asyncio.run(scenario()) == (200, True)

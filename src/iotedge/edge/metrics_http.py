@@ -196,13 +196,16 @@ class MetricsServer:
         self._task = asyncio.create_task(
             self._server.serve(sockets=[self._socket]), name="iotedge.edge.metrics-server"
         )
-        for _ in range(500):  # bounded: at most about 5 s
-            if self._server.started or self._task.done():
-                break
-            await asyncio.sleep(0.01)
-        if not self._server.started:
-            await self.stop()
-            raise OSError(f"metrics server did not start on {self.host}:{self.port}")
+        try:
+            for _ in range(500):  # bounded: at most about 5 s
+                if self._server.started or self._task.done():
+                    break
+                await asyncio.sleep(0.01)
+            if not self._server.started:
+                raise OSError(f"metrics server did not start on {self.host}:{self.port}")
+        except BaseException:  # cancelled while starting too: never leave the port bound
+            await asyncio.shield(self.stop())
+            raise
         _log.info("metrics at %s", self.url)
 
     async def stop(self) -> None:
@@ -233,8 +236,8 @@ class MetricsServer:
 async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> None:
     """Serve ``registry`` until cancelled (a task for the edge's supervisor TaskGroup)."""
     server = MetricsServer(registry, host=host, port=port)
-    await server.start()
     try:
+        await server.start()
         await asyncio.Event().wait()
     finally:
         await asyncio.shield(server.stop())

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock
+.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,14 @@ run: install
 ## Serve the device API simulator alone.
 sim: install
 	$(BIN)/iotedge sim
+
+## Prometheus without Docker, scraping an edge on 127.0.0.1:8001 (UI: http://127.0.0.1:9090).
+PROMETHEUS_DATA ?= .prometheus-data
+prometheus:
+	@command -v prometheus >/dev/null || { \
+	  echo "prometheus not on PATH (Debian: apt-get install prometheus)" >&2; exit 1; }
+	prometheus --config.file=deploy/prometheus/prometheus.local.yml \
+	  --storage.tsdb.path=$(PROMETHEUS_DATA) --web.listen-address=127.0.0.1:9090
 
 ## Read-only checks: formatting, lint, types.
 check: install
@@ -79,3 +87,4 @@ lock:
 
 clean:
 	rm -rf $(VENV) $(VENV)-lock .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(PROMETHEUS_DATA)

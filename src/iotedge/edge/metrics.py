@@ -1,0 +1,377 @@
+"""The edge's Prometheus metrics: one registry per app, known labels pre-set, state read on scrape.
+
+Everything lives in a :class:`EdgeMetrics` built on a registry the caller owns (never the
+process-global one), so two edges in one test process never share a counter.
+
+Three kinds of values:
+
+* **events** (requests, upstream calls, collector cycles, readings, anomalies opened,
+  notifications) are counters and histograms the code updates as things happen, through
+  the ``observe_*``/``record_*`` helpers, which keep label values in bounded sets;
+* **state** (latest value per object, open anomalies, container resources) is read by
+  custom collectors *at scrape time* from callbacks, so it never drifts and nothing on
+  the hot path writes it;
+* **plain gauges** (pending notifications, store size, objects, collector lag) may be ``set()`` by
+  the code that knows them or given a callback with ``Gauge.set_function``.
+
+Label cardinality: every label comes from a bounded set (route templates, methods,
+statuses, outcomes, reasons, channels, clients x metrics x rules), except
+``iotedge_object_last_value``, which has one series per (object, metric) the fleet reports:
+two per object for the course's types, so 20,000 series for 10,000 objects.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from iotedge import __version__
+from iotedge.edge.container import ContainerSample
+
+__all__ = [
+    "HTTP_METHODS",
+    "NOTIFICATION_CHANNELS",
+    "NOTIFICATION_OUTCOMES",
+    "REJECT_REASONS",
+    "UPSTREAM_ENDPOINTS",
+    "UPSTREAM_OUTCOMES",
+    "ContainerSource",
+    "EdgeMetrics",
+    "LatestValues",
+    "OpenAnomalies",
+]
+
+_log = logging.getLogger(__name__)
+
+UPSTREAM_OUTCOMES = ("ok", "timeout", "connect", "status", "payload")
+UPSTREAM_ENDPOINTS = ("objects", "data", "history")
+REJECT_REASONS = ("shape", "type", "missing", "non_finite", "out_of_range", "timestamp")
+NOTIFICATION_CHANNELS = ("webhook", "email")
+# sent: delivered; failed: one attempt failed (it will be retried); dropped: gave up.
+NOTIFICATION_OUTCOMES = ("sent", "failed", "dropped")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"  # the label value for anything outside a bounded set
+_MAX_WARNINGS = 100  # distinct unknown label values logged, so the log stays bounded too
+
+# The API answers from its store in milliseconds; the device API may take seconds.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+CYCLE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+LatestValues = Callable[[], Iterable[tuple[str, str, str, float]]]
+"""Returns (object_id, client, metric, value) for the latest reading of each object."""
+OpenAnomalies = Callable[[], Iterable[tuple[str, str, str, int]]]
+"""Returns (client, metric, rule, count) of anomaly events still open."""
+ContainerSource = Callable[[], ContainerSample | None]
+"""Returns the latest container sample, or None before the first one."""
+
+# (metric name, help, ContainerSample attribute)
+_CONTAINER_GAUGES = (
+    ("edge_cpu_usage", "CPU use of the edge container, percent of its limit.", "cpu_percent"),
+    ("edge_memory_usage", "Memory use (working set), percent of the limit.", "memory_percent"),
+    ("edge_disk_usage", "Disk use of the data directory's file system, percent.", "disk_percent"),
+    ("edge_cpu_limit_cores", "CPUs the container may use (the host's without a limit).",
+     "cpu_limit_cores"),
+    ("edge_memory_usage_bytes", "Memory working set of the container.", "memory_bytes"),
+    ("edge_memory_limit_bytes", "Memory limit of the container (the host's without one).",
+     "memory_limit_bytes"),
+    ("edge_disk_usage_bytes", "Used bytes of the data directory's file system.",
+     "disk_used_bytes"),
+    ("edge_disk_total_bytes", "Size of the data directory's file system.", "disk_total_bytes"),
+)  # fmt: skip
+
+
+class _ContainerCollector:
+    """The course's edge_* gauges, from the latest background sample (no I/O on scrape)."""
+
+    def __init__(self, source: Callable[[], ContainerSource | None]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc, _ in _CONTAINER_GAUGES:
+            yield GaugeMetricFamily(name, doc)
+
+    def collect(self) -> Iterator[Metric]:
+        source = self._source()
+        sample = source() if source else None
+        for name, doc, attribute in _CONTAINER_GAUGES:
+            family = GaugeMetricFamily(name, doc)
+            value = float(getattr(sample, attribute)) if sample else math.nan
+            if math.isfinite(value):  # no CPU rate before the second sample: no series
+                family.add_metric([], value)
+            yield family
+
+
+class _ObjectValuesCollector:
+    """``iotedge_object_last_value``: the latest reading of each object and metric."""
+
+    NAME = "iotedge_object_last_value"
+    DOC = "Latest reading of each object and metric, as reported by the device."
+
+    def __init__(self, source: Callable[[], LatestValues | None]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.DOC, labels=("object_id", "client", "metric"))
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.NAME, self.DOC, labels=("object_id", "client", "metric"))
+        source = self._source()
+        for object_id, client, metric, value in source() if source else ():
+            family.add_metric((object_id, client, metric), value)
+        yield family
+
+
+class _OpenAnomaliesCollector:
+    """``iotedge_anomalies_open``: open events per (client, metric, rule), zero when none."""
+
+    NAME = "iotedge_anomalies_open"
+    DOC = "Anomaly events that have started and not ended."
+
+    def __init__(
+        self,
+        source: Callable[[], OpenAnomalies | None],
+        known: Callable[[], Iterable[tuple[str, str, str]]],
+    ) -> None:
+        self._source = source
+        self._known = known
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
+
+    def collect(self) -> Iterator[Metric]:
+        counts = dict.fromkeys(self._known(), 0)
+        source = self._source()
+        for client, metric, rule, count in source() if source else ():
+            counts[(client, metric, rule)] = counts.get((client, metric, rule), 0) + count
+        family = GaugeMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
+        for labels, count in counts.items():
+            family.add_metric(labels, count)
+        yield family
+
+
+class EdgeMetrics:
+    """Every metric the edge exports, registered on ``registry``.
+
+    Args:
+        registry: the registry to register on; build one per app.
+        edge_id: this edge's name, exported as ``edge_info{edge_id, version}``.
+        version: the version exported in ``edge_info``.
+        container: returns the latest :class:`ContainerSample` (e.g. a monitor's ``latest``).
+        latest_values: returns (object_id, client, metric, value) per object and metric.
+        open_anomalies: returns (client, metric, rule, count) of open anomaly events.
+        upstream_endpoints: device API endpoint names pre-set with every outcome.
+        reject_reasons: reading rejection reasons pre-set at zero.
+        channels: notification channels pre-set with every outcome.
+        clock: wall-clock seconds, for the last-success timestamp.
+
+    Callbacks run on the thread that scrapes (the event loop with :class:`MetricsServer`),
+    so they must only read memory; they can also be given later with :meth:`bind`.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: CollectorRegistry,
+        edge_id: str,
+        version: str = __version__,
+        container: ContainerSource | None = None,
+        latest_values: LatestValues | None = None,
+        open_anomalies: OpenAnomalies | None = None,
+        upstream_endpoints: Sequence[str] = UPSTREAM_ENDPOINTS,
+        reject_reasons: Sequence[str] = REJECT_REASONS,
+        channels: Sequence[str] = NOTIFICATION_CHANNELS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry
+        self.edge_id = edge_id
+        self._clock = clock
+        self._container = container
+        self._latest_values = latest_values
+        self._open_anomalies = open_anomalies
+        self._anomaly_labels: dict[tuple[str, str, str], None] = {}  # ordered set
+        self._endpoints = frozenset(upstream_endpoints)
+        self._reasons = frozenset(reject_reasons)
+        self._channels = frozenset(channels)
+        self._warned: set[tuple[str, str]] = set()
+
+        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+            return Gauge(name, doc, labelnames=labels, registry=registry)
+
+        def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+            return Counter(name, doc, labelnames=labels, registry=registry)
+
+        def histogram(
+            name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
+        ) -> Histogram:
+            return Histogram(name, doc, labelnames=labels, buckets=buckets, registry=registry)
+
+        self.info = gauge(
+            "edge_info", "Constant 1, labelled with this edge.", ("edge_id", "version")
+        )
+        self.info.labels(edge_id=edge_id, version=version).set(1)
+
+        self.http_requests = counter(
+            "iotedge_http_requests", "API requests answered.", ("route", "method", "status")
+        )
+        self.http_duration = histogram(
+            "iotedge_http_request_duration_seconds",
+            "Time to answer an API request, until the last byte is sent.",
+            HTTP_BUCKETS,
+            ("route", "method"),
+        )
+        self.upstream_requests = counter(
+            "iotedge_upstream_requests", "Calls to the device API.", ("endpoint", "outcome")
+        )
+        self.upstream_duration = histogram(
+            "iotedge_upstream_request_duration_seconds",
+            "Time a device API call took, whatever its outcome.",
+            UPSTREAM_BUCKETS,
+            ("endpoint",),
+        )
+        for endpoint in upstream_endpoints:
+            self.upstream_duration.labels(endpoint=endpoint)
+            for outcome in UPSTREAM_OUTCOMES:
+                self.upstream_requests.labels(endpoint=endpoint, outcome=outcome)
+
+        self.collector_cycle_duration = histogram(
+            "iotedge_collector_cycle_duration_seconds",
+            "Time one polling cycle took (catalogue, readings, store, rules).",
+            CYCLE_BUCKETS,
+        )
+        self.collector_cycles = counter(
+            "iotedge_collector_cycles", "Polling cycles run, by outcome.", ("outcome",)
+        )
+        for outcome in ("ok", "error"):
+            self.collector_cycles.labels(outcome=outcome)
+        self.collector_last_success = gauge(
+            "iotedge_collector_last_success_timestamp_seconds",
+            "Unix time at which the last successful polling cycle ended (0: none yet).",
+        )
+        self.collector_lag = gauge(
+            "iotedge_collector_lag_seconds",
+            "Age of the newest stored reading when the last cycle ended.",
+        )
+        self.collector_failures = gauge(
+            "iotedge_collector_consecutive_failures", "Polling cycles failed in a row."
+        )
+
+        self.readings_ingested = counter(
+            "iotedge_readings_ingested", "Readings accepted and stored."
+        )
+        self.readings_rejected = counter(
+            "iotedge_readings_rejected", "Readings refused by the normaliser.", ("reason",)
+        )
+        for reason in (*reject_reasons, OTHER):
+            self.readings_rejected.labels(reason=reason)
+
+        self.anomalies = counter(
+            "iotedge_anomalies", "Anomaly events opened.", ("client", "metric", "rule")
+        )
+        self.notifications = counter(
+            "iotedge_notifications", "Notification deliveries.", ("channel", "outcome")
+        )
+        for channel in channels:
+            for outcome in NOTIFICATION_OUTCOMES:
+                self.notifications.labels(channel=channel, outcome=outcome)
+        self.notifications_pending = gauge(
+            "iotedge_notifications_pending", "Notifications in the outbox not yet delivered."
+        )
+        self.store_size = gauge(
+            "iotedge_store_size_bytes", "Size of the store on disk, journal included."
+        )
+        self.objects = gauge("iotedge_objects", "Objects in the device catalogue.")
+        # process_* (CPU seconds, resident memory, start time, open files) of this process.
+        ProcessCollector(registry=registry)
+
+        registry.register(_ContainerCollector(lambda: self._container))
+        registry.register(_ObjectValuesCollector(lambda: self._latest_values))
+        registry.register(
+            _OpenAnomaliesCollector(lambda: self._open_anomalies, lambda: self._anomaly_labels)
+        )
+
+    def bind(
+        self,
+        *,
+        container: ContainerSource | None = None,
+        latest_values: LatestValues | None = None,
+        open_anomalies: OpenAnomalies | None = None,
+    ) -> None:
+        """Attach scrape-time sources once they exist (e.g. in the lifespan); None keeps one."""
+        self._container = container or self._container
+        self._latest_values = latest_values or self._latest_values
+        self._open_anomalies = open_anomalies or self._open_anomalies
+
+    def init_anomaly_labels(self, label_sets: Iterable[tuple[str, str, str]]) -> None:
+        """Pre-set (client, metric, rule) series at zero, so rates and 'open' start at 0.
+
+        Pass the combinations that can occur (a client's metrics times the rules that
+        apply to each), e.g. from the catalogue once it is known; calling again adds more.
+        """
+        for client, metric, rule in label_sets:
+            self.anomalies.labels(client=client, metric=metric, rule=rule)
+            self._anomaly_labels[(client, metric, rule)] = None
+
+    def observe_http(self, route: str, method: str, status: int, duration_s: float) -> None:
+        """Count one answered request by route *template* (never the raw path)."""
+        method = method if method in HTTP_METHODS else OTHER
+        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
+        self.http_duration.labels(route=route, method=method).observe(duration_s)
+
+    def observe_upstream(self, endpoint: str, outcome: str, duration_s: float) -> None:
+        """Count one device API call; ``outcome`` is ``ok`` or an UpstreamError reason."""
+        endpoint = self._bounded("endpoint", endpoint, self._endpoints)
+        outcome = self._bounded("outcome", outcome, UPSTREAM_OUTCOMES)
+        self.upstream_requests.labels(endpoint=endpoint, outcome=outcome).inc()
+        self.upstream_duration.labels(endpoint=endpoint).observe(duration_s)
+
+    def observe_cycle(
+        self,
+        *,
+        ok: bool,
+        duration_s: float,
+        consecutive_failures: int = 0,
+        lag_s: float | None = None,
+    ) -> None:
+        """Record one polling cycle; a success also stamps the last-success time."""
+        self.collector_cycle_duration.observe(duration_s)
+        self.collector_cycles.labels(outcome="ok" if ok else "error").inc()
+        self.collector_failures.set(consecutive_failures)
+        if ok:
+            self.collector_last_success.set(self._clock())
+        if lag_s is not None:
+            self.collector_lag.set(lag_s)
+
+    def record_ingested(self, count: int) -> None:
+        """Count readings stored."""
+        self.readings_ingested.inc(count)
+
+    def record_rejected(self, reason: str, count: int = 1) -> None:
+        """Count readings refused, by one of :data:`REJECT_REASONS`."""
+        reason = self._bounded("reason", reason, self._reasons)
+        self.readings_rejected.labels(reason=reason).inc(count)
+
+    def record_anomaly(self, client: str, metric: str, rule: str) -> None:
+        """Count one anomaly event opened."""
+        self.anomalies.labels(client=client, metric=metric, rule=rule).inc()
+
+    def record_notification(self, channel: str, outcome: str, count: int = 1) -> None:
+        """Count notification deliveries by channel and :data:`NOTIFICATION_OUTCOMES`."""
+        channel = self._bounded("channel", channel, self._channels)
+        outcome = self._bounded("outcome", outcome, NOTIFICATION_OUTCOMES)
+        self.notifications.labels(channel=channel, outcome=outcome).inc(count)
+
+    def _bounded(self, label: str, value: str, allowed: Iterable[str]) -> str:
+        """``value`` if it is in the bounded set, else ``other`` (warned about once)."""
+        if value in allowed:
+            return value
+        if (label, value) not in self._warned and len(self._warned) < _MAX_WARNINGS:
+            self._warned.add((label, value))
+            _log.warning(
+                "metric label %s=%r is not a known value; counted as %r", label, value, OTHER
+            )
+        return OTHER

@@ -1,0 +1,243 @@
+"""The HTTP side of the metrics: a request-counting middleware and the metrics server.
+
+The metrics server is a second uvicorn server in the edge's process and event loop, on
+its own port (8001 by default) so the API's keys, rate limits and TLS do not apply to
+Prometheus. A scrape collects on the event loop (custom collectors read in-memory state,
+which is then consistent without locks) and renders the text format in a worker thread,
+because rendering 20,000 series takes about 80 ms that the API should not wait for.
+"""
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import socket
+import time
+from collections.abc import Callable, Generator, Iterable
+from types import TracebackType
+
+import uvicorn
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import Metric
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from iotedge.edge.metrics import EdgeMetrics
+
+__all__ = ["MetricsMiddleware", "MetricsServer", "serve_metrics"]
+
+_log = logging.getLogger(__name__)
+
+UNMATCHED = "unmatched"  # route label of requests no route matched (404s): raw paths are unbounded
+CLIENT_CLOSED = 499  # status label when the client went away before an answer (nginx's code)
+_GZIP_LEVEL = 1  # level 1 already shrinks the text 30-fold at a fraction of level 9's cost
+_SERIES_SUFFIXES_DROPPED = ("_created",)  # creation times double the series for no dashboard use
+
+
+class MetricsMiddleware:
+    """Pure ASGI middleware counting requests by route template, method and status.
+
+    Add it with ``app.add_middleware(MetricsMiddleware, metrics=metrics)``. The route is
+    read from ``scope["route"]`` after the router has run, so ``/objects/{object_id}`` is
+    one series whatever the id; requests no route matched are labelled ``unmatched``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: EdgeMetrics,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = self._clock()
+        status: int | None = None
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except asyncio.CancelledError:
+            status = status or CLIENT_CLOSED
+            raise
+        except Exception:
+            status = status or 500  # the outer error handler will answer 500
+            raise
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe_http(
+                route, scope.get("method", ""), status or 500, self._clock() - started
+            )
+
+
+class _Snapshot:
+    """Already collected metric families, handed to the text renderer in a thread."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def _render(families: list[Metric], compress: bool) -> bytes:
+    for family in families:
+        family.samples = [
+            s for s in family.samples if not s.name.endswith(_SERIES_SUFFIXES_DROPPED)
+        ]
+    body = generate_latest(_Snapshot(families))
+    return gzip.compress(body, compresslevel=_GZIP_LEVEL) if compress else body
+
+
+class _MetricsApp:
+    """ASGI app answering ``GET /metrics`` (and ``/``) in the Prometheus text format."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] not in ("/", "/metrics"):
+            await _answer(send, 404, b"not found; metrics are at /metrics\n")
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _answer(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
+            return
+        try:
+            families = list(self._registry.collect())
+        except Exception:  # noqa: BLE001 - a broken source must not kill the scrape server
+            _log.exception("collecting metrics failed")
+            await _answer(send, 500, b"collecting metrics failed\n")
+            return
+        accept = dict(scope["headers"]).get(b"accept-encoding", b"")
+        compress = b"gzip" in accept
+        body = await asyncio.to_thread(_render, families, compress)
+        headers = [(b"content-type", CONTENT_TYPE_PLAIN_0_0_4.encode())]
+        if compress:
+            headers.append((b"content-encoding", b"gzip"))
+        await _answer(send, 200, b"" if scope["method"] == "HEAD" else body, headers, len(body))
+
+
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    length: int | None = None,
+) -> None:
+    headers = list(headers or [(b"content-type", b"text/plain; charset=utf-8")])
+    headers.append((b"content-length", str(len(body) if length is None else length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class _NoSignalServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to the edge's main server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+class MetricsServer:
+    """Serves ``registry`` on ``host:port`` until stopped; ``port=0`` picks a free port.
+
+    Use as ``async with MetricsServer(registry, host=..., port=...) as server:`` in the
+    lifespan, or ``start()``/``stop()``. The socket is bound in :meth:`start`, so a port in
+    use raises ``OSError`` there, before the edge reports ready.
+    """
+
+    def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 8001):
+        self._registry = registry
+        self.host = host
+        self._requested_port = port
+        self._socket: socket.socket | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the chosen one when asked for 0)."""
+        if self._socket is None:
+            return self._requested_port
+        return int(self._socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Where Prometheus should scrape."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self) -> None:
+        """Bind and start serving; returns once the server accepts connections."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        self._socket = socket.create_server((self.host, self._requested_port), family=family)
+        config = uvicorn.Config(
+            _MetricsApp(self._registry),
+            interface="asgi3",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _NoSignalServer(config)
+        self._task = asyncio.create_task(
+            self._server.serve(sockets=[self._socket]), name="iotedge.edge.metrics-server"
+        )
+        try:
+            for _ in range(500):  # bounded: at most about 5 s
+                if self._server.started or self._task.done():
+                    break
+                await asyncio.sleep(0.01)
+            if not self._server.started:
+                raise OSError(f"metrics server did not start on {self.host}:{self.port}")
+        except BaseException:  # cancelled while starting too: never leave the port bound
+            await asyncio.shield(self.stop())
+            raise
+        _log.info("metrics at %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+            self._task = None
+        if self._socket is not None:
+            self._socket.close()
+        self._server = None
+
+    async def __aenter__(self) -> "MetricsServer":
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> None:
+    """Serve ``registry`` until cancelled (a task for the edge's supervisor TaskGroup)."""
+    server = MetricsServer(registry, host=host, port=port)
+    try:
+        await server.start()
+        await asyncio.Event().wait()
+    finally:
+        await asyncio.shield(server.stop())

@@ -94,9 +94,7 @@ def start_prometheus(
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if popen.poll() is not None:
-                raise RuntimeError(
-                    f"prometheus exited with {popen.returncode}:\n{prometheus.log()}"
-                )
+                raise RuntimeError(f"prometheus exited with {popen.returncode}:\n{prometheus.log()}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{prometheus.url}/-/ready", timeout=1).status_code == 200:
                     break

@@ -38,9 +38,7 @@ def _demo_keys(clients: list[str]) -> dict[str, str]:
 def _write_keys_env(path: Path, keys: dict[str, str]) -> None:
     """Save the demo keys as shell variables (CLIENT_1_KEY=..., CLOUD_KEY=...) for copy-paste."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"{'CLOUD' if client == '*' else client.upper()}_KEY={key}" for client, key in keys.items()
-    ]
+    lines = [f"{'CLOUD' if client == '*' else client.upper()}_KEY={key}" for client, key in keys.items()]
     path.write_text("# iotedge run demo keys, replaced at every start\n" + "\n".join(lines) + "\n")
     path.chmod(0o600)
 

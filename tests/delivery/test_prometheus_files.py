@@ -66,9 +66,7 @@ def test_rules_only_use_metrics_the_edge_exports() -> None:
     """Every metric an alert rule names exists in a scrape of EdgeMetrics (no typos)."""
     registry = CollectorRegistry()
     EdgeMetrics(registry=registry, edge_id="edge-a", container=lambda: SAMPLE)
-    exported = {
-        family.name for family in text_string_to_metric_families(generate_latest(registry).decode())
-    }
+    exported = {family.name for family in text_string_to_metric_families(generate_latest(registry).decode())}
     exported |= {name + "_total" for name in exported}  # the parser strips _total off counters
     rules = (PROMETHEUS_DIR / "alerts.yml").read_text()
     expressions = "\n".join(re.findall(r"expr: (\|\n(?:\s{10}.*\n)+|.*)", rules))

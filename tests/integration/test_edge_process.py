@@ -179,10 +179,11 @@ def test_injected_anomalies_are_detected(stack: Stack) -> None:
     truth = httpx.get(stack.sim.url + "/_sim/anomalies", params={"since": begin, "until": end}).json()[
         "anomalies"
     ]
+    everything = truth
     truth = [t for t in truth if t["start"] >= begin and t["end"] <= end]
     events = stack.get("/anomalies", client="*", limit=10000).json()["anomalies"]
     events = [e for e in events if begin <= e["started_at_ms"] / 1000 <= end]
-    assert truth, "the schedule injected nothing in the window"
+    assert truth, f"the schedule injected nothing in [{begin}, {end}]: {everything}"
     slack = 6.0
     found = [
         t

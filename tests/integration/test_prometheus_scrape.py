@@ -1,79 +1,38 @@
 """A real Prometheus scrapes the metrics server and evaluates the shipped alert rules on it."""
 
-import asyncio
-import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from iotedge.edge.container import ContainerMonitor, ContainerSampler
-from iotedge.edge.metrics import EdgeMetrics
-from iotedge.edge.metrics_http import MetricsServer
+from tests.conftest import edge_args, edge_env
+from tests.procs import Proc, free_port, start_iotedge
 from tests.prometheus import Prometheus, start_prometheus
 
 pytestmark = pytest.mark.integration
 
-VALUES = [
-    ("device_1", "client_1", "temperature", 23.5),
-    ("device_1", "client_1", "battery_level", 87.0),
-]
 
-
-@contextlib.contextmanager
-def metrics_server_thread(metrics: EdgeMetrics, monitor: ContainerMonitor) -> Iterator[str]:
-    """Serve ``metrics`` (and sample the container) on an event loop in a thread."""
-    ready = threading.Event()
-    address: list[str] = []
-    loop_box: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop_box.append((asyncio.get_running_loop(), stop))
-        sampling = asyncio.create_task(monitor.run())
-        async with MetricsServer(metrics.registry, host="127.0.0.1", port=0) as server:
-            address.append(f"127.0.0.1:{server.port}")
-            ready.set()
-            await stop.wait()
-        sampling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampling
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), name="metrics-server")
-    thread.start()
-    try:
-        assert ready.wait(10), "metrics server did not start"
-        yield address[0]
-    finally:
-        if loop_box:
-            loop, stop = loop_box[0]
-            loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+@pytest.fixture(scope="module")
+def edge_with_metrics(
+    sim: Proc, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Proc, int]]:
+    """A real edge polling the session simulator, serving metrics on a free port."""
+    metrics_port = free_port()
+    args = [*edge_args(sim.url, tmp_path_factory.mktemp("edge")), "--metrics-port", str(metrics_port)]
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+        yield edge, metrics_port
 
 
 @pytest.fixture(scope="module")
-def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    """Prometheus scraping a metrics server fed with a container monitor and two values."""
-    registry = CollectorRegistry()
-    monitor = ContainerMonitor(ContainerSampler(disk_path=Path.cwd()), interval=1.0)
-    metrics = EdgeMetrics(
-        registry=registry,
-        edge_id="edge-test",
-        container=lambda: monitor.latest,
-        latest_values=lambda: VALUES,
-    )
-    metrics.objects.set(1)
-    metrics.observe_cycle(ok=True, duration_s=0.05, lag_s=0.5)
-    metrics.init_anomaly_labels([("client_1", "temperature", "high")])
+def scraped(
+    edge_with_metrics: tuple[Proc, int], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
+    """A real Prometheus scraping the real edge's metrics port."""
+    _, metrics_port = edge_with_metrics
     workdir = tmp_path_factory.mktemp("prometheus")
-    with (
-        metrics_server_thread(metrics, monitor) as target,
-        start_prometheus([target], workdir=workdir) as prometheus,
-    ):
+    with start_prometheus([f"127.0.0.1:{metrics_port}"], workdir=workdir) as prometheus:
         prometheus.wait_for('up{job="iotedge-edge"} == 1')
         yield prometheus
 
@@ -100,15 +59,39 @@ def test_container_gauges_reach_prometheus(scraped: Prometheus) -> None:
 def test_pipeline_series_and_labels_reach_prometheus(scraped: Prometheus) -> None:
     """edge_info, pre-set counters and per-object values are queryable by their labels."""
     info = scraped.query("edge_info")
-    assert info[0]["metric"]["edge_id"] == "edge-test"
-    zero = scraped.query('iotedge_upstream_requests_total{endpoint="data", outcome="timeout"}')
+    assert info[0]["metric"]["edge_id"] == "test-edge"
+    zero = scraped.query('iotedge_upstream_requests_total{endpoint="/iot_data/{id}", outcome="timeout"}')
     assert value(zero) == 0
-    temperature = scraped.query(
-        'iotedge_object_last_value{object_id="device_1", metric="temperature"}'
+    ok = scraped.wait_for('iotedge_upstream_requests_total{endpoint="/iot_data/{id}", outcome="ok"} > 0')
+    assert value(ok) > 0
+    temperature = scraped.wait_for('iotedge_object_last_value{object_id="device_1", metric="temperature"}')
+    assert 20 <= value(temperature) <= 45
+    assert value(scraped.wait_for("iotedge_readings_ingested_total > 0")) > 0
+    assert value(scraped.query("iotedge_objects")) == 6
+    assert value(scraped.query("iotedge_store_size_bytes")) > 0
+    assert value(scraped.wait_for("iotedge_collector_last_success_timestamp_seconds > 0")) > time.time() - 120
+    assert scraped.query("iotedge_collector_lag_seconds")
+    assert (
+        value(
+            scraped.query('iotedge_anomalies_open{client="client_1", rule="offline", metric="temperature"}')
+        )
+        == 0
     )
-    assert value(temperature) == 23.5
-    assert value(scraped.query('iotedge_anomalies_open{client="client_1"}')) == 0
     assert not scraped.query('{__name__=~".+_created"}')
+
+
+def test_request_metrics_follow_api_traffic(edge_with_metrics: tuple[Proc, int], scraped: Prometheus) -> None:
+    """API requests show up by route template and status, never by raw path."""
+    import httpx
+
+    from tests.conftest import KEYS
+
+    edge, _ = edge_with_metrics
+    for object_id in ("device_1", "device_2", "nope"):
+        httpx.get(edge.url + f"/objects/{object_id}", headers={"x-api-key": KEYS["*"]})
+    found = scraped.wait_for('iotedge_http_requests_total{route="/objects/{object_id}", status="404"} > 0')
+    assert value(found) >= 1
+    assert not scraped.query('iotedge_http_requests_total{route=~".*device_.*"}')
 
 
 def test_shipped_rules_evaluate_without_errors(scraped: Prometheus) -> None:
@@ -120,11 +103,7 @@ def test_shipped_rules_evaluate_without_errors(scraped: Prometheus) -> None:
             break
         time.sleep(0.25)
     assert len(rules) == 7
-    assert {rule["name"]: rule["health"] for rule in rules} == {
-        rule["name"]: "ok" for rule in rules
-    }
+    assert {rule["name"]: rule["health"] for rule in rules} == {rule["name"]: "ok" for rule in rules}
     # The Edge*High rules follow this machine's real load, so only these must be quiet.
     quiet = {"EdgeDown", "DeviceApiFailing", "CollectorStalled", "AnomalyRateHigh"}
-    assert [
-        rule["name"] for rule in rules if rule["name"] in quiet and rule["state"] != "inactive"
-    ] == []
+    assert [rule["name"] for rule in rules if rule["name"] in quiet and rule["state"] != "inactive"] == []

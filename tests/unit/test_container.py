@@ -45,18 +45,10 @@ def sampler_for(root: Path, clock: FakeClock | None = None) -> ContainerSampler:
 @pytest.mark.parametrize(
     ("fixture", "cgroup", "cores", "memory", "limit", "cpu_limited", "memory_limited"),
     [
-        pytest.param(
-            "v2-limited", "v2", 1.5, 100_663_296, 256 << 20, True, True, id="v2-limited-nested"
-        ),
-        pytest.param(
-            "v2-unlimited", "v2", 4.0, 83_886_080, HOST_MEMORY, False, False, id="v2-unlimited"
-        ),
-        pytest.param(
-            "v1-limited", "v1", 0.5, 157_286_400, 512 << 20, True, True, id="v1-limited-docker"
-        ),
-        pytest.param(
-            "v1-unlimited", "v1", 4.0, 91_709_440, HOST_MEMORY, False, False, id="v1-unlimited"
-        ),
+        pytest.param("v2-limited", "v2", 1.5, 100_663_296, 256 << 20, True, True, id="v2-limited-nested"),
+        pytest.param("v2-unlimited", "v2", 4.0, 83_886_080, HOST_MEMORY, False, False, id="v2-unlimited"),
+        pytest.param("v1-limited", "v1", 0.5, 157_286_400, 512 << 20, True, True, id="v1-limited-docker"),
+        pytest.param("v1-unlimited", "v1", 4.0, 91_709_440, HOST_MEMORY, False, False, id="v1-unlimited"),
     ],
 )
 def test_limits_and_working_set(
@@ -173,9 +165,7 @@ def test_disk_of_a_directory_not_created_yet(tmp_path: Path) -> None:
     ).sample()
     assert sample.disk_total_bytes > 0
     assert 0 < sample.disk_used_bytes <= sample.disk_total_bytes
-    assert sample.disk_percent == pytest.approx(
-        100 * sample.disk_used_bytes / sample.disk_total_bytes
-    )
+    assert sample.disk_percent == pytest.approx(100 * sample.disk_used_bytes / sample.disk_total_bytes)
 
 
 def test_sample_is_frozen() -> None:

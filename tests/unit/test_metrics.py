@@ -100,9 +100,7 @@ def fleet_values() -> list[tuple[str, str, str, float]]:
 def make(**kwargs: Any) -> tuple[CollectorRegistry, EdgeMetrics]:
     """A fresh registry and the edge's metrics on it."""
     registry = CollectorRegistry()
-    metrics = EdgeMetrics(
-        registry=registry, edge_id="edge-a", clock=lambda: 1_800_000_000.0, **kwargs
-    )
+    metrics = EdgeMetrics(registry=registry, edge_id="edge-a", clock=lambda: 1_800_000_000.0, **kwargs)
     return registry, metrics
 
 
@@ -154,9 +152,7 @@ def test_anomaly_labels_preset_and_open_counts_read_at_scrape() -> None:
     """Pre-set anomaly series read 0; open counts come from the callback on each scrape."""
     open_now: list[tuple[str, str, str, int]] = []
     registry, metrics = make(open_anomalies=lambda: open_now)
-    metrics.init_anomaly_labels(
-        itertools.product(["client_1", "client_2"], ["temperature"], ["high", "low"])
-    )
+    metrics.init_anomaly_labels(itertools.product(["client_1", "client_2"], ["temperature"], ["high", "low"]))
     samples = scrape(registry)
     key = labels(client="client_2", metric="temperature", rule="low")
     assert samples[("iotedge_anomalies_total", key)] == 0.0
@@ -221,17 +217,10 @@ def test_out_of_set_labels_count_as_other() -> None:
     metrics.record_rejected("cosmic_rays")
     metrics.observe_http("/x", "BREW", 418, 0.001)
     samples = scrape(registry)
-    assert (
-        samples[("iotedge_upstream_requests_total", labels(endpoint="data", outcome="other"))] == 1
-    )
+    assert samples[("iotedge_upstream_requests_total", labels(endpoint="data", outcome="other"))] == 1
     assert samples[("iotedge_readings_rejected_total", labels(reason="other"))] == 1
-    assert (
-        samples[("iotedge_http_requests_total", labels(route="/x", method="other", status="418"))]
-        == 1
-    )
-    assert not any(
-        value == "exploded" or value == "cosmic_rays" for _, ls in samples for _, value in ls
-    )
+    assert samples[("iotedge_http_requests_total", labels(route="/x", method="other", status="418"))] == 1
+    assert not any(value == "exploded" or value == "cosmic_rays" for _, ls in samples for _, value in ls)
 
 
 def test_cycle_success_stamps_last_success_and_failures() -> None:
@@ -274,15 +263,9 @@ def test_middleware_labels_route_templates_and_statuses() -> None:
     route = labels(route="/objects/{object_id}", method="GET", status="200")
     assert samples[("iotedge_http_requests_total", route)] == 3
     assert (
-        samples[
-            ("iotedge_http_requests_total", labels(route="unmatched", method="GET", status="404"))
-        ]
-        == 1
+        samples[("iotedge_http_requests_total", labels(route="unmatched", method="GET", status="404"))] == 1
     )
-    assert (
-        samples[("iotedge_http_requests_total", labels(route="/boom", method="GET", status="500"))]
-        == 1
-    )
+    assert samples[("iotedge_http_requests_total", labels(route="/boom", method="GET", status="500"))] == 1
     histogram = (
         "iotedge_http_request_duration_seconds_count",
         labels(route="/objects/{object_id}", method="GET"),

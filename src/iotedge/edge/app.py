@@ -9,17 +9,22 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, health, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
+from iotedge.edge.container import ContainerMonitor, ContainerSampler
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.http_errors import install_error_handlers
+from iotedge.edge.metrics import EdgeMetrics
+from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
+from iotedge.edge.normalise import REJECTION_REASONS
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
-from iotedge.edge.upstream import DeviceApiClient
+from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -62,9 +67,17 @@ def create_app(
         run_collector: start the polling loop (tests may drive ``collector.refresh()`` instead).
     """
 
+    edge_id = settings.resolved_edge_id
+    metrics = EdgeMetrics(
+        registry=CollectorRegistry(),
+        edge_id=edge_id,
+        upstream_endpoints=UPSTREAM_ENDPOINTS,
+        reject_reasons=(*REJECTION_REASONS, "not_json"),
+        clock=clock,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        edge_id = settings.resolved_edge_id
         rules = load_rules(settings.rules_file)
         keys = KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys, clock=clock)
         if not len(keys):
@@ -79,6 +92,7 @@ def create_app(
             timeout=settings.upstream_timeout,
             transport=transport,
             max_connections=settings.poll_concurrency,
+            on_outcome=metrics.observe_upstream,
         )
         engine = RuleEngine(rules, store=store, edge_id=edge_id, poll_interval=settings.poll_interval)
         collector = Collector(
@@ -89,7 +103,16 @@ def create_app(
             concurrency=settings.poll_concurrency,
             retention=settings.retention,
             clock=clock,
+            metrics=metrics,
         )
+        monitor = ContainerMonitor(ContainerSampler(disk_path=settings.data_dir))
+        metrics.bind(
+            container=lambda: monitor.latest,
+            latest_values=collector.latest_values,
+            open_anomalies=lambda: engine.open_by_label(collector.catalogue),
+        )
+        metrics.store_size.set_function(lambda: float(store.size_bytes()))
+        metrics.objects.set_function(lambda: float(len(collector.catalogue)))
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
@@ -101,7 +124,7 @@ def create_app(
             clock=clock,
         )
         app.state.ctx = ctx  # for tests and the CLI; requests read the lifespan state
-        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
+        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"iotedge.edge.container": monitor.run}
         if run_collector:
             loops["iotedge.edge.collector"] = collector.run
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
@@ -113,9 +136,15 @@ def create_app(
             store.path,
             len(keys),
         )
+        metrics_server = MetricsServer(metrics.registry, host=settings.host, port=settings.metrics_port)
+        if settings.metrics_port:
+            await metrics_server.start()
+            _log.info("metrics on %s", metrics_server.url)
         try:
             yield {"ctx": ctx}
         finally:
+            if settings.metrics_port:
+                await metrics_server.stop()
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
@@ -132,6 +161,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.metrics = metrics
     for module in (health, processed, objects, anomalies):
         app.include_router(module.router)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.normalise import (
     CatalogueEntry,
     Normalised,
@@ -19,7 +20,7 @@ from iotedge.edge.normalise import (
     normalise_data,
     normalise_history,
 )
-from iotedge.edge.rules import RuleEngine
+from iotedge.edge.rules import RuleEngine, Transitions
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import IotedgeError, UpstreamError
@@ -74,6 +75,7 @@ class Collector:
         retention: seconds of readings to keep.
         backfill: history points fetched for an object seen for the first time.
         clock: wall clock (reading times are wall-clock epochs).
+        metrics: where cycle outcomes are counted (None: not counted).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Collector:
         retention: float = 7 * 86400.0,
         backfill: int = 60,
         clock: Callable[[], float] = time.time,
+        metrics: EdgeMetrics | None = None,
     ) -> None:
         self.upstream = upstream
         self.store = store
@@ -97,6 +100,10 @@ class Collector:
         self.health = CollectorHealth()
         self._clock = clock
         self._semaphore = asyncio.Semaphore(concurrency)
+        self._metrics = metrics
+        self.latest: dict[tuple[str, str], tuple[float, float]] = {
+            (object_id, metric): (ts, value) for object_id, _, metric, ts, value in store.latest()
+        }
         self._catalogue: dict[str, CatalogueEntry] = {
             row.id: CatalogueEntry(row.id, row.client, row.type) for row in store.objects(None)
         }
@@ -112,8 +119,10 @@ class Collector:
         started = time.monotonic()
         now = self._clock()
         self.health.last_attempt_at = now
+        result = Normalised()
+        transitions = Transitions()
         try:
-            report = await self._cycle(now)
+            report = await self._cycle(now, result, transitions)
         except (IotedgeError, OSError) as exc:
             report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in one cycle
@@ -121,10 +130,10 @@ class Collector:
             report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=f"internal error: {exc!r}")
         self.health.last_cycle_seconds = time.monotonic() - started
         self._record(report, now)
+        self._count(report, result, transitions, now)
         return report
 
-    async def _cycle(self, now: float) -> CycleReport:
-        result = Normalised()
+    async def _cycle(self, now: float, result: Normalised, transitions: Transitions) -> CycleReport:
         catalogue_ok = True
         if self.health.cycles % _CATALOGUE_EVERY == 0 or not self._catalogue:
             catalogue_ok = await self._refresh_catalogue(now, result)
@@ -135,15 +144,15 @@ class Collector:
         failed = outcomes.count(False)
         stored = self.store.insert_readings(result.readings)
         polled_ok = bool(outcomes) and failed < len(outcomes)
-        transitions = self.engine.evaluate(
+        evaluated = self.engine.evaluate(
             result.readings, self._catalogue, now=now, check_offline=polled_ok and catalogue_ok
         )
+        transitions.opened.extend(evaluated.opened)
+        transitions.closed.extend(evaluated.closed)
         if self.health.cycles % _PRUNE_EVERY == 0:
             pruned = self.store.prune(now - self.retention)
             if pruned:
                 _log.info("retention: removed %d readings older than %.0f s", pruned, self.retention)
-        for reason, count in result.rejected.items():
-            self.health.rejected[reason] = self.health.rejected.get(reason, 0) + count
         return CycleReport(
             ok=polled_ok and catalogue_ok,
             polled=len(outcomes),
@@ -174,6 +183,10 @@ class Collector:
             return False
         self.store.upsert_objects(entries, now)
         self._catalogue = {entry.id: entry for entry in entries}
+        if self._metrics is not None:
+            self._metrics.init_anomaly_labels(
+                {(e.client, m, r) for e in entries for m, r in self.engine.rule_names(e.type)}
+            )
         return True
 
     async def _backfill(self, entry: CatalogueEntry, result: Normalised) -> None:
@@ -216,6 +229,39 @@ class Collector:
         health.ok = False
         health.consecutive_failures += 1
         health.last_error = report.error
+
+    def _count(self, report: CycleReport, result: Normalised, transitions: Transitions, now: float) -> None:
+        """Update rejection counts, the latest values and the metrics after a cycle."""
+        for reading in result.readings:
+            key = (reading.object_id, reading.metric)
+            if reading.ts >= self.latest.get(key, (float("-inf"), 0.0))[0]:
+                self.latest[key] = (reading.ts, reading.value)
+        for reason, count in result.rejected.items():
+            self.health.rejected[reason] = self.health.rejected.get(reason, 0) + count
+        metrics = self._metrics
+        if metrics is None:
+            return
+        newest = max((r.ts for r in result.readings), default=None)
+        metrics.observe_cycle(
+            ok=report.ok,
+            duration_s=self.health.last_cycle_seconds,
+            consecutive_failures=self.health.consecutive_failures,
+            lag_s=None if newest is None else max(0.0, now - newest),
+        )
+        metrics.record_ingested(report.stored)
+        for reason, count in result.rejected.items():
+            metrics.record_rejected(reason, count)
+        for event in transitions.opened:
+            metrics.record_anomaly(event.client, event.metric, event.rule)
+
+    def latest_values(self) -> list[tuple[str, str, str, float]]:
+        """(object_id, client, metric, value) of each object's newest readings, from memory."""
+        catalogue = self._catalogue
+        return [
+            (object_id, catalogue[object_id].client, metric, value)
+            for (object_id, metric), (_, value) in self.latest.items()
+            if object_id in catalogue
+        ]
 
     async def run(self) -> None:
         """Poll forever, one cycle per interval, until cancelled."""

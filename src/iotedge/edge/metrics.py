@@ -47,7 +47,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-UPSTREAM_OUTCOMES = ("ok", "timeout", "connect", "status", "payload")
+UPSTREAM_OUTCOMES = ("ok", "timeout", "connect", "status", "payload", "circuit_open")
 UPSTREAM_ENDPOINTS = ("objects", "data", "history")
 REJECT_REASONS = ("shape", "type", "missing", "non_finite", "out_of_range", "timestamp")
 NOTIFICATION_CHANNELS = ("webhook", "email")
@@ -205,14 +205,10 @@ class EdgeMetrics:
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(name, doc, labelnames=labels, registry=registry)
 
-        def histogram(
-            name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()
-        ) -> Histogram:
+        def histogram(name: str, doc: str, buckets: Sequence[float], labels: Sequence[str] = ()) -> Histogram:
             return Histogram(name, doc, labelnames=labels, buckets=buckets, registry=registry)
 
-        self.info = gauge(
-            "edge_info", "Constant 1, labelled with this edge.", ("edge_id", "version")
-        )
+        self.info = gauge("edge_info", "Constant 1, labelled with this edge.", ("edge_id", "version"))
         self.info.labels(edge_id=edge_id, version=version).set(1)
 
         self.http_requests = counter(
@@ -260,18 +256,14 @@ class EdgeMetrics:
             "iotedge_collector_consecutive_failures", "Polling cycles failed in a row."
         )
 
-        self.readings_ingested = counter(
-            "iotedge_readings_ingested", "Readings accepted and stored."
-        )
+        self.readings_ingested = counter("iotedge_readings_ingested", "Readings accepted and stored.")
         self.readings_rejected = counter(
             "iotedge_readings_rejected", "Readings refused by the normaliser.", ("reason",)
         )
         for reason in (*reject_reasons, OTHER):
             self.readings_rejected.labels(reason=reason)
 
-        self.anomalies = counter(
-            "iotedge_anomalies", "Anomaly events opened.", ("client", "metric", "rule")
-        )
+        self.anomalies = counter("iotedge_anomalies", "Anomaly events opened.", ("client", "metric", "rule"))
         self.notifications = counter(
             "iotedge_notifications", "Notification deliveries.", ("channel", "outcome")
         )
@@ -281,18 +273,14 @@ class EdgeMetrics:
         self.notifications_pending = gauge(
             "iotedge_notifications_pending", "Notifications in the outbox not yet delivered."
         )
-        self.store_size = gauge(
-            "iotedge_store_size_bytes", "Size of the store on disk, journal included."
-        )
+        self.store_size = gauge("iotedge_store_size_bytes", "Size of the store on disk, journal included.")
         self.objects = gauge("iotedge_objects", "Objects in the device catalogue.")
         # process_* (CPU seconds, resident memory, start time, open files) of this process.
         ProcessCollector(registry=registry)
 
         registry.register(_ContainerCollector(lambda: self._container))
         registry.register(_ObjectValuesCollector(lambda: self._latest_values))
-        registry.register(
-            _OpenAnomaliesCollector(lambda: self._open_anomalies, lambda: self._anomaly_labels)
-        )
+        registry.register(_OpenAnomaliesCollector(lambda: self._open_anomalies, lambda: self._anomaly_labels))
 
     def bind(
         self,
@@ -371,7 +359,5 @@ class EdgeMetrics:
             return value
         if (label, value) not in self._warned and len(self._warned) < _MAX_WARNINGS:
             self._warned.add((label, value))
-            _log.warning(
-                "metric label %s=%r is not a known value; counted as %r", label, value, OTHER
-            )
+            _log.warning("metric label %s=%r is not a known value; counted as %r", label, value, OTHER)
         return OTHER

@@ -76,9 +76,7 @@ class MetricsMiddleware:
             raise
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
-            self.metrics.observe_http(
-                route, scope.get("method", ""), status or 500, self._clock() - started
-            )
+            self.metrics.observe_http(route, scope.get("method", ""), status or 500, self._clock() - started)
 
 
 class _Snapshot:
@@ -93,9 +91,7 @@ class _Snapshot:
 
 def _render(families: list[Metric], compress: bool) -> bytes:
     for family in families:
-        family.samples = [
-            s for s in family.samples if not s.name.endswith(_SERIES_SUFFIXES_DROPPED)
-        ]
+        family.samples = [s for s in family.samples if not s.name.endswith(_SERIES_SUFFIXES_DROPPED)]
     body = generate_latest(_Snapshot(families))
     return gzip.compress(body, compresslevel=_GZIP_LEVEL) if compress else body
 

@@ -159,6 +159,29 @@ class RuleEngine:
         """How many events are open now."""
         return len(self._open)
 
+    def rule_names(self, kind: str) -> list[tuple[str, str]]:
+        """(metric, rule) pairs that can fire for a device type (to pre-set metric labels)."""
+        primary = DEVICE_TYPES[kind].primary
+        pairs = [(m, rule.name) for m in DEVICE_TYPES[kind].metrics for rule in self._thresholds.get(m, ())]
+        for rule, enabled in (
+            ("zscore", self.rules.zscore.enabled),
+            ("stuck", self.rules.stuck.enabled),
+            ("offline", self.rules.offline.enabled),
+        ):
+            if enabled:
+                pairs.append((primary, rule))
+        return pairs
+
+    def open_by_label(self, objects: Mapping[str, CatalogueEntry]) -> list[tuple[str, str, str, int]]:
+        """(client, metric, rule, count) of the open events, from memory (for metrics)."""
+        counts: dict[tuple[str, str, str], int] = {}
+        for object_id, metric, rule in self._open:
+            entry = objects.get(object_id)
+            if entry is not None:
+                key = (entry.client, metric, rule)
+                counts[key] = counts.get(key, 0) + 1
+        return [(client, metric, rule, n) for (client, metric, rule), n in counts.items()]
+
     def evaluate(
         self,
         readings: list[Reading],

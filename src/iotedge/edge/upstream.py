@@ -16,7 +16,10 @@ import httpx
 
 from iotedge.errors import UpstreamError
 
-__all__ = ["CircuitBreaker", "DeviceApiClient"]
+__all__ = ["UPSTREAM_ENDPOINTS", "CircuitBreaker", "DeviceApiClient"]
+
+UPSTREAM_ENDPOINTS = ("/iot_objects", "/iot_data/{id}", "/iot_objects/{id}/history")
+"""The device API endpoint templates, as metrics label them."""
 
 _log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The edge server: collector, store, rules, notifications and the HTTP API."""

@@ -1,0 +1,356 @@
+"""Triage: routing, cooldown and flapping decide which outbox rows become messages.
+
+Runs inside one write transaction per drainer pass. For each new outbox row, in id order,
+it creates ``outbox_delivery`` rows (one per routed channel) that are either pending (to
+send now or, when held by the cooldown, later) or suppressed with a reason. See
+``docs/notifications.md`` for the rules and the bounds they give.
+"""
+
+import json
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from iotedge.edge.notify.settings import NotifySettings
+
+__all__ = ["HELD", "release_held", "series_key", "settle_flapping", "triage"]
+
+logger = logging.getLogger(__name__)
+
+HELD = "held"
+
+
+def series_key(payload: dict[str, Any]) -> str:
+    """The noise-control key of an event: object, metric and rule."""
+    return "|".join(str(payload.get(k)) for k in ("object_id", "metric", "rule"))
+
+
+@dataclass
+class _Series:
+    key: str
+    client: str
+    severity: str
+    recent: list[float] = field(default_factory=list)
+    flapping: bool = False
+    last_outbox_id: int | None = None
+    last_transition: str | None = None
+    last_at: float | None = None
+    opened_notified_at: float | None = None
+    grouped: int = 0
+
+
+def _load_series(conn: sqlite3.Connection, key: str, client: str, severity: str) -> _Series:
+    row = conn.execute("SELECT * FROM notify_series WHERE series = ?", (key,)).fetchone()
+    if row is None:
+        return _Series(key=key, client=client, severity=severity)
+    return _Series(
+        key=key,
+        client=row["client"],
+        severity=row["severity"],
+        recent=[float(x) for x in json.loads(row["recent"])],
+        flapping=bool(row["flapping"]),
+        last_outbox_id=row["last_outbox_id"],
+        last_transition=row["last_transition"],
+        last_at=row["last_at"],
+        opened_notified_at=row["opened_notified_at"],
+        grouped=row["grouped"],
+    )
+
+
+def _save_series(conn: sqlite3.Connection, s: _Series) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO notify_series (series, client, severity, recent, flapping,"
+        " last_outbox_id, last_transition, last_at, opened_notified_at, grouped)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            s.key,
+            s.client,
+            s.severity,
+            json.dumps(s.recent),
+            int(s.flapping),
+            s.last_outbox_id,
+            s.last_transition,
+            s.last_at,
+            s.opened_notified_at,
+            s.grouped,
+        ),
+    )
+
+
+def _add(
+    conn: sqlite3.Connection,
+    outbox_id: int,
+    series: str,
+    channels: tuple[str, ...],
+    *,
+    kind: str,
+    status: str,
+    now: float,
+    reason: str = "",
+    due: float | None = None,
+    n_grouped: int = 0,
+) -> None:
+    for channel in channels:
+        conn.execute(
+            "INSERT OR IGNORE INTO outbox_delivery (outbox_id, channel, kind, series, status,"
+            " reason, next_attempt_at, n_grouped, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                outbox_id,
+                channel,
+                kind,
+                series,
+                status,
+                reason,
+                now if due is None else due,
+                n_grouped,
+                now,
+                now,
+            ),
+        )
+
+
+def _suppress_held(conn: sqlite3.Connection, series: str, reason: str, now: float) -> int:
+    """Suppress the series' held, never attempted, messages; returns how many outbox rows."""
+    held = conn.execute(
+        "SELECT COUNT(DISTINCT outbox_id) FROM outbox_delivery"
+        " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
+        (series, HELD),
+    ).fetchone()[0]
+    conn.execute(
+        "UPDATE outbox_delivery SET status = 'suppressed', reason = ?, updated_at = ?"
+        " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
+        (reason, now, series, HELD),
+    )
+    return int(held)
+
+
+def _opened_dependency(
+    conn: sqlite3.Connection, event_id: int, before_id: int, channel: str
+) -> sqlite3.Row | None:
+    """The message that announced this event's opening on ``channel``, if any."""
+    return conn.execute(  # type: ignore[no-any-return]
+        "SELECT d.* FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id"
+        " WHERE o.event_id = ? AND o.transition = 'opened' AND o.id < ? AND d.channel = ?"
+        " AND d.kind IN ('event', 'stable')"
+        " ORDER BY d.status = 'sent' DESC, d.status = 'pending' DESC, d.outbox_id DESC LIMIT 1",
+        (event_id, before_id, channel),
+    ).fetchone()
+
+
+def _payload(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def triage(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> dict[str, int]:
+    """Turn new outbox rows into delivery rows; returns counts by outcome.
+
+    Must run inside a write transaction; advances the triage cursor.
+    """
+    counts = {"triaged": 0, "pending": 0, "held": 0, "suppressed": 0}
+    row = conn.execute("SELECT last_outbox_id FROM notify_cursor WHERE id = 1").fetchone()
+    cursor = int(row[0]) if row else 0
+    rows = conn.execute(
+        "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (cursor, settings.batch_size)
+    ).fetchall()
+    for r in rows:
+        outcome = _triage_one(conn, settings, r, now)
+        counts["triaged"] += 1
+        counts[outcome] += 1
+    if rows:
+        conn.execute(
+            "INSERT OR REPLACE INTO notify_cursor (id, last_outbox_id) VALUES (1, ?)",
+            (rows[-1]["id"],),
+        )
+    return counts
+
+
+def _triage_one(
+    conn: sqlite3.Connection, settings: NotifySettings, r: sqlite3.Row, now: float
+) -> str:
+    payload = _payload(r["payload"])
+    key = series_key(payload) if payload else f"event:{r['event_id']}"
+    s = _load_series(conn, key, r["client"], r["severity"])
+    t = float(r["created_at"])
+    s.recent = [x for x in s.recent if x > t - settings.flap_window_s] + [t]
+    s.client, s.severity = r["client"], r["severity"]
+    s.last_outbox_id, s.last_transition, s.last_at = r["id"], r["transition"], t
+    channels = settings.channels_for(r["client"], r["severity"])
+    outcome = "suppressed"
+    if s.flapping:
+        _add(
+            conn,
+            r["id"],
+            key,
+            channels,
+            kind="event",
+            status="suppressed",
+            now=now,
+            reason="flapping",
+        )
+        s.grouped += 1
+    elif len(s.recent) > settings.flap_max:
+        s.flapping = True
+        # The flapping message reports every change in the window, held ones included.
+        _suppress_held(conn, key, "flapping", now)
+        s.grouped = 0
+        _add(
+            conn,
+            r["id"],
+            key,
+            channels,
+            kind="event",
+            status="suppressed",
+            now=now,
+            reason="flapping",
+        )
+        _add(
+            conn,
+            r["id"],
+            key,
+            channels,
+            kind="flapping",
+            status="pending",
+            now=now,
+            n_grouped=len(s.recent),
+        )
+        logger.info("series %s is flapping (%s changes); going quiet", key, len(s.recent))
+        outcome = "pending"
+    elif r["transition"] == "opened":
+        ref = s.opened_notified_at
+        if ref is not None and t - ref < settings.cooldown_s:
+            _add(
+                conn,
+                r["id"],
+                key,
+                channels,
+                kind="event",
+                status="pending",
+                now=now,
+                reason=HELD,
+                due=ref + settings.cooldown_s,
+            )
+            outcome = "held"
+        else:
+            _add(
+                conn,
+                r["id"],
+                key,
+                channels,
+                kind="event",
+                status="pending",
+                now=now,
+                n_grouped=s.grouped,
+            )
+            s.grouped = 0
+            s.opened_notified_at = t
+            outcome = "pending"
+    else:
+        outcome = _triage_resolved(conn, r, key, channels, s, now)
+    _save_series(conn, s)
+    return outcome if channels else "suppressed"
+
+
+def _triage_resolved(
+    conn: sqlite3.Connection,
+    r: sqlite3.Row,
+    key: str,
+    channels: tuple[str, ...],
+    s: _Series,
+    now: float,
+) -> str:
+    outcome = "suppressed"
+    folded = False
+    for channel in channels:
+        dep = _opened_dependency(conn, r["event_id"], r["id"], channel)
+        if dep is not None and dep["status"] == "pending" and dep["reason"] == HELD:
+            # Opened and resolved within the cooldown: neither is worth a message.
+            conn.execute(
+                "UPDATE outbox_delivery SET status = 'suppressed', reason = 'cooldown',"
+                " updated_at = ? WHERE outbox_id = ? AND channel = ? AND kind = ?",
+                (now, dep["outbox_id"], channel, dep["kind"]),
+            )
+            _add(
+                conn,
+                r["id"],
+                key,
+                (channel,),
+                kind="event",
+                status="suppressed",
+                now=now,
+                reason="cooldown",
+            )
+            folded = True
+        elif dep is not None and dep["status"] in ("pending", "sent"):
+            _add(conn, r["id"], key, (channel,), kind="event", status="pending", now=now)
+            outcome = "pending"
+        else:
+            _add(
+                conn,
+                r["id"],
+                key,
+                (channel,),
+                kind="event",
+                status="suppressed",
+                now=now,
+                reason="opened_not_sent",
+            )
+    if folded:
+        s.grouped += 2
+    return outcome
+
+
+def release_held(conn: sqlite3.Connection, outbox_id: int, series: str, now: float) -> int:
+    """Release a held opened message whose cooldown ended; returns the grouped count.
+
+    Must run inside a write transaction. Its messages then count as the series' latest
+    opened notification and carry the transitions grouped since the previous one.
+    """
+    row = conn.execute("SELECT grouped FROM notify_series WHERE series = ?", (series,)).fetchone()
+    grouped = int(row[0]) if row else 0
+    conn.execute(
+        "UPDATE outbox_delivery SET reason = 'released', n_grouped = ?, updated_at = ?"
+        " WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
+        (grouped, now, outbox_id, HELD),
+    )
+    conn.execute(
+        "UPDATE notify_series SET grouped = 0, opened_notified_at = ? WHERE series = ?",
+        (now, series),
+    )
+    return grouped
+
+
+def settle_flapping(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> int:
+    """End flapping for series quiet for a whole window: one ``stable`` message each.
+
+    Must run inside a write transaction; returns how many series settled.
+    """
+    settled = conn.execute(
+        "SELECT series FROM notify_series WHERE flapping = 1 AND last_at <= ?",
+        (now - settings.flap_window_s,),
+    ).fetchall()
+    for (key,) in settled:
+        s = _load_series(conn, key, "", "")
+        if s.last_outbox_id is None:
+            continue
+        channels = settings.channels_for(s.client, s.severity)
+        _add(
+            conn,
+            s.last_outbox_id,
+            key,
+            channels,
+            kind="stable",
+            status="pending",
+            now=now,
+            n_grouped=s.grouped,
+        )
+        logger.info("series %s is stable again (%s)", key, s.last_transition)
+        s.flapping, s.recent, s.grouped = False, [], 0
+        s.opened_notified_at = now
+        _save_series(conn, s)
+    return len(settled)

@@ -6,6 +6,7 @@ import hmac
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -204,6 +205,7 @@ class WebhookReceiver:
         self.fail_first = fail_first
         self.hang = False
         self.requests = 0
+        self.handled = 0
         self.received: list[str] = []
         self.accepted: dict[str, dict[str, Any]] = {}
         self.duplicates = 0
@@ -254,9 +256,23 @@ class WebhookReceiver:
                 else:
                     self.accepted[key] = data
                 status = 200
-        req.send_response(status)
-        req.send_header("Content-Length", "0")
-        req.end_headers()
+        try:
+            req.send_response(status)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+        finally:
+            with self._lock:
+                self.handled += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until every request received so far has been answered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.handled == self.requests:
+                    return True
+            time.sleep(0.01)
+        return False
 
     def types(self) -> list[str]:
         """The ``type`` of each accepted message, in arrival order."""

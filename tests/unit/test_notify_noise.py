@@ -117,14 +117,18 @@ def test_held_open_is_released_when_the_cooldown_ends(tmp_path: Path) -> None:
         await rig.at(0, (1, "opened"))
         await rig.at(30, (1, "resolved"))
         await rig.at(100, (2, "opened"))
+        await rig.at(120, (2, "resolved"))
+        await rig.at(200, (3, "opened"))
         await rig.at(299)
         assert rig.webhook.kinds() == ["opened", "resolved"]
         await rig.at(300)
-        await rig.at(500, (2, "resolved"))
+        await rig.at(500, (3, "resolved"))
 
     rig = run(tmp_path, scenario, cooldown_s=300)
     assert rig.webhook.kinds() == ["opened", "resolved", "opened", "resolved"]
-    assert [n.event["event_id"] for n in rig.email.notes] == [1, 1, 2, 2]
+    assert [n.event["event_id"] for n in rig.email.notes] == [1, 1, 3, 3]
+    # Both channels tell the same story about the folded incident 2.
+    assert rig.webhook.notes[2].grouped == rig.email.notes[2].grouped == 2
 
 
 def test_flapping_series_goes_quiet_then_reports_stable(tmp_path: Path) -> None:

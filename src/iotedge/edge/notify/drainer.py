@@ -126,7 +126,9 @@ class Drainer:
         """Drain forever, one pass per poll interval (or sooner after :meth:`wake`)."""
         logger.info("notification drainer started: channels %s", ", ".join(self._channels))
         while True:
-            await self.drain_once()
+            report = await self.drain_once()
+            if report.triaged >= self.settings.batch_size:
+                continue  # a backlog: keep going without waiting
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval_s):
                     await self._wake.wait()
@@ -183,7 +185,8 @@ class Drainer:
         if row["recorded_at"] is None:
             await self._finish(ident, "failed", now, "outbox row is gone", report)
             return
-        if now - row["recorded_at"] > self.settings.max_age_s:
+        # Age counts from queueing, so a backlog found after downtime is still delivered.
+        if now - row["created_at"] > self.settings.max_age_s:
             error = f"gave up after max age {self.settings.max_age_s:g}s"
             if row["last_error"]:
                 error += f"; last error: {row['last_error']}"
@@ -203,7 +206,9 @@ class Drainer:
                 return
         grouped = row["n_grouped"]
         if row["reason"] == HELD:
-            grouped = await self._tx(release_held, self._conn, row["outbox_id"], row["series"], now)
+            grouped = await self._tx(
+                release_held, self._conn, row["outbox_id"], row["series"], name, now
+            )
         note = self._note(row, grouped)
         try:
             await channel.send(note)

@@ -111,19 +111,13 @@ def _add(
         )
 
 
-def _suppress_held(conn: sqlite3.Connection, series: str, reason: str, now: float) -> int:
-    """Suppress the series' held, never attempted, messages; returns how many outbox rows."""
-    held = conn.execute(
-        "SELECT COUNT(DISTINCT outbox_id) FROM outbox_delivery"
-        " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
-        (series, HELD),
-    ).fetchone()[0]
+def _suppress_held(conn: sqlite3.Connection, series: str, reason: str, now: float) -> None:
+    """Suppress the series' held (never attempted) messages."""
     conn.execute(
         "UPDATE outbox_delivery SET status = 'suppressed', reason = ?, updated_at = ?"
         " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
         (reason, now, series, HELD),
     )
-    return int(held)
 
 
 def _opened_dependency(
@@ -305,24 +299,38 @@ def _triage_resolved(
     return outcome
 
 
-def release_held(conn: sqlite3.Connection, outbox_id: int, series: str, now: float) -> int:
-    """Release a held opened message whose cooldown ended; returns the grouped count.
+def release_held(
+    conn: sqlite3.Connection, outbox_id: int, series: str, channel: str, now: float
+) -> int:
+    """Release a held opened message whose cooldown ended; returns its grouped count.
 
-    Must run inside a write transaction. Its messages then count as the series' latest
-    opened notification and carry the transitions grouped since the previous one.
+    Must run inside a write transaction. The first channel to get there releases the row on
+    every channel: its messages then count as the series' latest opened notification and
+    carry the transitions grouped since the previous one.
     """
-    row = conn.execute("SELECT grouped FROM notify_series WHERE series = ?", (series,)).fetchone()
-    grouped = int(row[0]) if row else 0
-    conn.execute(
-        "UPDATE outbox_delivery SET reason = 'released', n_grouped = ?, updated_at = ?"
-        " WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
-        (grouped, now, outbox_id, HELD),
-    )
-    conn.execute(
-        "UPDATE notify_series SET grouped = 0, opened_notified_at = ? WHERE series = ?",
-        (now, series),
-    )
-    return grouped
+    still_held = conn.execute(
+        "SELECT 1 FROM outbox_delivery WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
+        (outbox_id, HELD),
+    ).fetchone()
+    if still_held:
+        row = conn.execute(
+            "SELECT grouped FROM notify_series WHERE series = ?", (series,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE outbox_delivery SET reason = 'released', n_grouped = ?, updated_at = ?"
+            " WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
+            (int(row[0]) if row else 0, now, outbox_id, HELD),
+        )
+        conn.execute(
+            "UPDATE notify_series SET grouped = 0, opened_notified_at = ? WHERE series = ?",
+            (now, series),
+        )
+    mine = conn.execute(
+        "SELECT n_grouped FROM outbox_delivery WHERE outbox_id = ? AND channel = ?"
+        " AND kind = 'event'",
+        (outbox_id, channel),
+    ).fetchone()
+    return int(mine[0]) if mine else 0
 
 
 def settle_flapping(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> int:

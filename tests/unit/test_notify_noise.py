@@ -151,6 +151,9 @@ def test_flapping_series_goes_quiet_then_reports_stable(tmp_path: Path) -> None:
     assert stable.state == "opened" and stable.grouped == 41 - 7
     assert stable.idempotency_key == "edge-test:21:opened:stable"
     assert rig.email.kinds() == rig.webhook.kinds()
+    suppressed = [s for s in rig.out.statuses() if s[3] == "suppressed"]
+    assert len(suppressed) == 2 * 39
+    assert rig.drainer.stats.suppressed == {"webhook": 39, "email": 39}
 
 
 def test_resolved_is_dropped_when_its_opened_failed(tmp_path: Path) -> None:

@@ -23,7 +23,13 @@ import httpx
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import build_channels
 from iotedge.edge.notify.message import Kind, Notification
-from iotedge.edge.notify.noise import HELD, release_held, settle_flapping, triage
+from iotedge.edge.notify.noise import (
+    HELD,
+    TriageResult,
+    release_held,
+    settle_flapping,
+    triage,
+)
 from iotedge.edge.notify.schema import connect, ensure_schema
 from iotedge.edge.notify.settings import CHANNELS, NotifySettings
 
@@ -155,8 +161,11 @@ class Drainer:
 
     async def _pass(self, report: DrainReport) -> None:
         now = self._clock()
-        counts, settled = await self._tx(self._triage, now)
-        report.triaged, report.settled = counts["triaged"], settled
+        triaged, settled = await self._tx(self._triage, now)
+        report.triaged, report.settled = triaged.triaged, settled
+        for channel, count in triaged.suppressed.items():
+            self.stats.suppressed[channel] = self.stats.suppressed.get(channel, 0) + count
+            report.suppressed += count
         due = await self._db(self._due, now)
         down: set[str] = set()
         for row in due:
@@ -165,9 +174,9 @@ class Drainer:
                 continue
             await self._deliver(row, down, report)
 
-    def _triage(self, now: float) -> tuple[dict[str, int], int]:
-        counts = triage(self._conn, self.settings, now)
-        return counts, settle_flapping(self._conn, self.settings, now)
+    def _triage(self, now: float) -> tuple[TriageResult, int]:
+        result = triage(self._conn, self.settings, now)
+        return result, settle_flapping(self._conn, self.settings, now)
 
     def _due(self, now: float) -> list[sqlite3.Row]:
         return self._conn.execute(
@@ -197,8 +206,12 @@ class Drainer:
             await self._finish(ident, "failed", now, f"channel {name} not configured", report)
             return
         if row["kind"] == "event" and row["transition"] == "resolved":
-            dep = await self._db(self._opened_status, row["event_id"], row["outbox_id"], name)
+            dep, dep_next = await self._db(
+                self._opened_status, row["event_id"], row["outbox_id"], name
+            )
             if dep == "pending":
+                # Wait behind the opened message; wake up when it is next tried.
+                await self._tx(self._update, ident, "pending", now, None, next_at=dep_next)
                 report.waiting += 1
                 return
             if dep != "sent":
@@ -243,15 +256,18 @@ class Drainer:
             state=row["transition"] if row["kind"] == "stable" else None,
         )
 
-    def _opened_status(self, event_id: int, before_id: int, channel: str) -> str | None:
+    def _opened_status(
+        self, event_id: int, before_id: int, channel: str
+    ) -> tuple[str | None, float | None]:
         row = self._conn.execute(
-            "SELECT d.status FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id"
+            "SELECT d.status, d.next_attempt_at FROM outbox_delivery d"
+            " JOIN outbox o ON o.id = d.outbox_id"
             " WHERE o.event_id = ? AND o.transition = 'opened' AND o.id < ?"
             " AND d.channel = ? AND d.kind IN ('event', 'stable')"
             " ORDER BY d.status = 'sent' DESC, d.status = 'pending' DESC LIMIT 1",
             (event_id, before_id, channel),
         ).fetchone()
-        return None if row is None else str(row[0])
+        return (None, None) if row is None else (str(row[0]), float(row[1]))
 
     async def _retry(self, row: sqlite3.Row, error: str, report: DrainReport) -> None:
         attempts = row["attempts"] + 1

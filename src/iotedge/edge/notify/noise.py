@@ -9,12 +9,13 @@ send now or, when held by the cooldown, later) or suppressed with a reason. See
 import json
 import logging
 import sqlite3
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from iotedge.edge.notify.settings import NotifySettings
 
-__all__ = ["HELD", "release_held", "series_key", "settle_flapping", "triage"]
+__all__ = ["HELD", "TriageResult", "release_held", "series_key", "settle_flapping", "triage"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,48 +79,6 @@ def _save_series(conn: sqlite3.Connection, s: _Series) -> None:
     )
 
 
-def _add(
-    conn: sqlite3.Connection,
-    outbox_id: int,
-    series: str,
-    channels: tuple[str, ...],
-    *,
-    kind: str,
-    status: str,
-    now: float,
-    reason: str = "",
-    due: float | None = None,
-    n_grouped: int = 0,
-) -> None:
-    for channel in channels:
-        conn.execute(
-            "INSERT OR IGNORE INTO outbox_delivery (outbox_id, channel, kind, series, status,"
-            " reason, next_attempt_at, n_grouped, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                outbox_id,
-                channel,
-                kind,
-                series,
-                status,
-                reason,
-                now if due is None else due,
-                n_grouped,
-                now,
-                now,
-            ),
-        )
-
-
-def _suppress_held(conn: sqlite3.Connection, series: str, reason: str, now: float) -> None:
-    """Suppress the series' held (never attempted) messages."""
-    conn.execute(
-        "UPDATE outbox_delivery SET status = 'suppressed', reason = ?, updated_at = ?"
-        " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
-        (reason, now, series, HELD),
-    )
-
-
 def _opened_dependency(
     conn: sqlite3.Connection, event_id: int, before_id: int, channel: str
 ) -> sqlite3.Row | None:
@@ -141,162 +100,153 @@ def _payload(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def triage(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> dict[str, int]:
-    """Turn new outbox rows into delivery rows; returns counts by outcome.
+@dataclass
+class TriageResult:
+    """What one triage did: rows read, messages queued, held and suppressed per channel."""
 
-    Must run inside a write transaction; advances the triage cursor.
+    triaged: int = 0
+    queued: int = 0
+    held: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)
+
+
+def triage(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> TriageResult:
+    """Turn new outbox rows into delivery rows, in id order, and advance the cursor.
+
+    Must run inside a write transaction.
     """
-    counts = {"triaged": 0, "pending": 0, "held": 0, "suppressed": 0}
     row = conn.execute("SELECT last_outbox_id FROM notify_cursor WHERE id = 1").fetchone()
     cursor = int(row[0]) if row else 0
     rows = conn.execute(
         "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (cursor, settings.batch_size)
     ).fetchall()
+    run = _Triage(conn, settings, now)
     for r in rows:
-        outcome = _triage_one(conn, settings, r, now)
-        counts["triaged"] += 1
-        counts[outcome] += 1
+        run.one(r)
     if rows:
         conn.execute(
             "INSERT OR REPLACE INTO notify_cursor (id, last_outbox_id) VALUES (1, ?)",
             (rows[-1]["id"],),
         )
-    return counts
+    run.result.triaged = len(rows)
+    return run.result
 
 
-def _triage_one(
-    conn: sqlite3.Connection, settings: NotifySettings, r: sqlite3.Row, now: float
-) -> str:
-    payload = _payload(r["payload"])
-    key = series_key(payload) if payload else f"event:{r['event_id']}"
-    s = _load_series(conn, key, r["client"], r["severity"])
-    t = float(r["created_at"])
-    s.recent = [x for x in s.recent if x > t - settings.flap_window_s] + [t]
-    s.client, s.severity = r["client"], r["severity"]
-    s.last_outbox_id, s.last_transition, s.last_at = r["id"], r["transition"], t
-    channels = settings.channels_for(r["client"], r["severity"])
-    outcome = "suppressed"
-    if s.flapping:
-        _add(
-            conn,
-            r["id"],
-            key,
-            channels,
-            kind="event",
-            status="suppressed",
-            now=now,
-            reason="flapping",
-        )
-        s.grouped += 1
-    elif len(s.recent) > settings.flap_max:
-        s.flapping = True
-        # The flapping message reports every change in the window, held ones included.
-        _suppress_held(conn, key, "flapping", now)
-        s.grouped = 0
-        _add(
-            conn,
-            r["id"],
-            key,
-            channels,
-            kind="event",
-            status="suppressed",
-            now=now,
-            reason="flapping",
-        )
-        _add(
-            conn,
-            r["id"],
-            key,
-            channels,
-            kind="flapping",
-            status="pending",
-            now=now,
-            n_grouped=len(s.recent),
-        )
-        logger.info("series %s is flapping (%s changes); going quiet", key, len(s.recent))
-        outcome = "pending"
-    elif r["transition"] == "opened":
-        ref = s.opened_notified_at
-        if ref is not None and t - ref < settings.cooldown_s:
-            _add(
-                conn,
-                r["id"],
-                key,
-                channels,
-                kind="event",
-                status="pending",
-                now=now,
-                reason=HELD,
-                due=ref + settings.cooldown_s,
+class _Triage:
+    """One triage run: the connection, the settings, the time and the tally."""
+
+    def __init__(self, conn: sqlite3.Connection, settings: NotifySettings, now: float) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.now = now
+        self.result = TriageResult()
+
+    def add(
+        self,
+        r: sqlite3.Row,
+        series: str,
+        channels: tuple[str, ...],
+        *,
+        kind: str = "event",
+        status: str = "pending",
+        reason: str = "",
+        due: float | None = None,
+        n_grouped: int = 0,
+    ) -> None:
+        for channel in channels:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO outbox_delivery (outbox_id, channel, kind, series,"
+                " status, reason, next_attempt_at, n_grouped, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    r["id"],
+                    channel,
+                    kind,
+                    series,
+                    status,
+                    reason,
+                    self.now if due is None else due,
+                    n_grouped,
+                    self.now,
+                    self.now,
+                ),
             )
-            outcome = "held"
-        else:
-            _add(
-                conn,
-                r["id"],
-                key,
-                channels,
-                kind="event",
-                status="pending",
-                now=now,
-                n_grouped=s.grouped,
-            )
+            if status == "suppressed":
+                self.result.suppressed[channel] += 1
+            elif reason == HELD:
+                self.result.held += 1
+            else:
+                self.result.queued += 1
+
+    def suppress_held(self, series: str, reason: str) -> None:
+        """Suppress the series' held (never attempted) messages."""
+        for (channel,) in self.conn.execute(
+            "SELECT channel FROM outbox_delivery"
+            " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
+            (series, HELD),
+        ).fetchall():
+            self.result.suppressed[channel] += 1
+        self.conn.execute(
+            "UPDATE outbox_delivery SET status = 'suppressed', reason = ?, updated_at = ?"
+            " WHERE series = ? AND status = 'pending' AND reason = ? AND attempts = 0",
+            (reason, self.now, series, HELD),
+        )
+
+    def one(self, r: sqlite3.Row) -> None:
+        """Triage one outbox row."""
+        settings = self.settings
+        payload = _payload(r["payload"])
+        key = series_key(payload) if payload else f"event:{r['event_id']}"
+        s = _load_series(self.conn, key, r["client"], r["severity"])
+        t = float(r["created_at"])
+        s.recent = [x for x in s.recent if x > t - settings.flap_window_s] + [t]
+        s.client, s.severity = r["client"], r["severity"]
+        s.last_outbox_id, s.last_transition, s.last_at = r["id"], r["transition"], t
+        channels = settings.channels_for(r["client"], r["severity"])
+        if s.flapping:
+            self.add(r, key, channels, status="suppressed", reason="flapping")
+            s.grouped += 1
+        elif len(s.recent) > settings.flap_max:
+            s.flapping = True
+            # The flapping message reports every change in the window, held ones included.
+            self.suppress_held(key, "flapping")
             s.grouped = 0
-            s.opened_notified_at = t
-            outcome = "pending"
-    else:
-        outcome = _triage_resolved(conn, r, key, channels, s, now)
-    _save_series(conn, s)
-    return outcome if channels else "suppressed"
-
-
-def _triage_resolved(
-    conn: sqlite3.Connection,
-    r: sqlite3.Row,
-    key: str,
-    channels: tuple[str, ...],
-    s: _Series,
-    now: float,
-) -> str:
-    outcome = "suppressed"
-    folded = False
-    for channel in channels:
-        dep = _opened_dependency(conn, r["event_id"], r["id"], channel)
-        if dep is not None and dep["status"] == "pending" and dep["reason"] == HELD:
-            # Opened and resolved within the cooldown: neither is worth a message.
-            conn.execute(
-                "UPDATE outbox_delivery SET status = 'suppressed', reason = 'cooldown',"
-                " updated_at = ? WHERE outbox_id = ? AND channel = ? AND kind = ?",
-                (now, dep["outbox_id"], channel, dep["kind"]),
-            )
-            _add(
-                conn,
-                r["id"],
-                key,
-                (channel,),
-                kind="event",
-                status="suppressed",
-                now=now,
-                reason="cooldown",
-            )
-            folded = True
-        elif dep is not None and dep["status"] in ("pending", "sent"):
-            _add(conn, r["id"], key, (channel,), kind="event", status="pending", now=now)
-            outcome = "pending"
+            self.add(r, key, channels, status="suppressed", reason="flapping")
+            self.add(r, key, channels, kind="flapping", n_grouped=len(s.recent))
+            logger.info("series %s is flapping (%s changes); going quiet", key, len(s.recent))
+        elif r["transition"] == "opened":
+            ref = s.opened_notified_at
+            if ref is not None and t - ref < settings.cooldown_s:
+                self.add(r, key, channels, reason=HELD, due=ref + settings.cooldown_s)
+            else:
+                self.add(r, key, channels, n_grouped=s.grouped)
+                s.grouped = 0
+                s.opened_notified_at = t
         else:
-            _add(
-                conn,
-                r["id"],
-                key,
-                (channel,),
-                kind="event",
-                status="suppressed",
-                now=now,
-                reason="opened_not_sent",
-            )
-    if folded:
-        s.grouped += 2
-    return outcome
+            self.resolved(r, key, channels, s)
+        _save_series(self.conn, s)
+
+    def resolved(self, r: sqlite3.Row, key: str, channels: tuple[str, ...], s: _Series) -> None:
+        """Triage a ``resolved`` row: it follows its ``opened`` message, per channel."""
+        folded = False
+        for channel in channels:
+            dep = _opened_dependency(self.conn, r["event_id"], r["id"], channel)
+            if dep is not None and dep["status"] == "pending" and dep["reason"] == HELD:
+                # Opened and resolved within the cooldown: neither is worth a message.
+                self.conn.execute(
+                    "UPDATE outbox_delivery SET status = 'suppressed', reason = 'cooldown',"
+                    " updated_at = ? WHERE outbox_id = ? AND channel = ? AND kind = ?",
+                    (self.now, dep["outbox_id"], channel, dep["kind"]),
+                )
+                self.result.suppressed[channel] += 1
+                self.add(r, key, (channel,), status="suppressed", reason="cooldown")
+                folded = True
+            elif dep is not None and dep["status"] in ("pending", "sent"):
+                self.add(r, key, (channel,))
+            else:
+                self.add(r, key, (channel,), status="suppressed", reason="opened_not_sent")
+        if folded:
+            s.grouped += 2
 
 
 def release_held(
@@ -344,19 +294,14 @@ def settle_flapping(conn: sqlite3.Connection, settings: NotifySettings, now: flo
     ).fetchall()
     for (key,) in settled:
         s = _load_series(conn, key, "", "")
-        if s.last_outbox_id is None:
-            continue
-        channels = settings.channels_for(s.client, s.severity)
-        _add(
-            conn,
-            s.last_outbox_id,
-            key,
-            channels,
-            kind="stable",
-            status="pending",
-            now=now,
-            n_grouped=s.grouped,
-        )
+        last = conn.execute(
+            "SELECT id FROM outbox WHERE id = ?", (s.last_outbox_id or 0,)
+        ).fetchone()
+        if last is not None:
+            channels = settings.channels_for(s.client, s.severity)
+            _Triage(conn, settings, now).add(
+                last, key, channels, kind="stable", n_grouped=s.grouped
+            )
         logger.info("series %s is stable again (%s)", key, s.last_transition)
         s.flapping, s.recent, s.grouped = False, [], 0
         s.opened_notified_at = now

@@ -5,26 +5,31 @@ are the real ones, on a real SQLite file.
 """
 
 import asyncio
+import contextlib
 import random
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from iotedge.edge.notify import (
     DeliveryStats,
     Drainer,
     NotifySettings,
+    WebhookChannel,
     backoff_delay,
     notification_rows,
     parse_routes,
     pending_count,
 )
 from tests.notifyutil import T0, FakeClock, OutboxWriter, RecordingChannel
+from tests.procs import free_port
 
-BOTH = {
+BOTH: dict[str, Any] = {
     "webhook_url": "http://127.0.0.1:9/hook",
     "webhook_secret": "s",
     "smtp_host": "127.0.0.1",
@@ -319,3 +324,53 @@ def test_schema_is_created_on_a_fresh_file(tmp_path: Path) -> None:
     assert {"outbox", "outbox_delivery", "notify_series", "notify_cursor"} <= names
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
+
+
+def test_a_message_that_cannot_be_rendered_fails_alone(tmp_path: Path) -> None:
+    """A payload the webhook cannot encode (NaN) fails for good without blocking the next one."""
+
+    async def scenario() -> None:
+        out = OutboxWriter(tmp_path / "edge.db")
+        out.add(1, "opened", at=T0, value=float("nan"))
+        out.add(2, "opened", at=T0, object_id="device_2")
+        settings = NotifySettings(
+            webhook_url=f"http://127.0.0.1:{free_port()}/h", webhook_secret=BOTH["webhook_secret"]
+        )
+        async with httpx.AsyncClient() as client:
+            channel = WebhookChannel(
+                url=settings.webhook_url, secret=settings.webhook_secret, client=client
+            )
+            drainer = Drainer(out.path, settings, channels={"webhook": channel}, clock=FakeClock())
+            await drainer.drain_once()
+            await drainer.aclose()
+        rows = {r.event_id: r for r in notification_rows(out.conn, None)}
+        assert rows[1].status == "failed"
+        assert rows[1].last_error is not None and "internal error: ValueError" in rows[1].last_error
+        assert rows[2].status == "pending"
+        assert rows[2].last_error is not None and "ConnectError" in rows[2].last_error
+
+    asyncio.run(scenario())
+
+
+def test_run_loop_sends_after_wake(tmp_path: Path) -> None:
+    """The background loop delivers a new row as soon as it is woken, then stops on cancel."""
+
+    async def scenario() -> None:
+        out = OutboxWriter(tmp_path / "edge.db")
+        channel = RecordingChannel("webhook")
+        settings = NotifySettings(**{**BOTH, "poll_interval_s": 3600})
+        drainer = Drainer(out.path, settings, channels={"webhook": channel})
+        task = asyncio.create_task(drainer.run(), name="iotedge.edge.outbox")
+        out.add(1, "opened", at=time.time())
+        drainer.wake()
+        for _ in range(1000):  # bounded: at most ~10 s
+            if channel.notes:
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await drainer.aclose()
+        assert channel.kinds() == ["opened"]
+
+    asyncio.run(scenario())

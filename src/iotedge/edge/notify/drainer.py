@@ -8,12 +8,14 @@ connection, in short transactions that never span network I/O.
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -114,6 +116,9 @@ class Drainer:
             self.stats.suppressed.setdefault(name, 0)
         self._conn = connect(db_path)
         ensure_schema(self._conn)
+        # One thread owns every database call, so a cancelled pass can never overlap the
+        # next call or aclose() on the connection.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
 
@@ -122,7 +127,8 @@ class Drainer:
         async with self._lock:
             if self._owned_client is not None:
                 await self._owned_client.aclose()
-            self._conn.close()
+            await self._db(self._conn.close)
+            self._executor.shutdown(wait=False)
 
     def wake(self) -> None:
         """Start the next pass now instead of after the poll interval."""
@@ -231,6 +237,12 @@ class Drainer:
             else:
                 await self._retry(row, exc.detail, report)
                 down.add(name)
+            return
+        except Exception as exc:
+            # A message we cannot even render must not block every message behind it.
+            logger.exception("%s could not send outbox %s", name, row["outbox_id"])
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            await self._finish(ident, "failed", self._clock(), detail, report, tried=True)
             return
         await self._finish(ident, "sent", self._clock(), None, report, tried=True)
 
@@ -344,10 +356,11 @@ class Drainer:
         )
 
     async def _db(self, fn: Callable[..., _T], *args: Any) -> _T:
-        return await asyncio.to_thread(fn, *args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
     async def _tx(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await asyncio.to_thread(self._in_tx, fn, args, kwargs)
+        return await self._db(self._in_tx, fn, args, kwargs)
 
     def _in_tx(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _T:
         self._conn.execute("BEGIN IMMEDIATE")

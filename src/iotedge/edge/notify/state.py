@@ -46,8 +46,10 @@ def notification_rows(
         "SELECT d.outbox_id, d.channel, d.kind, d.status, d.reason, d.attempts, d.last_error,"
         " d.next_attempt_at, d.updated_at, o.event_id, o.client, o.severity, o.transition,"
         " o.idempotency_key, o.created_at,"
-        " json_extract(o.payload, '$.object_id'), json_extract(o.payload, '$.metric'),"
-        " json_extract(o.payload, '$.rule')"
+        # A payload that is not strict JSON (say a NaN) must not break the whole listing.
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.object_id'), NULL),"
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.metric'), NULL),"
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.rule'), NULL)"
         " FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id"
         " WHERE ? OR o.client IN (SELECT value FROM json_each(?))"
         " ORDER BY d.outbox_id DESC, d.channel, d.kind LIMIT ?",

@@ -60,6 +60,7 @@ def test_first_matching_route_decides() -> None:
         ),
         pytest.param({"routes": parse_routes("*:*=email")}, "not configured", id="route-channel"),
         pytest.param({"cooldown_s": -1}, "cooldown_s", id="negative"),
+        pytest.param({"smtp_ca_file": "/nonexistent/ca.pem"}, "smtp_ca_file", id="ca-file"),
         pytest.param({"flap_max": 0}, "flap_max", id="flap-max"),
     ],
 )

@@ -8,6 +8,7 @@ timeouts bound each thread.
 
 import asyncio
 import hashlib
+import logging
 import smtplib
 import ssl
 import time
@@ -21,6 +22,8 @@ from iotedge.edge.notify.message import Notification, email_subject, email_text
 from iotedge.edge.notify.settings import SmtpSecurity
 
 __all__ = ["EmailChannel", "build_email"]
+
+logger = logging.getLogger(__name__)
 
 
 def build_email(
@@ -92,7 +95,10 @@ class EmailChannel:
             with self._connect() as smtp:
                 if self._user:
                     smtp.login(self._user, self._password)
-                smtp.send_message(msg, from_addr=self._from, to_addrs=list(self._to))
+                refused = smtp.send_message(msg, from_addr=self._from, to_addrs=list(self._to))
+            if refused:
+                # Accepted for the others; retrying would duplicate their copies.
+                logger.warning("SMTP server refused some recipients: %s", sorted(refused))
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise DeliveryError(

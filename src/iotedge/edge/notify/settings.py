@@ -1,6 +1,7 @@
 """Notification settings: channels, routing and noise control, validated at construction."""
 
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Literal
 
 from iotedge.errors import ConfigError
@@ -117,6 +118,8 @@ class NotifySettings:
                 "notify setting smtp_security is plain: refusing to send the SMTP password "
                 f"in clear text to {self.smtp_host!r} (use starttls or tls)"
             )
+        if self.smtp_ca_file and not Path(self.smtp_ca_file).is_file():
+            raise ConfigError(f"notify setting smtp_ca_file: no such file {self.smtp_ca_file!r}")
         if self.flap_max < 1 or self.batch_size < 1:
             raise ConfigError("notify settings flap_max and batch_size must be >= 1")
         if self.webhook_timeout_s <= 0 or self.smtp_timeout_s <= 0:

@@ -1,0 +1,48 @@
+"""Anomaly notifications: outbox drainer, webhook and email channels, noise control."""
+
+from iotedge.edge.notify.base import Channel, DeliveryError
+from iotedge.edge.notify.channels import ChannelResult, build_channels, send_test
+from iotedge.edge.notify.drainer import DeliveryStats, Drainer, DrainReport, backoff_delay
+from iotedge.edge.notify.mail import EmailChannel, build_email
+from iotedge.edge.notify.message import (
+    SCHEMA_VERSION,
+    Notification,
+    email_subject,
+    email_text,
+    webhook_body,
+)
+from iotedge.edge.notify.schema import OUTBOX_DDL, connect, ensure_schema
+from iotedge.edge.notify.settings import NotifySettings, Route, parse_routes
+from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
+from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
+
+__all__ = [
+    "OUTBOX_DDL",
+    "SCHEMA_VERSION",
+    "Channel",
+    "ChannelResult",
+    "DeliveryError",
+    "DeliveryStats",
+    "DrainReport",
+    "Drainer",
+    "EmailChannel",
+    "Notification",
+    "NotificationRow",
+    "NotifySettings",
+    "Route",
+    "WebhookChannel",
+    "backoff_delay",
+    "build_channels",
+    "build_email",
+    "connect",
+    "email_subject",
+    "email_text",
+    "ensure_schema",
+    "notification_rows",
+    "parse_routes",
+    "pending_count",
+    "send_test",
+    "sign",
+    "verify_signature",
+    "webhook_body",
+]

@@ -1,0 +1,373 @@
+"""The outbox drainer: triages new outbox rows, then delivers due messages with retries.
+
+At least once: a message is marked sent only after its channel returned (the receiver
+accepted it), so a crash in between sends it again after restart, with the same
+idempotency key. All database work runs in a worker thread on the drainer's own
+connection, in short transactions that never span network I/O.
+"""
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from iotedge.edge.notify.base import Channel, DeliveryError
+from iotedge.edge.notify.channels import build_channels
+from iotedge.edge.notify.message import Kind, Notification
+from iotedge.edge.notify.noise import (
+    HELD,
+    TriageResult,
+    release_held,
+    settle_flapping,
+    triage,
+)
+from iotedge.edge.notify.schema import connect, ensure_schema
+from iotedge.edge.notify.settings import CHANNELS, NotifySettings
+
+__all__ = ["DeliveryStats", "DrainReport", "Drainer", "backoff_delay"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Full-jitter backoff: uniform in ``[0, min(cap, base * 2 ** (attempts - 1))]``."""
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
+    return rng.uniform(0.0, ceiling)
+
+
+@dataclass
+class DeliveryStats:
+    """Counters since start, per channel, for the metrics exporter to read at scrape time."""
+
+    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    passes: int = 0
+    last_pass_at: float | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class DrainReport:
+    """What one :meth:`Drainer.drain_once` pass did."""
+
+    triaged: int = 0
+    settled: int = 0
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    suppressed: int = 0
+    waiting: int = 0
+    error: str | None = None
+
+
+class Drainer:
+    """Delivers the outbox on every configured channel, with noise control and retries.
+
+    Args:
+        db_path: the store's SQLite file (WAL); the drainer opens its own connection.
+        settings: channels, routes, noise control and retry settings.
+        channels: channel objects by name; built from ``settings`` when omitted.
+        http_client: used by the webhook channel when ``channels`` is omitted; the
+            drainer creates (and closes) its own when this is omitted too.
+        clock: epoch seconds; compared with the outbox's ``created_at``.
+        rng: the jitter source.
+        stats: counters to update (shared with the metrics exporter).
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        settings: NotifySettings,
+        *,
+        channels: Mapping[str, Channel] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        stats: DeliveryStats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stats = stats or DeliveryStats()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._owned_client: httpx.AsyncClient | None = None
+        if channels is None:
+            if http_client is None:
+                http_client = self._owned_client = httpx.AsyncClient()
+            channels = build_channels(settings, http_client=http_client, clock=clock)
+        self._channels = dict(channels)
+        for name in self._channels:
+            for counter in (self.stats.sent, self.stats.failed, self.stats.retried):
+                counter.setdefault(name, 0)
+            self.stats.suppressed.setdefault(name, 0)
+        self._conn = connect(db_path)
+        ensure_schema(self._conn)
+        # One thread owns every database call, so a cancelled pass can never overlap the
+        # next call or aclose() on the connection.
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+
+    async def aclose(self) -> None:
+        """Close the database connection and the HTTP client the drainer created."""
+        async with self._lock:
+            if self._owned_client is not None:
+                await self._owned_client.aclose()
+            await self._db(self._conn.close)
+            self._executor.shutdown(wait=False)
+
+    def wake(self) -> None:
+        """Start the next pass now instead of after the poll interval."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Drain forever, one pass per poll interval (or sooner after :meth:`wake`)."""
+        logger.info("notification drainer started: channels %s", ", ".join(self._channels))
+        while True:
+            report = await self.drain_once()
+            if report.triaged >= self.settings.batch_size:
+                continue  # a backlog: keep going without waiting
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval_s):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def drain_once(self) -> DrainReport:
+        """One pass: triage new rows, settle flapping series, send what is due. Never raises."""
+        report = DrainReport()
+        async with self._lock:
+            try:
+                await self._pass(report)
+            except Exception as exc:
+                # The store may be locked or broken; the next pass tries again.
+                report.error = f"{type(exc).__name__}: {exc}"
+                self.stats.last_error = report.error
+                logger.warning(
+                    "notification pass failed: %s",
+                    report.error,
+                    exc_info=not isinstance(exc, sqlite3.Error),
+                )
+        self.stats.passes += 1
+        self.stats.last_pass_at = self._clock()
+        return report
+
+    async def _pass(self, report: DrainReport) -> None:
+        now = self._clock()
+        triaged, settled = await self._tx(self._triage, now)
+        report.triaged, report.settled = triaged.triaged, settled
+        for channel, count in triaged.suppressed.items():
+            self.stats.suppressed[channel] = self.stats.suppressed.get(channel, 0) + count
+            report.suppressed += count
+        due = await self._db(self._due, now)
+        down: set[str] = set()
+        for row in due:
+            channel_name = row["channel"]
+            if channel_name in down:
+                continue
+            await self._deliver(row, down, report)
+
+    def _triage(self, now: float) -> tuple[TriageResult, int]:
+        result = triage(self._conn, self.settings, now)
+        return result, settle_flapping(self._conn, self.settings, now)
+
+    def _due(self, now: float) -> list[sqlite3.Row]:
+        return self._conn.execute(
+            "SELECT d.*, o.event_id, o.transition, o.payload, o.idempotency_key,"
+            " o.created_at AS recorded_at FROM outbox_delivery d"
+            " LEFT JOIN outbox o ON o.id = d.outbox_id"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
+            " ORDER BY d.outbox_id, d.kind LIMIT ?",
+            (now, self.settings.batch_size),
+        ).fetchall()
+
+    async def _deliver(self, row: sqlite3.Row, down: set[str], report: DrainReport) -> None:
+        name, now = row["channel"], self._clock()
+        ident = (row["outbox_id"], name, row["kind"])
+        if row["recorded_at"] is None:
+            await self._finish(ident, "failed", now, "outbox row is gone", report)
+            return
+        # Age counts from queueing, so a backlog found after downtime is still delivered.
+        if now - row["created_at"] > self.settings.max_age_s:
+            error = f"gave up after max age {self.settings.max_age_s:g}s"
+            if row["last_error"]:
+                error += f"; last error: {row['last_error']}"
+            await self._finish(ident, "failed", now, error, report)
+            return
+        channel = self._channels.get(name)
+        if channel is None:
+            await self._finish(ident, "failed", now, f"channel {name} not configured", report)
+            return
+        if row["kind"] == "event" and row["transition"] == "resolved":
+            dep, dep_next = await self._db(
+                self._opened_status, row["event_id"], row["outbox_id"], name
+            )
+            if dep == "pending":
+                # Wait behind the opened message; wake up when it is next tried.
+                await self._tx(self._update, ident, "pending", now, None, next_at=dep_next)
+                report.waiting += 1
+                return
+            if dep != "sent":
+                await self._finish(ident, "suppressed", now, None, report, "opened_not_sent")
+                return
+        grouped = row["n_grouped"]
+        if row["reason"] == HELD:
+            grouped = await self._tx(
+                release_held, self._conn, row["outbox_id"], row["series"], name, now
+            )
+        note = self._note(row, grouped)
+        try:
+            await channel.send(note)
+        except DeliveryError as exc:
+            if exc.permanent:
+                await self._finish(ident, "failed", self._clock(), exc.detail, report, tried=True)
+            else:
+                await self._retry(row, exc.detail, report)
+                down.add(name)
+            return
+        except Exception as exc:
+            # A message we cannot even render must not block every message behind it.
+            logger.exception("%s could not send outbox %s", name, row["outbox_id"])
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+            await self._finish(ident, "failed", self._clock(), detail, report, tried=True)
+            return
+        await self._finish(ident, "sent", self._clock(), None, report, tried=True)
+
+    def _note(self, row: sqlite3.Row, grouped: int) -> Notification:
+        kind: Kind = row["transition"] if row["kind"] == "event" else row["kind"]
+        key = row["idempotency_key"]
+        if row["kind"] != "event":
+            key = f"{key}:{row['kind']}"
+        try:
+            event: dict[str, Any] = json.loads(row["payload"])
+        except ValueError:
+            event = {"event_id": row["event_id"], "message": "unreadable payload"}
+        flapping = row["kind"] == "flapping"
+        return Notification(
+            kind=kind,
+            idempotency_key=key,
+            event=event,
+            recorded_at=row["recorded_at"],
+            edge_id=self.settings.edge_id,
+            grouped=0 if flapping else grouped,
+            transitions=grouped if flapping else 0,
+            window_s=self.settings.flap_window_s,
+            state=row["transition"] if row["kind"] == "stable" else None,
+        )
+
+    def _opened_status(
+        self, event_id: int, before_id: int, channel: str
+    ) -> tuple[str | None, float | None]:
+        row = self._conn.execute(
+            "SELECT d.status, d.next_attempt_at FROM outbox_delivery d"
+            " JOIN outbox o ON o.id = d.outbox_id"
+            " WHERE o.event_id = ? AND o.transition = 'opened' AND o.id < ?"
+            " AND d.channel = ? AND d.kind IN ('event', 'stable')"
+            " ORDER BY d.status = 'sent' DESC, d.status = 'pending' DESC LIMIT 1",
+            (event_id, before_id, channel),
+        ).fetchone()
+        return (None, None) if row is None else (str(row[0]), float(row[1]))
+
+    async def _retry(self, row: sqlite3.Row, error: str, report: DrainReport) -> None:
+        attempts = row["attempts"] + 1
+        now = self._clock()
+        delay = backoff_delay(
+            attempts,
+            base_s=self.settings.backoff_base_s,
+            cap_s=self.settings.backoff_max_s,
+            rng=self._rng,
+        )
+        await self._tx(
+            self._update,
+            (row["outbox_id"], row["channel"], row["kind"]),
+            "pending",
+            now,
+            error,
+            attempts_delta=1,
+            next_at=now + delay,
+        )
+        self.stats.retried[row["channel"]] = self.stats.retried.get(row["channel"], 0) + 1
+        report.retried += 1
+        logger.warning(
+            "%s delivery of outbox %s failed (attempt %s), retry in %.1fs: %s",
+            row["channel"],
+            row["outbox_id"],
+            attempts,
+            delay,
+            error,
+        )
+
+    async def _finish(
+        self,
+        ident: tuple[int, str, str],
+        status: str,
+        now: float,
+        error: str | None,
+        report: DrainReport,
+        reason: str | None = None,
+        *,
+        tried: bool = False,
+    ) -> None:
+        await self._tx(
+            self._update, ident, status, now, error, reason=reason, attempts_delta=int(tried)
+        )
+        channel = ident[1]
+        if status == "sent":
+            self.stats.sent[channel] = self.stats.sent.get(channel, 0) + 1
+            report.sent += 1
+        elif status == "failed":
+            self.stats.failed[channel] = self.stats.failed.get(channel, 0) + 1
+            report.failed += 1
+            logger.error("%s delivery of outbox %s failed: %s", channel, ident[0], error)
+        else:
+            self.stats.suppressed[channel] = self.stats.suppressed.get(channel, 0) + 1
+            report.suppressed += 1
+
+    def _update(
+        self,
+        ident: tuple[int, str, str],
+        status: str,
+        now: float,
+        error: str | None,
+        *,
+        reason: str | None = None,
+        attempts_delta: int = 0,
+        next_at: float | None = None,
+    ) -> None:
+        self._conn.execute(
+            "UPDATE outbox_delivery SET status = ?, updated_at = ?,"
+            " last_error = COALESCE(?, last_error), reason = COALESCE(?, reason),"
+            " attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at)"
+            " WHERE outbox_id = ? AND channel = ? AND kind = ?",
+            (status, now, error, reason, attempts_delta, next_at, *ident),
+        )
+
+    async def _db(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def _tx(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        return await self._db(self._in_tx, fn, args, kwargs)
+
+    def _in_tx(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _T:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return result

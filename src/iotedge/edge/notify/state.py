@@ -1,0 +1,92 @@
+"""Read-only views of delivery state for the API and the metrics exporter."""
+
+import json
+import sqlite3
+from collections.abc import Set
+from dataclasses import dataclass
+
+from iotedge.edge.notify.message import iso
+
+__all__ = ["NotificationRow", "notification_rows", "pending_count"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotificationRow:
+    """One message on one channel: what it is about and how its delivery stands."""
+
+    outbox_id: int
+    event_id: int
+    client: str
+    object_id: str | None
+    metric: str | None
+    rule: str | None
+    severity: str
+    transition: str
+    kind: str
+    channel: str
+    status: str
+    reason: str
+    attempts: int
+    last_error: str | None
+    idempotency_key: str
+    recorded_at: str | None
+    next_attempt_at: str | None
+    updated_at: str | None
+
+
+def notification_rows(
+    conn: sqlite3.Connection, clients: Set[str] | None, limit: int = 100
+) -> list[NotificationRow]:
+    """The newest deliveries first, only for ``clients`` (``None`` means every client)."""
+    if clients is not None and not clients:
+        return []
+    everyone = clients is None
+    scope = json.dumps(sorted(clients or ()))
+    rows = conn.execute(
+        "SELECT d.outbox_id, d.channel, d.kind, d.status, d.reason, d.attempts, d.last_error,"
+        " d.next_attempt_at, d.updated_at, o.event_id, o.client, o.severity, o.transition,"
+        " o.idempotency_key, o.created_at,"
+        # A payload that is not strict JSON (say a NaN) must not break the whole listing.
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.object_id'), NULL),"
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.metric'), NULL),"
+        " iif(json_valid(o.payload), json_extract(o.payload, '$.rule'), NULL)"
+        " FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id"
+        " WHERE ? OR o.client IN (SELECT value FROM json_each(?))"
+        " ORDER BY d.outbox_id DESC, d.channel, d.kind LIMIT ?",
+        (everyone, scope, max(0, limit)),
+    ).fetchall()
+    return [
+        NotificationRow(
+            outbox_id=r[0],
+            channel=r[1],
+            kind=r[2],
+            status=r[3],
+            reason=r[4],
+            attempts=r[5],
+            last_error=r[6],
+            next_attempt_at=iso(r[7]) if r[3] == "pending" else None,
+            updated_at=iso(r[8]),
+            event_id=r[9],
+            client=r[10],
+            severity=r[11],
+            transition=r[12],
+            idempotency_key=r[13] if r[2] == "event" else f"{r[13]}:{r[2]}",
+            recorded_at=iso(r[14]),
+            object_id=r[15],
+            metric=r[16],
+            rule=r[17],
+        )
+        for r in rows
+    ]
+
+
+def pending_count(conn: sqlite3.Connection) -> int:
+    """Messages not yet delivered: pending deliveries plus outbox rows not yet triaged."""
+    pending = conn.execute(
+        "SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'"
+    ).fetchone()[0]
+    untriaged = conn.execute(
+        "SELECT COUNT(*) FROM outbox WHERE id > COALESCE("
+        "(SELECT last_outbox_id FROM notify_cursor WHERE id = 1), 0)"
+    ).fetchone()[0]
+    return int(pending) + int(untriaged)

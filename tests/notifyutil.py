@@ -1,0 +1,305 @@
+"""Test helpers for notifications: an outbox writer, a steered clock, real loopback receivers."""
+
+import contextlib
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from iotedge.edge.notify import DeliveryError, Notification
+
+__all__ = [
+    "CONTRACT_OUTBOX_DDL",
+    "FakeClock",
+    "OutboxWriter",
+    "RecordingChannel",
+    "WebhookReceiver",
+    "webhook_receiver",
+]
+
+T0 = 1_800_000_000.0  # 2027-01-15, a fixed wall-clock start for every test
+
+# The table exactly as the store creates it (the contract), written independently of ours.
+CONTRACT_OUTBOX_DDL = """
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  event_id INTEGER NOT NULL,
+  transition TEXT NOT NULL,
+  client TEXT NOT NULL,
+  severity TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  created_at REAL NOT NULL
+)
+"""
+
+
+class FakeClock:
+    """Epoch seconds that move only when the test says so."""
+
+    def __init__(self, start: float = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
+
+
+class OutboxWriter:
+    """Writes outbox rows as the rules engine does (WAL, one short transaction each)."""
+
+    def __init__(self, path: Path, edge_id: str = "edge-test") -> None:
+        self.path = path
+        self.edge_id = edge_id
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(CONTRACT_OUTBOX_DDL)
+
+    def add(
+        self,
+        event_id: int,
+        transition: str,
+        *,
+        at: float,
+        object_id: str = "device_1",
+        client: str = "client_1",
+        metric: str = "temperature",
+        rule: str = "temperature_high",
+        severity: str = "warning",
+        value: float = 31.5,
+        threshold: float = 30.0,
+        started_at: float | None = None,
+    ) -> int:
+        """Insert one transition; returns its outbox id."""
+        payload = {
+            "event_id": event_id,
+            "object_id": object_id,
+            "client": client,
+            "type": "temperature_sensor",
+            "metric": metric,
+            "rule": rule,
+            "severity": severity,
+            "value": value,
+            "threshold": threshold,
+            "started_at": _iso(started_at if started_at is not None else at),
+            "ended_at": _iso(at) if transition == "resolved" else None,
+            "message": f"{metric} above {threshold}",
+        }
+        key = f"{self.edge_id}:{event_id}:{transition}"
+        cur = self.conn.execute(
+            "INSERT INTO outbox (event_id, transition, client, severity, payload,"
+            " idempotency_key, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (event_id, transition, client, severity, json.dumps(payload), key, at),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def statuses(self) -> list[tuple[int, str, str, str, str]]:
+        """(outbox_id, channel, kind, status, reason) of every delivery row."""
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                "SELECT outbox_id, channel, kind, status, reason FROM outbox_delivery"
+                " ORDER BY outbox_id, channel, kind"
+            )
+        ]
+
+    def close(self) -> None:
+        """Close the writer's connection."""
+        self.conn.close()
+
+
+@dataclass
+class RecordingChannel:
+    """A channel at the delivery seam that records what it is given and can fail on demand."""
+
+    name: str
+    fail_first: int = 0
+    permanent: bool = False
+    notes: list[Notification] = field(default_factory=list)
+    calls: int = 0
+
+    async def send(self, note: Notification) -> None:
+        """Record ``note``, or fail while ``fail_first`` lasts."""
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise DeliveryError(self.name, f"refused call {self.calls}", permanent=self.permanent)
+        self.notes.append(note)
+
+    def kinds(self) -> list[str]:
+        """The kinds of the delivered notes, in order."""
+        return [n.kind for n in self.notes]
+
+
+_REQUIRED_EVENT_KEYS = {
+    "event_id",
+    "object_id",
+    "client",
+    "type",
+    "metric",
+    "rule",
+    "severity",
+    "value",
+    "threshold",
+    "started_at",
+    "ended_at",
+    "message",
+}
+_TYPES = {"anomaly.opened", "anomaly.resolved", "anomaly.flapping", "anomaly.stable", "test"}
+
+
+def schema_problems(body: dict[str, Any], key_header: str | None) -> list[str]:
+    """What is wrong with a webhook body against the documented v1 schema (empty if fine)."""
+    problems = []
+    expected = {
+        "version",
+        "type",
+        "idempotency_key",
+        "edge_id",
+        "recorded_at",
+        "grouped",
+        "flapping",
+        "event",
+    }
+    if set(body) != expected:
+        problems.append(f"keys {sorted(body)}")
+    if body.get("version") != 1:
+        problems.append("version")
+    if body.get("type") not in _TYPES:
+        problems.append(f"type {body.get('type')}")
+    if body.get("idempotency_key") != key_header:
+        problems.append("idempotency key differs from header")
+    if body.get("type") != "test" and not set(body.get("event", {})) >= _REQUIRED_EVENT_KEYS:
+        problems.append("event fields")
+    if body.get("type") in ("anomaly.flapping", "anomaly.stable"):
+        flapping = body.get("flapping") or {}
+        if set(flapping) != {"transitions", "window_s", "state"}:
+            problems.append("flapping fields")
+    return problems
+
+
+class WebhookReceiver:
+    """A real HTTP receiver on loopback that checks signatures and schema, and dedupes.
+
+    ``fail_first`` answers 500 that many times; ``hang`` makes requests wait until
+    :meth:`release` (bounded); ``accepted`` keeps the first body per idempotency key.
+    """
+
+    def __init__(self, secret: str, port: int = 0, fail_first: int = 0) -> None:
+        self.secret = secret
+        self.fail_first = fail_first
+        self.hang = False
+        self.requests = 0
+        self.handled = 0
+        self.received: list[str] = []
+        self.accepted: dict[str, dict[str, Any]] = {}
+        self.duplicates = 0
+        self.problems: list[str] = []
+        self.got_request = threading.Event()
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver._handle(self)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        body = req.rfile.read(int(req.headers.get("Content-Length", "0")))
+        with self._lock:
+            self.requests += 1
+            number = self.requests
+        self.got_request.set()
+        if self.hang:
+            self._released.wait(30)
+        expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+        key = req.headers.get("X-Iotedge-Idempotency-Key")
+        with self._lock:
+            if not hmac.compare_digest(expected, req.headers.get("X-Iotedge-Signature", "")):
+                self.problems.append("bad signature")
+                status = 401
+            elif number <= self.fail_first:
+                status = 500
+            else:
+                data = json.loads(body)
+                self.problems += schema_problems(data, key)
+                if not req.headers.get("X-Iotedge-Timestamp", "").isdigit():
+                    self.problems.append("timestamp header")
+                assert key is not None
+                self.received.append(key)
+                if key in self.accepted:
+                    self.duplicates += 1
+                else:
+                    self.accepted[key] = data
+                status = 200
+        try:
+            req.send_response(status)
+            req.send_header("Content-Length", "0")
+            req.end_headers()
+        finally:
+            with self._lock:
+                self.handled += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (bounded) until every request received so far has been answered."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.handled == self.requests:
+                    return True
+            time.sleep(0.01)
+        return False
+
+    def types(self) -> list[str]:
+        """The ``type`` of each accepted message, in arrival order."""
+        return [body["type"] for body in self.accepted.values()]
+
+    def release(self) -> None:
+        """Let hanging requests finish."""
+        self._released.set()
+
+    def start(self) -> "WebhookReceiver":
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(10)
+
+
+@contextlib.contextmanager
+def webhook_receiver(secret: str, port: int = 0, fail_first: int = 0) -> Iterator[WebhookReceiver]:
+    """A started :class:`WebhookReceiver`, stopped when the block ends."""
+    receiver = WebhookReceiver(secret, port, fail_first).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

@@ -1,6 +1,8 @@
 """Test helpers for notifications: an outbox writer, a steered clock, real loopback receivers."""
 
 import contextlib
+import email
+import email.policy
 import hashlib
 import hmac
 import json
@@ -10,11 +12,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
 from iotedge.edge.notify import DeliveryError, Notification
+from tests.procs import free_port
 
 __all__ = [
     "CONTRACT_OUTBOX_DDL",
@@ -303,3 +310,66 @@ def webhook_receiver(secret: str, port: int = 0, fail_first: int = 0) -> Iterato
         yield receiver
     finally:
         receiver.stop()
+
+
+@dataclass
+class Mail:
+    """One message the SMTP server accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    msg: EmailMessage
+    authenticated: bool
+    tls: bool
+
+
+@dataclass
+class SmtpSink:
+    """What the test SMTP server received."""
+
+    port: int
+    mails: list[Mail] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def subjects(self) -> list[str]:
+        """Subjects in arrival order."""
+        with self.lock:
+            return [str(m.msg["Subject"]) for m in self.mails]
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        mail = Mail(
+            mail_from=str(envelope.mail_from),
+            rcpt_tos=list(envelope.rcpt_tos),
+            msg=msg,
+            authenticated=bool(session.authenticated),
+            # session.ssl covers STARTTLS; an implicit-TLS transport carries its SSL object.
+            tls=session.ssl is not None or _transport_ssl(server),
+        )
+        with self.sink.lock:
+            self.sink.mails.append(mail)
+        return "250 Message accepted"
+
+
+def _transport_ssl(server: SMTP) -> bool:
+    transport = server.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+@contextlib.contextmanager
+def smtp_sink(**kwargs: Any) -> Iterator[SmtpSink]:
+    """A real aiosmtpd server on a free loopback port; kwargs go to the controller."""
+    sink = SmtpSink(port=free_port())
+    controller = Controller(_Handler(sink), hostname="127.0.0.1", port=sink.port, **kwargs)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()

@@ -194,3 +194,31 @@ def keys_create(client: str, keys_file: str) -> None:
     record, key = create_key(Path(keys_file), client)
     click.echo(f"key id:  {record.id}\nclient:  {record.client}\nkey:     {key}")
     click.echo("Store the key now: only its hash was written to " + keys_file, err=True)
+
+
+@main.group()
+def notify() -> None:
+    """Anomaly notifications (webhook, email)."""
+
+
+@notify.command("test")
+@_edge_options
+@_fail_on_config_error
+def notify_test(**options: Any) -> None:
+    """Send a test message on every configured channel and report each outcome."""
+    from iotedge.config import load_edge_settings
+    from iotedge.edge.app import notify_settings
+    from iotedge.edge.notify import send_test
+
+    settings = load_edge_settings(**options)
+    notifying = notify_settings(settings, settings.resolved_edge_id)
+    if not notifying.enabled_channels():
+        raise click.ClickException(
+            "no channel configured: set IOTEDGE_WEBHOOK_URL (+ IOTEDGE_WEBHOOK_SECRET) "
+            "or IOTEDGE_SMTP_HOST (+ IOTEDGE_MAIL_TO)"
+        )
+    results = asyncio.run(send_test(notifying))
+    for channel, result in results.items():
+        click.echo(f"{channel:<8} {'ok' if result.ok else 'FAILED'}  {result.detail}")
+    if not all(result.ok for result in results.values()):
+        sys.exit(1)

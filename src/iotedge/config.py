@@ -127,8 +127,48 @@ class EdgeSettings(_Settings):
     )
     edge_id: str = Field("", description="Name of this edge in metrics and responses (default: host name).")
     env: Literal["dev", "prod"] = Field("prod", description="'dev' relaxes secret checks.")
+    webhook_url: str = Field("", description="Anomaly notifications by webhook: the receiver's URL.")
+    webhook_secret: str = Field("", repr=False, description="Shared secret of the webhook's HMAC signature.")
+    smtp_host: str = Field("", description="Anomaly notifications by email: the SMTP server.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_security: Literal["plain", "starttls", "tls"] = Field(
+        "starttls", description="SMTP transport security."
+    )
+    smtp_user: str = Field("", description="SMTP user name (optional).")
+    smtp_password: str = Field("", repr=False, description="SMTP password (optional).")
+    mail_from: str = Field("iotedge@localhost", description="Sender address of notification mails.")
+    mail_to: tuple[str, ...] = Field((), description="Recipients of notification mails (comma-separated).")
+    notify_routes: str = Field(
+        "", description="Which channels fire per client and severity, e.g. 'client_1:critical=email+webhook'."
+    )
+    notify_cooldown: float = Field(
+        300.0, ge=0, description="Seconds before a re-opened anomaly notifies again."
+    )
+    notify_flap_window: float = Field(600.0, ge=0, description="Window (s) in which flapping is counted.")
+    notify_flap_max: int = Field(
+        6, ge=1, description="Transitions in the window that make a series 'flapping'."
+    )
+    notify_max_age: float = Field(
+        86400.0, ge=0, description="Give up delivering a message after this many seconds."
+    )
 
-    @field_validator("poll_interval", "upstream_timeout", "retention", "stale_after", mode="before")
+    @field_validator("mail_to", mode="before")
+    @classmethod
+    def _addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator(
+        "poll_interval",
+        "upstream_timeout",
+        "retention",
+        "stale_after",
+        "notify_cooldown",
+        "notify_flap_window",
+        "notify_max_age",
+        mode="before",
+    )
     @classmethod
     def _durations(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value

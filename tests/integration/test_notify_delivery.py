@@ -5,86 +5,27 @@ Each test writes outbox rows into a real SQLite file the way the store does, the
 """
 
 import asyncio
-import contextlib
-import email
-import email.policy
 import random
 import signal
 import ssl
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from iotedge.edge.notify import Drainer, NotifySettings, notification_rows, send_test
-from tests.notifyutil import T0, FakeClock, OutboxWriter, webhook_receiver
+from tests.notifyutil import T0, FakeClock, OutboxWriter, smtp_sink, webhook_receiver
 from tests.procs import free_port
 
 pytestmark = pytest.mark.integration
 
 HOOK_KEY = "loopback-shared-key"
 MAIL_USER, MAIL_PASS = "edge", "mail-pass-for-tests"
-
-
-@dataclass
-class Mail:
-    """One message the SMTP server accepted."""
-
-    mail_from: str
-    rcpt_tos: list[str]
-    msg: EmailMessage
-    authenticated: bool
-    tls: bool
-
-
-@dataclass
-class SmtpSink:
-    """What the test SMTP server received."""
-
-    port: int
-    mails: list[Mail] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def subjects(self) -> list[str]:
-        """Subjects in arrival order."""
-        with self.lock:
-            return [str(m.msg["Subject"]) for m in self.mails]
-
-
-class _Handler:
-    def __init__(self, sink: SmtpSink) -> None:
-        self.sink = sink
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        mail = Mail(
-            mail_from=str(envelope.mail_from),
-            rcpt_tos=list(envelope.rcpt_tos),
-            msg=msg,
-            authenticated=bool(session.authenticated),
-            # session.ssl covers STARTTLS; an implicit-TLS transport carries its SSL object.
-            tls=session.ssl is not None or _transport_ssl(server),
-        )
-        with self.sink.lock:
-            self.sink.mails.append(mail)
-        return "250 Message accepted"
-
-
-def _transport_ssl(server: SMTP) -> bool:
-    transport = server.transport
-    return transport is not None and transport.get_extra_info("ssl_object") is not None
 
 
 def _authenticator(
@@ -96,18 +37,6 @@ def _authenticator(
         and auth_data.password == MAIL_PASS.encode()
     )
     return AuthResult(success=ok, handled=False)
-
-
-@contextlib.contextmanager
-def smtp_sink(**kwargs: Any) -> Iterator[SmtpSink]:
-    """A real aiosmtpd server on a free loopback port; kwargs go to the controller."""
-    sink = SmtpSink(port=free_port())
-    controller = Controller(_Handler(sink), hostname="127.0.0.1", port=sink.port, **kwargs)
-    controller.start()
-    try:
-        yield sink
-    finally:
-        controller.stop()
 
 
 @pytest.fixture(scope="module")
@@ -180,9 +109,7 @@ def test_email_plain_delivers_subject_body_and_recipients(tmp_path: Path) -> Non
 def test_email_starttls_with_auth(tmp_path: Path, tls: tuple[ssl.SSLContext, str]) -> None:
     """STARTTLS, certificate checked against our CA, then AUTH; the server saw both."""
     server_ctx, ca_file = tls
-    with smtp_sink(
-        tls_context=server_ctx, require_starttls=True, authenticator=_authenticator
-    ) as sink:
+    with smtp_sink(tls_context=server_ctx, require_starttls=True, authenticator=_authenticator) as sink:
         settings = _mail_settings(
             sink.port,
             smtp_security="starttls",
@@ -195,14 +122,10 @@ def test_email_starttls_with_auth(tmp_path: Path, tls: tuple[ssl.SSLContext, str
     assert all(m.tls and m.authenticated for m in sink.mails)
 
 
-def test_email_wrong_password_is_retried_not_lost(
-    tmp_path: Path, tls: tuple[ssl.SSLContext, str]
-) -> None:
+def test_email_wrong_password_is_retried_not_lost(tmp_path: Path, tls: tuple[ssl.SSLContext, str]) -> None:
     """A refused login leaves the message pending with the reason, for a later retry."""
     server_ctx, ca_file = tls
-    with smtp_sink(
-        tls_context=server_ctx, require_starttls=True, authenticator=_authenticator
-    ) as sink:
+    with smtp_sink(tls_context=server_ctx, require_starttls=True, authenticator=_authenticator) as sink:
         settings = _mail_settings(
             sink.port,
             smtp_security="starttls",

@@ -64,9 +64,7 @@ def _note(kind: str = "opened", **kw: object) -> Notification:
             "[iotedge] STABLE warning: device_1 temperature above 30.0 - still open",
             id="stable-open",
         ),
-        pytest.param(
-            _note("test"), "[iotedge] TEST: notifications from edge edge-a work", id="test"
-        ),
+        pytest.param(_note("test"), "[iotedge] TEST: notifications from edge edge-a work", id="test"),
     ],
 )
 def test_subject_is_readable(note: Notification, subject: str) -> None:

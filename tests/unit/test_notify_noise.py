@@ -337,9 +337,7 @@ def test_a_message_that_cannot_be_rendered_fails_alone(tmp_path: Path) -> None:
             webhook_url=f"http://127.0.0.1:{free_port()}/h", webhook_secret=BOTH["webhook_secret"]
         )
         async with httpx.AsyncClient() as client:
-            channel = WebhookChannel(
-                url=settings.webhook_url, secret=settings.webhook_secret, client=client
-            )
+            channel = WebhookChannel(url=settings.webhook_url, secret=settings.webhook_secret, client=client)
             drainer = Drainer(out.path, settings, channels={"webhook": channel}, clock=FakeClock())
             await drainer.drain_once()
             await drainer.aclose()

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
-from iotedge.edge.api import anomalies, health, objects, processed
+from iotedge.edge.api import anomalies, health, notifications, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
@@ -22,6 +22,14 @@ from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
 from iotedge.edge.normalise import REJECTION_REASONS
+from iotedge.edge.notify import (
+    Drainer,
+    NotifySettings,
+    connect,
+    ensure_schema,
+    parse_routes,
+    pending_count,
+)
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
@@ -31,6 +39,27 @@ __all__ = ["STORE_FILENAME", "create_app"]
 _log = logging.getLogger(__name__)
 
 STORE_FILENAME = "iotedge.sqlite3"
+
+
+def notify_settings(settings: EdgeSettings, edge_id: str) -> NotifySettings:
+    """The notification settings carried by the edge settings."""
+    return NotifySettings(
+        edge_id=edge_id,
+        webhook_url=settings.webhook_url,
+        webhook_secret=settings.webhook_secret,
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_security=settings.smtp_security,
+        smtp_user=settings.smtp_user,
+        smtp_password=settings.smtp_password,
+        mail_from=settings.mail_from,
+        mail_to=settings.mail_to,
+        routes=parse_routes(settings.notify_routes),
+        cooldown_s=settings.notify_cooldown,
+        flap_window_s=settings.notify_flap_window,
+        flap_max=settings.notify_flap_max,
+        max_age_s=settings.notify_max_age,
+    )
 
 
 async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) -> None:
@@ -87,6 +116,14 @@ def create_app(
                 settings.resolved_keys_file,
             )
         store = Store(settings.data_dir / STORE_FILENAME)
+        notifications_db = connect(store.path)
+        ensure_schema(notifications_db)
+        notifying = notify_settings(settings, edge_id)
+        drainer = (
+            Drainer(store.path, notifying, clock=clock, on_outcome=metrics.record_notification)
+            if notifying.enabled_channels()
+            else None
+        )
         upstream = DeviceApiClient(
             settings.upstream,
             timeout=settings.upstream_timeout,
@@ -104,6 +141,7 @@ def create_app(
             retention=settings.retention,
             clock=clock,
             metrics=metrics,
+            on_anomaly=drainer.wake if drainer is not None else None,
         )
         monitor = ContainerMonitor(ContainerSampler(disk_path=settings.data_dir))
         metrics.bind(
@@ -113,6 +151,7 @@ def create_app(
         )
         metrics.store_size.set_function(lambda: float(store.size_bytes()))
         metrics.objects.set_function(lambda: float(len(collector.catalogue)))
+        metrics.notifications_pending.set_function(lambda: float(pending_count(notifications_db)))
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
@@ -122,11 +161,15 @@ def create_app(
             engine=engine,
             collector=collector,
             clock=clock,
+            notifications_db=notifications_db,
+            drainer=drainer,
         )
         app.state.ctx = ctx  # for tests and the CLI; requests read the lifespan state
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"iotedge.edge.container": monitor.run}
         if run_collector:
             loops["iotedge.edge.collector"] = collector.run
+        if drainer is not None:
+            loops["iotedge.edge.outbox"] = drainer.run
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
         _log.info(
             "edge %s: polling %s every %.3g s, store %s, %d API keys",
@@ -149,6 +192,9 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
             await upstream.aclose()
+            if drainer is not None:
+                await drainer.aclose()
+            notifications_db.close()
             store.close()
 
     app = FastAPI(
@@ -163,7 +209,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
-    for module in (health, processed, objects, anomalies):
+    for module in (health, processed, objects, anomalies, notifications):
         app.include_router(module.router)
 
     @app.get("/", tags=["health"])

@@ -76,6 +76,7 @@ class Collector:
         backfill: history points fetched for an object seen for the first time.
         clock: wall clock (reading times are wall-clock epochs).
         metrics: where cycle outcomes are counted (None: not counted).
+        on_anomaly: called after a cycle that opened or closed anomaly events (wakes the outbox).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class Collector:
         backfill: int = 60,
         clock: Callable[[], float] = time.time,
         metrics: EdgeMetrics | None = None,
+        on_anomaly: Callable[[], None] | None = None,
     ) -> None:
         self.upstream = upstream
         self.store = store
@@ -101,6 +103,7 @@ class Collector:
         self._clock = clock
         self._semaphore = asyncio.Semaphore(concurrency)
         self._metrics = metrics
+        self._on_anomaly = on_anomaly
         self.latest: dict[tuple[str, str], tuple[float, float]] = {
             (object_id, metric): (ts, value) for object_id, _, metric, ts, value in store.latest()
         }
@@ -149,6 +152,8 @@ class Collector:
         )
         transitions.opened.extend(evaluated.opened)
         transitions.closed.extend(evaluated.closed)
+        if (evaluated.opened or evaluated.closed) and self._on_anomaly is not None:
+            self._on_anomaly()
         if self.health.cycles % _PRUNE_EVERY == 0:
             pruned = self.store.prune(now - self.retention)
             if pruned:

@@ -1,11 +1,13 @@
 """The edge's long-lived resources, built by the lifespan and shared with every request."""
 
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from iotedge.config import EdgeSettings
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
+from iotedge.edge.notify import Drainer
 from iotedge.edge.rules import RuleEngine
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
@@ -25,6 +27,8 @@ class EdgeContext:
     engine: RuleEngine
     collector: Collector
     clock: Callable[[], float]
+    notifications_db: sqlite3.Connection
+    drainer: Drainer | None
 
     def is_stale(self, last_reading_at: float | None) -> bool:
         """Whether data last seen at ``last_reading_at`` should be flagged stale."""

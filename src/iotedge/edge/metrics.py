@@ -51,8 +51,9 @@ UPSTREAM_OUTCOMES = ("ok", "timeout", "connect", "status", "payload", "circuit_o
 UPSTREAM_ENDPOINTS = ("objects", "data", "history")
 REJECT_REASONS = ("shape", "type", "missing", "non_finite", "out_of_range", "timestamp")
 NOTIFICATION_CHANNELS = ("webhook", "email")
-# sent: delivered; failed: one attempt failed (it will be retried); dropped: gave up.
-NOTIFICATION_OUTCOMES = ("sent", "failed", "dropped")
+# sent: delivered; failed: one attempt failed (it will be retried); dropped: gave up;
+# suppressed: held back by noise control (cooldown, flapping) or routing.
+NOTIFICATION_OUTCOMES = ("sent", "failed", "dropped", "suppressed")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER = "other"  # the label value for anything outside a bounded set
 _MAX_WARNINGS = 100  # distinct unknown label values logged, so the log stays bounded too

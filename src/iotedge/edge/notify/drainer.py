@@ -99,9 +99,11 @@ class Drainer:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         stats: DeliveryStats | None = None,
+        on_outcome: Callable[[str, str, int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats or DeliveryStats()
+        self._on_outcome = on_outcome
         self._clock = clock
         self._rng = rng or random.Random()
         self._owned_client: httpx.AsyncClient | None = None
@@ -170,7 +172,7 @@ class Drainer:
         triaged, settled = await self._tx(self._triage, now)
         report.triaged, report.settled = triaged.triaged, settled
         for channel, count in triaged.suppressed.items():
-            self.stats.suppressed[channel] = self.stats.suppressed.get(channel, 0) + count
+            self._tally("suppressed", channel, count)
             report.suppressed += count
         due = await self._db(self._due, now)
         down: set[str] = set()
@@ -212,9 +214,7 @@ class Drainer:
             await self._finish(ident, "failed", now, f"channel {name} not configured", report)
             return
         if row["kind"] == "event" and row["transition"] == "resolved":
-            dep, dep_next = await self._db(
-                self._opened_status, row["event_id"], row["outbox_id"], name
-            )
+            dep, dep_next = await self._db(self._opened_status, row["event_id"], row["outbox_id"], name)
             if dep == "pending":
                 # Wait behind the opened message; wake up when it is next tried.
                 await self._tx(self._update, ident, "pending", now, None, next_at=dep_next)
@@ -225,9 +225,7 @@ class Drainer:
                 return
         grouped = row["n_grouped"]
         if row["reason"] == HELD:
-            grouped = await self._tx(
-                release_held, self._conn, row["outbox_id"], row["series"], name, now
-            )
+            grouped = await self._tx(release_held, self._conn, row["outbox_id"], row["series"], name, now)
         note = self._note(row, grouped)
         try:
             await channel.send(note)
@@ -268,9 +266,7 @@ class Drainer:
             state=row["transition"] if row["kind"] == "stable" else None,
         )
 
-    def _opened_status(
-        self, event_id: int, before_id: int, channel: str
-    ) -> tuple[str | None, float | None]:
+    def _opened_status(self, event_id: int, before_id: int, channel: str) -> tuple[str | None, float | None]:
         row = self._conn.execute(
             "SELECT d.status, d.next_attempt_at FROM outbox_delivery d"
             " JOIN outbox o ON o.id = d.outbox_id"
@@ -299,7 +295,7 @@ class Drainer:
             attempts_delta=1,
             next_at=now + delay,
         )
-        self.stats.retried[row["channel"]] = self.stats.retried.get(row["channel"], 0) + 1
+        self._tally("retried", row["channel"])
         report.retried += 1
         logger.warning(
             "%s delivery of outbox %s failed (attempt %s), retry in %.1fs: %s",
@@ -309,6 +305,18 @@ class Drainer:
             delay,
             error,
         )
+
+    def _tally(self, kind: str, channel: str, count: int = 1) -> None:
+        """Count an outcome in the stats and report it to the metrics hook.
+
+        Metrics name the outcomes from the operator's side: a retried attempt is ``failed``,
+        a message given up on is ``dropped``.
+        """
+        counter: dict[str, int] = getattr(self.stats, kind)
+        counter[channel] = counter.get(channel, 0) + count
+        if self._on_outcome is not None:
+            outcome = {"retried": "failed", "failed": "dropped"}.get(kind, kind)
+            self._on_outcome(channel, outcome, count)
 
     async def _finish(
         self,
@@ -321,19 +329,17 @@ class Drainer:
         *,
         tried: bool = False,
     ) -> None:
-        await self._tx(
-            self._update, ident, status, now, error, reason=reason, attempts_delta=int(tried)
-        )
+        await self._tx(self._update, ident, status, now, error, reason=reason, attempts_delta=int(tried))
         channel = ident[1]
         if status == "sent":
-            self.stats.sent[channel] = self.stats.sent.get(channel, 0) + 1
+            self._tally("sent", channel)
             report.sent += 1
         elif status == "failed":
-            self.stats.failed[channel] = self.stats.failed.get(channel, 0) + 1
+            self._tally("failed", channel)
             report.failed += 1
             logger.error("%s delivery of outbox %s failed: %s", channel, ident[0], error)
         else:
-            self.stats.suppressed[channel] = self.stats.suppressed.get(channel, 0) + 1
+            self._tally("suppressed", channel)
             report.suppressed += 1
 
     def _update(

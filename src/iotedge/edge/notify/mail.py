@@ -26,9 +26,7 @@ __all__ = ["EmailChannel", "build_email"]
 logger = logging.getLogger(__name__)
 
 
-def build_email(
-    note: Notification, *, mail_from: str, mail_to: tuple[str, ...], now: float
-) -> EmailMessage:
+def build_email(note: Notification, *, mail_from: str, mail_to: tuple[str, ...], now: float) -> EmailMessage:
     """The email for ``note``; its Message-ID derives from the idempotency key."""
     msg = EmailMessage()
     msg["From"] = mail_from
@@ -121,9 +119,7 @@ class EmailChannel:
 
     def _connect(self) -> smtplib.SMTP:
         if self._security == "tls":
-            return smtplib.SMTP_SSL(
-                self._host, self._port, timeout=self._timeout, context=self._ssl
-            )
+            return smtplib.SMTP_SSL(self._host, self._port, timeout=self._timeout, context=self._ssl)
         smtp = smtplib.SMTP(self._host, self._port, timeout=self._timeout)
         try:
             if self._security == "starttls":

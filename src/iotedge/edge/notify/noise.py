@@ -249,9 +249,7 @@ class _Triage:
             s.grouped += 2
 
 
-def release_held(
-    conn: sqlite3.Connection, outbox_id: int, series: str, channel: str, now: float
-) -> int:
+def release_held(conn: sqlite3.Connection, outbox_id: int, series: str, channel: str, now: float) -> int:
     """Release a held opened message whose cooldown ended; returns its grouped count.
 
     Must run inside a write transaction. The first channel to get there releases the row on
@@ -263,9 +261,7 @@ def release_held(
         (outbox_id, HELD),
     ).fetchone()
     if still_held:
-        row = conn.execute(
-            "SELECT grouped FROM notify_series WHERE series = ?", (series,)
-        ).fetchone()
+        row = conn.execute("SELECT grouped FROM notify_series WHERE series = ?", (series,)).fetchone()
         conn.execute(
             "UPDATE outbox_delivery SET reason = 'released', n_grouped = ?, updated_at = ?"
             " WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
@@ -276,8 +272,7 @@ def release_held(
             (now, series),
         )
     mine = conn.execute(
-        "SELECT n_grouped FROM outbox_delivery WHERE outbox_id = ? AND channel = ?"
-        " AND kind = 'event'",
+        "SELECT n_grouped FROM outbox_delivery WHERE outbox_id = ? AND channel = ? AND kind = 'event'",
         (outbox_id, channel),
     ).fetchone()
     return int(mine[0]) if mine else 0
@@ -294,14 +289,10 @@ def settle_flapping(conn: sqlite3.Connection, settings: NotifySettings, now: flo
     ).fetchall()
     for (key,) in settled:
         s = _load_series(conn, key, "", "")
-        last = conn.execute(
-            "SELECT id FROM outbox WHERE id = ?", (s.last_outbox_id or 0,)
-        ).fetchone()
+        last = conn.execute("SELECT id FROM outbox WHERE id = ?", (s.last_outbox_id or 0,)).fetchone()
         if last is not None:
             channels = settings.channels_for(s.client, s.severity)
-            _Triage(conn, settings, now).add(
-                last, key, channels, kind="stable", n_grouped=s.grouped
-            )
+            _Triage(conn, settings, now).add(last, key, channels, kind="stable", n_grouped=s.grouped)
         logger.info("series %s is stable again (%s)", key, s.last_transition)
         s.flapping, s.recent, s.grouped = False, [], 0
         s.opened_notified_at = now

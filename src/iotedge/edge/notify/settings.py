@@ -97,15 +97,12 @@ class NotifySettings:
             if f.name.endswith("_s") and not (isinstance(value, int | float) and value >= 0):
                 raise ConfigError(f"notify setting {f.name} must be a number >= 0, got {value!r}")
         if self.webhook_url and not self.webhook_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"notify setting webhook_url must be http(s)://, got {self.webhook_url!r}"
-            )
+            raise ConfigError(f"notify setting webhook_url must be http(s)://, got {self.webhook_url!r}")
         if self.webhook_url and not self.webhook_secret:
             raise ConfigError("notify setting webhook_secret is empty but webhook_url is set")
         if self.smtp_security not in ("plain", "starttls", "tls"):
             raise ConfigError(
-                f"notify setting smtp_security must be plain, starttls or tls, "
-                f"got {self.smtp_security!r}"
+                f"notify setting smtp_security must be plain, starttls or tls, got {self.smtp_security!r}"
             )
         if not 0 < self.smtp_port < 65536:
             raise ConfigError(f"notify setting smtp_port out of range: {self.smtp_port}")

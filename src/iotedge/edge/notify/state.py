@@ -82,9 +82,7 @@ def notification_rows(
 
 def pending_count(conn: sqlite3.Connection) -> int:
     """Messages not yet delivered: pending deliveries plus outbox rows not yet triaged."""
-    pending = conn.execute(
-        "SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'"
-    ).fetchone()[0]
+    pending = conn.execute("SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'").fetchone()[0]
     untriaged = conn.execute(
         "SELECT COUNT(*) FROM outbox WHERE id > COALESCE("
         "(SELECT last_outbox_id FROM notify_cursor WHERE id = 1), 0)"

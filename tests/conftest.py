@@ -115,7 +115,7 @@ def stack(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A fast simulator (1 s buckets, frequent anomalies) and an edge polling it every second."""
     data_dir = tmp_path_factory.mktemp("edge")
     sim_args = ["sim", "--seed", "11", "--interval", "1", "--anomaly-rate", "0.6", "--anomaly-slot", "30"]
-    sim_args += ["--clients", "5"]
+    sim_args += ["--clients", "20"]
     with start_iotedge(sim_args, log_dir=logs_dir) as sim_proc:
         started = time.time()
         with start_iotedge(edge_args(sim_proc.url, data_dir), log_dir=logs_dir, env=edge_env()) as edge_proc:

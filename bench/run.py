@@ -1,0 +1,336 @@
+"""Benchmarks of the simulator and the edge APIs on loopback (``make bench``).
+
+Scenarios (pick with ``--only``, repeatable):
+
+- ``ceiling``: the simulator's ``/iot_data/device_1`` against a bare Starlette app;
+- ``startup``: simulator start-up time and resident memory, 6 and 10,000 objects;
+- ``api``: ``/processed_data`` and ``/client_statistics`` of every :data:`CANDIDATES`
+  entry, over upstream latencies and client sizes.
+
+Throughput comes from ``wrk``; latency percentiles from a sequential probe (httpx, one
+request at a time). Candidates run side by side and are measured in alternating order,
+round after round; tables show medians of the rounds (req/s) and percentiles of all
+probe samples pooled. Every run is bounded in time and count. Output: ``results.md``,
+``results.json`` and ``bench.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from measure import Measure, Profile, measure_once
+from processes import Server, free_port, serve
+from report import ENDPOINTS, machine, render_chart, render_markdown
+
+BENCH = Path(__file__).resolve().parent
+SCENARIOS = ("ceiling", "startup", "api")
+
+# -- settings --------------------------------------------------------------------------
+
+
+FULL = Profile(
+    rounds=3,
+    wrk_seconds=5,
+    wrk_max_seconds=20,
+    connections=16,
+    probe_requests=200,
+    probe_seconds=5,
+    settle_seconds=30,
+    latencies_ms=(0, 20, 50),
+    sizes=(2, 10, 100),
+    startup_runs=5,
+)
+QUICK = Profile(
+    rounds=1,
+    wrk_seconds=1,
+    wrk_max_seconds=2,
+    connections=8,
+    probe_requests=20,
+    probe_seconds=1,
+    settle_seconds=3,
+    latencies_ms=(0,),
+    sizes=(2,),
+    startup_runs=1,
+)
+
+
+# -- the edge APIs under test ----------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Launch:
+    """What a candidate's start command is given."""
+
+    port: int
+    upstream: str  # the simulator's base URL
+    workdir: Path  # an empty directory of the candidate's own
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """An edge API measured in the ``api`` scenario.
+
+    ``paths`` maps each of :data:`ENDPOINTS` to a path with its query, asking about
+    client_1 (whose first object is device_1). ``ready_path`` is polled with ``headers``
+    until it answers 200, so a candidate that must collect data first is measured warm.
+    """
+
+    name: str
+    command: Callable[[Launch], list[str]]
+    paths: Mapping[str, str]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready_path: str = "/healthz"
+    ready_timeout: float = 60.0
+
+
+NAIVE = Candidate(
+    name="naive",
+    command=lambda launch: [
+        sys.executable,
+        str(BENCH / "naive_edge.py"),
+        "--port",
+        str(launch.port),
+        "--upstream",
+        launch.upstream,
+        "--threads",
+        "8",
+    ],
+    paths={
+        "processed_data": "/processed_data?object_id=device_1",
+        "client_statistics": "/client_statistics?client_id=client_1",
+    },
+    headers={"x-api-key": "naive-key-client-1"},
+    ready_path="/processed_data?object_id=device_1",
+)
+
+# The first entry is the baseline the others are compared with. To add the iotedge edge,
+# append a Candidate whose command starts `python -m iotedge edge --port P --upstream U
+# --data-dir WORKDIR ...`, with a key for client_1 in `headers` (and `env` if the key is
+# given to the edge that way) and `ready_path` set to its /processed_data path so the
+# measurement starts once the collector has data.
+CANDIDATES: list[Candidate] = [NAIVE]
+
+
+def sim_command(port: int, *extra: str) -> list[str]:
+    """The command line of a quiet ``iotedge sim`` on ``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "iotedge",
+        "--log-level",
+        "warning",
+        "sim",
+        "--port",
+        str(port),
+        *extra,
+    ]
+
+
+# -- scenarios -------------------------------------------------------------------------
+
+
+def scenario_ceiling(profile: Profile, log_dir: Path) -> dict[str, Any]:
+    """The simulator's current reading against a bare Starlette app, interleaved."""
+    sim_port, ceiling_port = free_port(), free_port()
+    ceiling_argv = [sys.executable, str(BENCH / "ceiling.py"), "--port", str(ceiling_port)]
+    with (
+        serve("sim", sim_command(sim_port), port=sim_port, log_dir=log_dir) as sim,
+        serve("ceiling", ceiling_argv, port=ceiling_port, log_dir=log_dir) as ceiling,
+    ):
+        targets = [
+            ("simulator", sim, "/iot_data/device_1"),
+            ("ceiling", ceiling, "/"),
+        ]
+        measures = {name: Measure() for name, _, _ in targets}
+        for rnd in range(profile.rounds):
+            for name, server, path in targets if rnd % 2 == 0 else targets[::-1]:
+                _say(f"ceiling: round {rnd + 1}/{profile.rounds} {name}")
+                measure_once(
+                    measures[name],
+                    server.url + path,
+                    profile=profile,
+                    headers={},
+                    servers=[sim, ceiling],
+                )
+    summaries = {name: measures[name].summary() for name in measures}
+    rows = {name: {"path": path, **summaries[name]} for name, _, path in targets}
+    return {"rows": rows, "ratio": summaries["simulator"]["rps"] / summaries["ceiling"]["rps"]}
+
+
+def scenario_startup(profile: Profile, log_dir: Path) -> dict[str, Any]:
+    """Simulator start-up time (process start to /healthz) and memory, small and 10k fleets."""
+    fleets = [("default", 3, 2), ("10k", 1000, 10)]
+    runs: dict[str, dict[str, list[float]]] = {
+        name: {"ready_s": [], "rss_mib": [], "rss_after_list_mib": []} for name, _, _ in fleets
+    }
+    for rnd in range(profile.startup_runs):
+        for name, clients, per_client in fleets if rnd % 2 == 0 else fleets[::-1]:
+            _say(f"startup: run {rnd + 1}/{profile.startup_runs} {name}")
+            port = free_port()
+            argv = sim_command(
+                port, "--clients", str(clients), "--objects-per-client", str(per_client)
+            )
+            with serve(f"sim-{name}", argv, port=port, log_dir=log_dir) as sim:
+                runs[name]["ready_s"].append(sim.ready_after_s)
+                runs[name]["rss_mib"].append(sim.status_kib("VmRSS") / 1024)
+                last = f"device_{clients * per_client}"
+                with httpx.Client(timeout=30.0) as client:
+                    listed = client.get(sim.url + "/iot_objects").json()
+                    client.get(f"{sim.url}/iot_data/{last}").raise_for_status()
+                if len(listed) != clients * per_client:
+                    raise RuntimeError(f"{name}: expected {clients * per_client} objects")
+                runs[name]["rss_after_list_mib"].append(sim.status_kib("VmHWM") / 1024)
+    return {
+        name: {
+            "objects": clients * per_client,
+            "ready_s": statistics.median(runs[name]["ready_s"]),
+            "ready_max_s": max(runs[name]["ready_s"]),
+            "rss_mib": statistics.median(runs[name]["rss_mib"]),
+            "peak_rss_mib": max(runs[name]["rss_after_list_mib"]),
+            "runs": len(runs[name]["ready_s"]),
+        }
+        for name, clients, per_client in fleets
+    }
+
+
+def scenario_api(
+    profile: Profile, log_dir: Path, candidates: Sequence[Candidate]
+) -> list[dict[str, Any]]:
+    """Each candidate's two endpoints over upstream latencies and client sizes."""
+    rows: list[dict[str, Any]] = []
+    for latency in profile.latencies_ms:
+        for size in profile.sizes:
+            rows += _api_config(profile, log_dir, candidates, latency, size)
+    return rows
+
+
+def _api_config(
+    profile: Profile,
+    log_dir: Path,
+    candidates: Sequence[Candidate],
+    latency: int,
+    size: int,
+) -> list[dict[str, Any]]:
+    sim_port = free_port()
+    sim_argv = sim_command(
+        sim_port, "--clients", "3", "--objects-per-client", str(size), "--latency-ms", str(latency)
+    )
+    with contextlib.ExitStack() as stack:
+        sim = stack.enter_context(serve("sim", sim_argv, port=sim_port, log_dir=log_dir))
+        servers: dict[str, Server] = {}
+        for cand in candidates:
+            port = free_port()
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=cand.name)))
+            launch = Launch(port=port, upstream=sim.url, workdir=workdir)
+            servers[cand.name] = stack.enter_context(
+                serve(
+                    cand.name,
+                    cand.command(launch),
+                    port=port,
+                    log_dir=log_dir,
+                    ready_path=cand.ready_path,
+                    headers=cand.headers,
+                    env=cand.env,
+                    timeout=cand.ready_timeout,
+                )
+            )
+        everyone = [sim, *servers.values()]
+        measures = {(c.name, ep): Measure() for c in candidates for ep in ENDPOINTS}
+        for rnd in range(profile.rounds):
+            order = list(candidates) if rnd % 2 == 0 else list(candidates)[::-1]
+            for cand in order:
+                for endpoint in ENDPOINTS:
+                    _say(
+                        f"api: {latency} ms, {size} objects, round {rnd + 1}/{profile.rounds}"
+                        f" {cand.name} {endpoint}"
+                    )
+                    measure_once(
+                        measures[(cand.name, endpoint)],
+                        servers[cand.name].url + cand.paths[endpoint],
+                        profile=profile,
+                        headers=cand.headers,
+                        servers=everyone,
+                    )
+        peak = {name: server.status_kib("VmHWM") / 1024 for name, server in servers.items()}
+    return [
+        {
+            "candidate": cand.name,
+            "endpoint": endpoint,
+            "latency_ms": latency,
+            "objects": size,
+            "peak_rss_mib": peak[cand.name],
+            **measures[(cand.name, endpoint)].summary(),
+        }
+        for endpoint in ENDPOINTS
+        for cand in candidates
+    ]
+
+
+# -- main ------------------------------------------------------------------------------
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the chosen scenarios and write the report."""
+    parser = argparse.ArgumentParser(description="iotedge benchmarks (make bench).")
+    parser.add_argument("--quick", action="store_true", help="a short smoke version")
+    parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run only this scenario (repeatable)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where results go [default: bench/results, or bench/results/quick with --quick]",
+    )
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        parser.error("wrk is not installed (Debian package wrk)")
+    profile = QUICK if args.quick else FULL
+    chosen = args.only or list(SCENARIOS)
+    out: Path = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "profile": dataclasses.asdict(profile),
+        "candidates": [c.name for c in CANDIDATES],
+    }
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="iotedge-bench-") as tmp:
+        log_dir = Path(tmp)
+        if "ceiling" in chosen:
+            results["ceiling"] = scenario_ceiling(profile, log_dir)
+        if "startup" in chosen:
+            results["startup"] = scenario_startup(profile, log_dir)
+        if "api" in chosen:
+            results["api"] = scenario_api(profile, log_dir, CANDIDATES)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = render_markdown(results)
+    (out / "results.md").write_text(markdown)
+    render_chart(results, out / "bench.png")
+    print(markdown)
+    _say(f"done in {results['elapsed_s']} s; wrote {out}/results.md, results.json, bench.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -62,9 +62,7 @@ def run_wrk(url: str, *, seconds: float, connections: int, headers: Mapping[str,
     ]
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
-    out = subprocess.run(
-        [*argv, url], capture_output=True, text=True, timeout=whole + 90, check=True
-    ).stdout
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=whole + 90, check=True).stdout
     rps = _WRK_RPS.search(out)
     total = _WRK_TOTAL.search(out)
     if rps is None or total is None:
@@ -73,14 +71,10 @@ def run_wrk(url: str, *, seconds: float, connections: int, headers: Mapping[str,
     non2xx = _WRK_NON2XX.search(out)
     errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
     errors += int(non2xx.group(1)) if non2xx else 0
-    return WrkResult(
-        rps=float(rps.group(1)), requests=int(total.group(1)), errors=errors, seconds=whole
-    )
+    return WrkResult(rps=float(rps.group(1)), requests=int(total.group(1)), errors=errors, seconds=whole)
 
 
-def probe(
-    url: str, *, requests: int, seconds: float, headers: Mapping[str, str]
-) -> tuple[list[float], int]:
+def probe(url: str, *, requests: int, seconds: float, headers: Mapping[str, str]) -> tuple[list[float], int]:
     """Sequential requests to ``url``: latencies in ms and the count of non-200 answers."""
     samples: list[float] = []
     errors = 0

@@ -164,9 +164,7 @@ def _api_md(rows: list[dict[str, Any]], ceiling_rps: float | None) -> list[str]:
     baseline = rows[0]["candidate"] if rows else ""
     compare = len({r["candidate"] for r in rows}) > 1
     base_rps = {
-        (r["endpoint"], r["latency_ms"], r["objects"]): r["rps"]
-        for r in rows
-        if r["candidate"] == baseline
+        (r["endpoint"], r["latency_ms"], r["objects"]): r["rps"] for r in rows if r["candidate"] == baseline
     }
     header = ["endpoint", "upstream ms", "objects", "candidate", "req/s"]
     header += ["p50 ms", "p95 ms", "p99 ms", "n", "errors", "peak RSS MiB"]
@@ -188,9 +186,7 @@ def _api_md(rows: list[dict[str, Any]], ceiling_rps: float | None) -> list[str]:
             f"{r['peak_rss_mib']:.0f}",
         ]
         if compare:
-            line.append(
-                f"{r['rps'] / base_rps[(r['endpoint'], r['latency_ms'], r['objects'])]:.2f}"
-            )
+            line.append(f"{r['rps'] / base_rps[(r['endpoint'], r['latency_ms'], r['objects'])]:.2f}")
         if ceiling_rps:
             line.append(f"{100 * r['rps'] / ceiling_rps:.2g}")
         table.append(line)

@@ -182,9 +182,7 @@ def scenario_startup(profile: Profile, log_dir: Path) -> dict[str, Any]:
         for name, clients, per_client in fleets if rnd % 2 == 0 else fleets[::-1]:
             _say(f"startup: run {rnd + 1}/{profile.startup_runs} {name}")
             port = free_port()
-            argv = sim_command(
-                port, "--clients", str(clients), "--objects-per-client", str(per_client)
-            )
+            argv = sim_command(port, "--clients", str(clients), "--objects-per-client", str(per_client))
             with serve(f"sim-{name}", argv, port=port, log_dir=log_dir) as sim:
                 runs[name]["ready_s"].append(sim.ready_after_s)
                 runs[name]["rss_mib"].append(sim.status_kib("VmRSS") / 1024)
@@ -208,9 +206,7 @@ def scenario_startup(profile: Profile, log_dir: Path) -> dict[str, Any]:
     }
 
 
-def scenario_api(
-    profile: Profile, log_dir: Path, candidates: Sequence[Candidate]
-) -> list[dict[str, Any]]:
+def scenario_api(profile: Profile, log_dir: Path, candidates: Sequence[Candidate]) -> list[dict[str, Any]]:
     """Each candidate's two endpoints over upstream latencies and client sizes."""
     rows: list[dict[str, Any]] = []
     for latency in profile.latencies_ms:

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -37,6 +37,16 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is missing only on unusual platforms
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
@@ -104,7 +114,7 @@ def sim(**options: Any) -> None:
         settings.port,
     )
     server = uvicorn_server(app, settings.host, settings.port)
-    asyncio.run(server.serve())
+    run_async(server.serve())
 
 
 _EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
@@ -142,7 +152,7 @@ def edge(**options: Any) -> None:
     settings = load_edge_settings(**options)
     app = create_app(settings)
     _log.info("edge API on http://%s:%d (docs at /docs)", settings.host, settings.port)
-    asyncio.run(uvicorn_server(app, settings.host, settings.port).serve())
+    run_async(uvicorn_server(app, settings.host, settings.port).serve())
 
 
 @main.command()
@@ -158,7 +168,7 @@ def run(sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interva
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
-    asyncio.run(
+    run_async(
         run_demo(
             sim_port=sim_port,
             port=port,

@@ -7,10 +7,12 @@ from fastapi.security import APIKeyHeader
 
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
+from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import iso_utc, parse_instant, parse_window
-from iotedge.errors import BadRequest
+from iotedge.errors import BadRequest, NotFound
+from iotedge.specs import DEVICE_TYPES
 
-__all__ = ["ContextDep", "PrincipalDep", "TimeRange", "TimeRangeDep"]
+__all__ = ["ContextDep", "PrincipalDep", "TimeRange", "TimeRangeDep", "visible_object_metric"]
 
 MAX_SPAN_S = 31 * 86400.0
 DEFAULT_WINDOW_S = 3600.0
@@ -75,3 +77,22 @@ def time_range(
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+
+
+def visible_object_metric(
+    ctx: EdgeContext, principal: Principal, object_id: str, metric: str | None
+) -> tuple[ObjectRow, str]:
+    """The object if ``principal`` may see it, and the metric asked for (default: primary).
+
+    Raises:
+        NotFound: the object does not exist *for this principal* (same answer either way).
+        BadRequest: the object's type does not measure ``metric``.
+    """
+    obj = ctx.store.object(object_id, principal.scope)
+    if obj is None:
+        raise NotFound("Object not found")
+    kinds = DEVICE_TYPES[obj.type].metrics
+    chosen = metric or kinds[0]
+    if chosen not in kinds:
+        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    return obj, chosen

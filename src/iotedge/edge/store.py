@@ -21,6 +21,7 @@ from iotedge.edge.timefmt import epoch_ms, iso_utc
 from iotedge.errors import StoreError
 
 __all__ = [
+    "OUTBOX_DDL",
     "AnomalyRecord",
     "Bucket",
     "NewAnomaly",
@@ -74,6 +75,11 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE INDEX IF NOT EXISTS anomalies_client_started ON anomalies (client, started_at);
 CREATE INDEX IF NOT EXISTS anomalies_open ON anomalies (ended_at) WHERE ended_at IS NULL;
+"""
+
+# Notifications to send, written in the same transaction as the anomaly transition they
+# announce; the notification drainer (iotedge.edge.notify) reads it.
+OUTBOX_DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   event_id INTEGER NOT NULL,
@@ -83,7 +89,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   payload TEXT NOT NULL,
   idempotency_key TEXT NOT NULL UNIQUE,
   created_at REAL NOT NULL
-);
+)
 """
 
 
@@ -209,7 +215,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + OUTBOX_DDL + ";")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         self._lock = threading.Lock()

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ObjectOut, ObjectsOut, ReadingsOut
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep, visible_object_metric
 from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import epoch_ms, iso_utc
 from iotedge.errors import BadRequest, NotFound
@@ -75,13 +75,7 @@ async def readings(
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1000,
 ) -> Any:
     """A series of one metric, ascending, timestamps in epoch milliseconds."""
-    obj = ctx.store.object(object_id, principal.scope)
-    if obj is None:
-        raise NotFound("Object not found")
-    kinds = DEVICE_TYPES[obj.type].metrics
-    chosen = metric or kinds[0]
-    if chosen not in kinds:
-        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
     if step is not None:
         if (window.until - window.since) / step > MAX_POINTS:
             raise BadRequest("step", f"too small for the window: at most {MAX_POINTS} buckets")

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
-from iotedge.edge.api import anomalies, health, objects, processed
+from iotedge.edge.api import anomalies, fleet, grafana, health, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.context import EdgeContext
@@ -132,15 +132,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (health, processed, objects, anomalies):
+    # grafana serves GET / (welcome and Grafana's "Save & test") and the JSON data source protocol.
+    for module in (health, processed, objects, anomalies, fleet, grafana):
         app.include_router(module.router)
-
-    @app.get("/", tags=["health"])
-    async def root() -> dict[str, str]:
-        """Welcome, and where to look next (no key needed)."""
-        return {
-            "message": "iotedge edge API",
-            "hint": "send x-api-key; try /processed_data?object_id=device_1 or /docs",
-        }
-
     return app

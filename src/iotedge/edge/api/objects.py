@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ObjectOut, ObjectsOut, ReadingsOut
+from iotedge.edge.api.selection import LIST_HELP, clients_param
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
 from iotedge.edge.store import ObjectRow
@@ -36,12 +37,11 @@ def _object_json(ctx: EdgeContext, obj: ObjectRow, latest: dict[str, tuple[float
 async def list_objects(
     ctx: ContextDep,
     principal: PrincipalDep,
-    client_id: Annotated[str | None, Query(max_length=200)] = None,
+    client_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
 ) -> Any:
     """Every object visible to the key, with its newest values."""
-    if client_id is not None and not principal.can_see(client_id):
-        raise NotFound("Client not found")
-    scope = principal.scope if client_id is None else frozenset({client_id})
+    clients = clients_param(principal, client_id)
+    scope = principal.scope if clients is None else frozenset(clients)
     latest: dict[str, dict[str, tuple[float, float]]] = {}
     for object_id, _, metric, ts, value in ctx.store.latest(scope):
         latest.setdefault(object_id, {})[metric] = (ts, value)

@@ -3,6 +3,7 @@
 Bodies are the ones Simple JSON and simPod JSON send, Grafana's internal fields included.
 """
 
+import itertools
 import json
 import math
 import time
@@ -470,6 +471,11 @@ def test_rest_reads_for_infinity(stack: Stack) -> None:
     assert stack.get("/statistics", client="client_1", client_id="client_1,client_2").status_code == 404
     assert stack.get("/objects", client="*", client_id="client_1,client_3").json()["count"] == 4
     assert stack.get("/readings", client="client_1", object_id="device_3").status_code == 404
+    points = stack.get("/objects/device_2/readings", metric="humidity", step_ms="10000", **window).json()[
+        "points"
+    ]
+    assert points and all(p["min"] <= p["value"] <= p["max"] for p in points)
+    assert all(b["timestamp"] - a["timestamp"] >= 10_000 for a, b in itertools.pairwise(points))
 
 
 def test_openapi_documents_the_protocol(stack: Stack) -> None:

@@ -72,6 +72,14 @@ async def readings(
     step: Annotated[
         float | None, Query(gt=0, le=86400, description="Bucket seconds; averages with min/max.")
     ] = None,
+    step_ms: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=86_400_000,
+            description="Bucket ms (Grafana's ${__interval_ms}); raised to fit the limit.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1000,
 ) -> Any:
     """A series of one metric, ascending, timestamps in epoch milliseconds."""
@@ -82,6 +90,8 @@ async def readings(
     chosen = metric or kinds[0]
     if chosen not in kinds:
         raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    if step is None and step_ms is not None:
+        step = max(step_ms / 1000, (window.until - window.since) / limit)
     if step is not None:
         if (window.until - window.since) / step > MAX_POINTS:
             raise BadRequest("step", f"too small for the window: at most {MAX_POINTS} buckets")

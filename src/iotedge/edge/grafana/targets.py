@@ -103,12 +103,15 @@ def split_values(text: str | None) -> tuple[str, ...] | None:
     """The values of a (possibly multi-value) parameter; None means "all".
 
     Accepts ``a``, ``a,b`` (csv), ``(a|b)`` (Grafana's regex format, values escaped),
-    ``{a,b}`` (glob format); ``*``, ``$__all`` and the empty string mean all.
+    ``{a,b}`` (glob format), ``["a","b"]`` (json format, as simPod puts multi-value
+    variables in payloads); ``*``, ``$__all`` and the empty string mean all.
     """
     if text is None or text.strip() in _ALL:
         return None
     value = text.strip()
-    if value.startswith("(") and value.endswith(")"):
+    if value.startswith("[") and value.endswith("]"):
+        raw = _json_list(value)
+    elif value.startswith("(") and value.endswith(")"):
         raw = _split_unescaped(value[1:-1], "|")
     elif value.startswith("{") and value.endswith("}"):
         raw = _split_unescaped(value[1:-1], ",")
@@ -117,6 +120,14 @@ def split_values(text: str | None) -> tuple[str, ...] | None:
     values = dict.fromkeys(_unescape(part).strip() for part in raw[:_MAX_VALUES])
     values.pop("", None)
     return tuple(values) if values else None
+
+
+def _json_list(text: str) -> list[str]:
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return [text]
+    return [str(item) for item in items] if isinstance(items, list) else [text]
 
 
 def _split_dotted(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
-from iotedge.edge.api import anomalies, health, notifications, objects, processed
+from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
@@ -209,15 +209,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.state.metrics = metrics
-    for module in (health, processed, objects, anomalies, notifications):
+    # grafana serves GET / (welcome and Grafana's "Save & test") and the JSON data source protocol.
+    for module in (health, processed, objects, anomalies, notifications, fleet, grafana):
         app.include_router(module.router)
-
-    @app.get("/", tags=["health"])
-    async def root() -> dict[str, str]:
-        """Welcome, and where to look next (no key needed)."""
-        return {
-            "message": "iotedge edge API",
-            "hint": "send x-api-key; try /processed_data?object_id=device_1 or /docs",
-        }
-
     return app

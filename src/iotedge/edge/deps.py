@@ -12,7 +12,14 @@ from iotedge.edge.timefmt import iso_utc, parse_instant, parse_window
 from iotedge.errors import BadRequest, NotFound
 from iotedge.specs import DEVICE_TYPES
 
-__all__ = ["ContextDep", "PrincipalDep", "TimeRange", "TimeRangeDep", "visible_object_metric"]
+__all__ = [
+    "ContextDep",
+    "OptionalPrincipalDep",
+    "PrincipalDep",
+    "TimeRange",
+    "TimeRangeDep",
+    "visible_object_metric",
+]
 
 MAX_SPAN_S = 31 * 86400.0
 DEFAULT_WINDOW_S = 3600.0
@@ -35,6 +42,14 @@ def authenticate(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def authenticate_if_sent(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Principal | None:
+    """The caller's principal when a key is sent, None without one; a bad key is still a 401."""
+    return None if key is None else authenticate(ctx, key)
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(authenticate_if_sent)]
 
 
 class TimeRange:

@@ -18,6 +18,7 @@ from tests.grafana_plugins import SIMPLE_JSON, SIMPOD_JSON, iso_ms, post, query_
 
 pytestmark = pytest.mark.integration
 
+SIM_CLIENTS = 5  # the `stack` fleet: client_1..client_5, device_1..device_10
 OWN = {"client_1": {"device_1", "device_2"}, "client_2": {"device_3", "device_4"}}
 HUMIDITY_SENSORS = {"device_2", "device_5", "device_8"}
 
@@ -233,9 +234,10 @@ def test_adhoc_filters_narrow_tables(stack: Stack) -> None:
 
 def _wait_for_anomalies(stack: Stack) -> list[dict[str, Any]]:
     def found() -> bool:
-        return bool(stack.get("/anomalies", client="*", limit=1000).json()["anomalies"])
+        events = stack.get("/anomalies", client="*", limit=1000).json()["anomalies"]
+        return any(event["client"] in KEYS for event in events)
 
-    wait_for(found, 60, "an anomaly event")
+    wait_for(found, 60, "an anomaly event on a client the tests hold a key for")
     events: list[dict[str, Any]] = stack.get("/anomalies", client="*", limit=1000).json()["anomalies"]
     return events
 
@@ -270,10 +272,12 @@ def test_annotations_are_anomaly_events_in_scope(stack: Stack) -> None:
         assert event["title"] and event["text"] and isinstance(event["tags"], list)
         assert event["annotation"]["name"] == "Anomalies"
         assert event.get("timeEnd", event["time"]) >= event["time"]
-    target = events[0]["object_id"]
+    keyed = [e for e in events if e["client"] in KEYS]
+    assert keyed, "no anomaly on a client the tests hold a key for"
+    target = keyed[0]["object_id"]
     narrowed = _annotations(stack, "*", target)
     assert narrowed and all(target in event["tags"] for event in narrowed)
-    owner = events[0]["client"]
+    owner = keyed[0]["client"]
     mine = _annotations(stack, owner, "")
     assert mine and all(owner in event["tags"] for event in mine)
     other = next(c for c in ("client_1", "client_2", "client_3") if c != owner)

@@ -181,9 +181,7 @@ def test_compose_refuses_to_start_without_secrets(compose: dict[str, Any]) -> No
             _env(compose["services"][name], {})
 
 
-def test_grafana_uses_the_cross_client_key(
-    compose: dict[str, Any], variables: dict[str, str]
-) -> None:
+def test_grafana_uses_the_cross_client_key(compose: dict[str, Any], variables: dict[str, str]) -> None:
     """Grafana's EDGE_API_KEY is the edge's '*' (read-all) key, and its admin is not admin/admin."""
     edge = _env(compose["services"]["edge"], variables)
     grafana = _env(compose["services"]["grafana"], variables)
@@ -195,9 +193,7 @@ def test_grafana_uses_the_cross_client_key(
     assert "yesoreyeram-infinity-datasource" in grafana["GF_PLUGINS_PREINSTALL_SYNC"]
 
 
-def test_service_addresses_match_what_they_serve(
-    compose: dict[str, Any], variables: dict[str, str]
-) -> None:
+def test_service_addresses_match_what_they_serve(compose: dict[str, Any], variables: dict[str, str]) -> None:
     """The edge's upstream and sinks name real services on ports those services expose."""
     services = compose["services"]
     edge = _env(services["edge"], variables)

@@ -155,9 +155,7 @@ def test_loopback_translation(loopback: Loopback) -> None:
     assert env["IOTEDGE_UPSTREAM"] == f"http://127.0.0.1:{sim_port}"
     assert env["IOTEDGE_SMTP_HOST"] == "127.0.0.1"
     assert env["IOTEDGE_SMTP_PORT"] == str(loopback.port("mailpit", "1025"))
-    assert env["IOTEDGE_WEBHOOK_URL"].startswith(
-        f"http://127.0.0.1:{loopback.port('webhook', '8080')}/"
-    )
+    assert env["IOTEDGE_WEBHOOK_URL"].startswith(f"http://127.0.0.1:{loopback.port('webhook', '8080')}/")
     assert Path(env["IOTEDGE_DATA_DIR"]).is_dir()
     assert str(loopback.root) in env["IOTEDGE_DATA_DIR"]
     assert len(set(loopback.ports.values())) == len(loopback.ports)

@@ -139,9 +139,7 @@ def test_edge_has_writable_data_and_rules_and_keys(rendered: list[Doc]) -> None:
     rules_map = volumes[mounts["/etc/iotedge"]]["configMap"]["name"]
     assert "rules.json" in config_maps[rules_map]["data"]
     refs = container["envFrom"]
-    settings = config_maps[
-        next(ref["configMapRef"]["name"] for ref in refs if "configMapRef" in ref)
-    ]
+    settings = config_maps[next(ref["configMapRef"]["name"] for ref in refs if "configMapRef" in ref)]
     assert settings["data"]["IOTEDGE_RULES_FILE"] == "/etc/iotedge/rules.json"
     assert settings["data"]["IOTEDGE_DATA_DIR"] == "/data"
     secret = secrets[next(ref["secretRef"]["name"] for ref in refs if "secretRef" in ref)]
@@ -161,9 +159,7 @@ def test_services_select_pods_and_name_their_ports(rendered: list[Doc]) -> None:
     templates = _pod_specs(rendered)
     for name, service in _by_kind(rendered, "Service").items():
         selected = [
-            t
-            for t in templates.values()
-            if _matches(service["spec"]["selector"], t["metadata"]["labels"])
+            t for t in templates.values() if _matches(service["spec"]["selector"], t["metadata"]["labels"])
         ]
         assert len(selected) == 1, name
         ports = {p["name"] for c in selected[0]["spec"]["containers"] for p in c["ports"]}
@@ -174,9 +170,7 @@ def test_services_select_pods_and_name_their_ports(rendered: list[Doc]) -> None:
 def test_edge_reaches_the_simulator_service(rendered: list[Doc]) -> None:
     """IOTEDGE_UPSTREAM names the simulator's Service and port."""
     settings = next(
-        cm
-        for name, cm in _by_kind(rendered, "ConfigMap").items()
-        if name.startswith("iotedge-edge-")
+        cm for name, cm in _by_kind(rendered, "ConfigMap").items() if name.startswith("iotedge-edge-")
     )
     service = _by_kind(rendered, "Service")["iotedge-sim"]
     port = service["spec"]["ports"][0]["port"]

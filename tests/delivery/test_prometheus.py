@@ -17,9 +17,7 @@ def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
     require(promtool is not None, "promtool (Debian package prometheus)")
     assert promtool is not None
-    return subprocess.run(
-        [promtool, *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def _rule_files() -> list[Path]:

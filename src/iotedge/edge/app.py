@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -16,10 +17,14 @@ from iotedge.edge.api import anomalies, health, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.context import EdgeContext
+from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
+from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
+from iotedge.errors import ConfigError
+from iotedge.tls import client_context
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -44,6 +49,29 @@ async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) 
     async with asyncio.TaskGroup() as group:
         for name, loop in loops.items():
             group.create_task(guarded(name, loop), name=name)
+
+
+def _on_sighup(keys: KeyRing) -> Callable[[], None]:
+    """Re-read the keys file on SIGHUP; returns the function that removes the handler."""
+
+    def reload() -> None:
+        try:
+            keys.reload()
+        except ConfigError as exc:
+            _log.error("SIGHUP: keeping the previous keys: %s", exc)
+            return
+        _log.info("SIGHUP: reloaded %d API keys", len(keys))
+
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
 
 
 def create_app(
@@ -79,6 +107,7 @@ def create_app(
             timeout=settings.upstream_timeout,
             transport=transport,
             max_connections=settings.poll_concurrency,
+            verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,
         )
         engine = RuleEngine(rules, store=store, edge_id=edge_id, poll_interval=settings.poll_interval)
         collector = Collector(
@@ -99,6 +128,9 @@ def create_app(
             engine=engine,
             collector=collector,
             clock=clock,
+            limits=RateLimits(
+                rate=settings.rate_limit, burst=settings.rate_burst, auth_failures=settings.auth_failures
+            ),
         )
         app.state.ctx = ctx  # for tests and the CLI; requests read the lifespan state
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {}
@@ -113,9 +145,12 @@ def create_app(
             store.path,
             len(keys),
         )
+        reload_on_hangup = _on_sighup(keys)
         try:
             yield {"ctx": ctx}
         finally:
+            reload_on_hangup()
+            keys.flush_usage()
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
@@ -132,6 +167,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     for module in (health, processed, objects, anomalies):
         app.include_router(module.router)
 

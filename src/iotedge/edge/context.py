@@ -1,11 +1,12 @@
 """The edge's long-lived resources, built by the lifespan and shared with every request."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iotedge.config import EdgeSettings
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
+from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
@@ -25,6 +26,7 @@ class EdgeContext:
     engine: RuleEngine
     collector: Collector
     clock: Callable[[], float]
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def is_stale(self, last_reading_at: float | None) -> bool:
         """Whether data last seen at ``last_reading_at`` should be flagged stale."""

@@ -205,7 +205,8 @@ def create_dev_pki(
     server, server_key = _leaf(ca, ca_key, hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, hosts, now, days)
     _write_key(pki.server_key, server_key)
     _write_cert(pki.server_cert, server)
-    client_cert, client_key = _leaf(ca, ca_key, client, ExtendedKeyUsageOID.CLIENT_AUTH, (), now, days)
+    # Verifiers want a subject alternative name on client certificates too: the client's name.
+    client_cert, client_key = _leaf(ca, ca_key, client, ExtendedKeyUsageOID.CLIENT_AUTH, (client,), now, days)
     _write_key(pki.client_key, client_key)
     _write_cert(pki.client_cert, client_cert)
     return pki

@@ -176,7 +176,7 @@ def create_app(
         """Welcome, and where to look next (no key needed)."""
         return {
             "message": "iotedge edge API",
-            "hint": "send x-api-key; try /processed_data?object_id=device_1 or /docs",
+            "hint": "send x-api-key; /objects lists your objects, /docs the API",
         }
 
     return app

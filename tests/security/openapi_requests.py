@@ -1,13 +1,23 @@
 """Requests built from the edge's OpenAPI schema, so new endpoints are covered automatically."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from iotedge.config import load_edge_settings
 from iotedge.edge.app import create_app
+from iotedge.edge.timefmt import iso_utc
 
-__all__ = ["Operation", "build_body", "offline_schema", "operations", "own_value", "string_slots"]
+__all__ = [
+    "Operation",
+    "body_string_paths",
+    "build_body",
+    "default_text",
+    "offline_schema",
+    "operations",
+    "own_value",
+    "string_slots",
+]
 
 
 def offline_schema() -> dict[str, Any]:
@@ -101,8 +111,14 @@ def own_value(schema: dict[str, Any], param: dict[str, Any], own_client: str, ow
     return own_client if "client" in param["name"] else own_object
 
 
-def build_body(schema: dict[str, Any], node: dict[str, Any], text: str, depth: int = 0) -> Any:
-    """A JSON value for ``node`` with every free-text field set to ``text``."""
+def build_body(
+    schema: dict[str, Any],
+    node: dict[str, Any],
+    text: str | Callable[[tuple[str, ...]], str],
+    depth: int = 0,
+    at: tuple[str, ...] = (),
+) -> Any:
+    """A JSON value for ``node``: every free-text field is ``text`` (or ``text(field path)``)."""
     node = resolve(schema, _alternatives(resolve(schema, node))[0])
     if depth > 6:
         return None
@@ -111,17 +127,40 @@ def build_body(schema: dict[str, Any], node: dict[str, Any], text: str, depth: i
     kind = node.get("type")
     if kind == "object" or "properties" in node:
         return {
-            name: build_body(schema, sub, text, depth + 1) for name, sub in node.get("properties", {}).items()
+            name: build_body(schema, sub, text, depth + 1, (*at, name))
+            for name, sub in node.get("properties", {}).items()
         }
     if kind == "array":
-        return [build_body(schema, node.get("items", {}), text, depth + 1)]
+        return [build_body(schema, node.get("items", {}), text, depth + 1, (*at, "[]"))]
     if kind == "integer":
         return node.get("minimum", 1)
     if kind == "number":
         return 1.0
     if kind == "boolean":
         return False
-    return text
+    return text(at) if callable(text) else text
+
+
+def body_string_paths(schema: dict[str, Any], node: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The paths of every free-text field ``build_body`` fills."""
+    paths: list[tuple[str, ...]] = []
+
+    def record(path: tuple[str, ...]) -> str:
+        paths.append(path)
+        return ""
+
+    build_body(schema, node, record)
+    return paths
+
+
+def default_text(path: tuple[str, ...], own_client: str, own_object: str, now: float) -> str:
+    """A plausible own value for a body field, guessed from its name."""
+    name = path[-1].lower() if path else ""
+    if name in {"from", "start", "since"}:
+        return iso_utc(now - 3600)
+    if name in {"to", "end", "until"}:
+        return iso_utc(now)
+    return own_client if "client" in name else own_object
 
 
 def walk_strings(value: Any) -> Iterator[str]:

@@ -24,7 +24,9 @@ from tests.conftest import KEYS, edge_args, edge_env, wait_for
 from tests.procs import Proc, start_iotedge
 from tests.security.openapi_requests import (
     Operation,
+    body_string_paths,
     build_body,
+    default_text,
     offline_schema,
     operations,
     own_value,
@@ -107,7 +109,7 @@ def _mask(value: Any, key: str = "") -> Any:
 
 
 def _request(fleet: Fleet, op: Operation, client: str, slot: str | None, text: str | None) -> httpx.Response:
-    """``op`` with ``client``'s key: ``text`` in parameter ``slot`` ('body' = every body string)."""
+    """``op`` with ``client``'s key: ``text`` in parameter ``slot`` (``body:a/b``: a body field)."""
     own_object = fleet.objects_of(client)[0]
     path, params = op.path, {}
     for param in op.parameters:
@@ -124,7 +126,14 @@ def _request(fleet: Fleet, op: Operation, client: str, slot: str | None, text: s
             params[name] = value
     body = None
     if op.body_schema is not None:
-        body = build_body(SCHEMA, op.body_schema, text if slot == "body" else own_object)
+        now = time.time()
+
+        def fill(at: tuple[str, ...]) -> str:
+            if slot == "body:" + "/".join(at) and text is not None:
+                return text
+            return default_text(at, client, own_object, now)
+
+        body = build_body(SCHEMA, op.body_schema, fill)
     return httpx.request(
         op.method.upper(),
         fleet.edge.url + path,
@@ -151,7 +160,7 @@ def _leaks(fleet: Fleet, client: str, response: httpx.Response, sent: str | None
 
 def _check_own_only(fleet: Fleet, client: str, response: httpx.Response) -> list[str]:
     """In a 200 body, every client field is the caller's and every object id one of its own."""
-    problems = []
+    problems: list[str] = []
     if response.status_code != 200:
         return problems
     body = response.json()
@@ -195,7 +204,9 @@ def _compare(fleet: Fleet, op: Operation, client: str, slot: str, kind: str, tar
 @pytest.mark.parametrize("op", OPERATIONS, ids=[op.id for op in OPERATIONS])
 def test_no_endpoint_reveals_another_client(fleet: Fleet, op: Operation) -> None:
     """Every (client key, foreign client or object) pair: nothing foreign returned or inferable."""
-    slots = string_slots(SCHEMA, op) + (["body"] if op.body_schema is not None else [])
+    slots = string_slots(SCHEMA, op)
+    if op.body_schema is not None:
+        slots += ["body:" + "/".join(at) for at in body_string_paths(SCHEMA, op.body_schema)]
     problems: list[str] = []
     pairs = 0
     for client in CLIENT_KEYS:

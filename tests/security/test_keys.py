@@ -75,7 +75,7 @@ def test_invalid_keys_get_the_course_401(edge: KeyedEdge, key: str | None) -> No
 
 def test_non_ascii_key_is_401(edge: KeyedEdge) -> None:
     """A key header with bytes outside ASCII is refused like any bad key."""
-    response = httpx.get(edge.proc.url + "/objects", headers={"x-api-key": b"\xff\xfekey-0123456789"})
+    response = httpx.get(edge.proc.url + "/objects", headers={b"x-api-key": b"\xff\xfekey-0123456789"})
     assert (response.status_code, response.json()) == (401, UNAUTHORIZED)
 
 

@@ -28,7 +28,7 @@ DOCS_CSP = (
 )
 """The policy of /docs and /redoc."""
 
-_DOCS_PATHS = ("/docs", "/redoc")
+_DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
 
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),

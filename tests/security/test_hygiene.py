@@ -1,5 +1,7 @@
 """HTTP hygiene of a real edge: security headers, size limits, quiet errors, no keys in logs."""
 
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import httpx
 import pytest
 
 from iotedge.edge.hardening import API_CSP, DOCS_CSP
-from tests.conftest import KEYS, edge_args, edge_env
+from tests.conftest import KEYS, edge_args, edge_env, require
 from tests.procs import Proc, start_iotedge
 
 pytestmark = pytest.mark.integration
@@ -80,3 +82,25 @@ def test_errors_and_logs_hold_no_secrets(edge: Proc) -> None:
     log = edge.log()
     assert "401 on /objects: unknown key" in log
     assert all(key not in log for key in [bad, *KEYS.values()])
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"iek_[0-9a-f]{8}_[A-Za-z0-9_-]{40,}"),  # a key made by `iotedge keys create`
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+]
+
+
+def test_repository_holds_no_secrets() -> None:
+    """No generated API key and no private key is tracked by git (tests make theirs at run time)."""
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=False, timeout=60)
+    require(listed.returncode == 0, "a git checkout")
+    files = [root / name for name in listed.stdout.decode().split("\0") if name]
+    assert files
+    found = []
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode(errors="ignore")
+        found += [f"{path.relative_to(root)}: {p.pattern}" for p in _SECRET_PATTERNS if p.search(text)]
+    assert not found

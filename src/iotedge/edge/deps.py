@@ -36,17 +36,22 @@ def get_context(request: Request) -> EdgeContext:
 ContextDep = Annotated[EdgeContext, Depends(get_context)]
 
 
-def authenticate(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Principal:
-    """The caller's principal; raises AuthError (401) for a missing or invalid key."""
-    return ctx.keys.authenticate(key)
+def authenticate(
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
+) -> Principal:
+    """The caller's principal: AuthError (401) for a missing or invalid key, RateLimited (429)."""
+    address = request.client.host if request.client else "unknown"
+    return ctx.limits.authenticate(ctx.keys, key, address)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def authenticate_if_sent(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Principal | None:
+def authenticate_if_sent(
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
+) -> Principal | None:
     """The caller's principal when a key is sent, None without one; a bad key is still a 401."""
-    return None if key is None else authenticate(ctx, key)
+    return None if key is None else authenticate(request, ctx, key)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(authenticate_if_sent)]

@@ -57,7 +57,7 @@ async def root(principal: OptionalPrincipalDep) -> dict[str, str]:
     """
     body = {
         "message": "iotedge edge API",
-        "hint": "send x-api-key; try /processed_data?object_id=device_1 or /docs",
+        "hint": "send x-api-key; /objects lists your objects, /docs the API",
     }
     if principal is not None:
         body["client"] = principal.client

@@ -77,7 +77,7 @@ def test_duplicates_are_ignored(store: Store) -> None:
 
 def test_series_buckets(store: Store) -> None:
     """Down-sampling averages each step; counts add up to the raw count."""
-    buckets = store.series("device_1", "temperature", T0, T0 + 3600, 600)
+    buckets = store.bucketed(["device_1"], "temperature", T0, T0 + 3600, 600)
     assert len(buckets) == 6
     assert sum(b.count for b in buckets) == 720
     first = summarise(_values(store, "device_1", "temperature", T0, T0 + 600))

@@ -180,11 +180,16 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _mean(total: float, count: int, low: float, high: float) -> float:
+    """total / count, kept within [low, high]: summing floats can overshoot by an ulp."""
+    return min(max(total / count, low), high)
+
+
 def _stats_row(row: tuple[Any, ...], last: tuple[float, float] | None) -> Summary:
     count, total, low, high, squares = row
     if not count:
         return Summary(0, None, None, None, None, None, None)
-    mean = total / count
+    mean = _mean(total, count, low, high)
     variance = max(0.0, squares / count - mean * mean)
     return Summary(
         count=count,
@@ -386,16 +391,6 @@ class Store:
         }
         return per_metric, per_object
 
-    def series(self, object_id: str, metric: str, since: float, until: float, step: float) -> list[Bucket]:
-        """Down-sampled series: per ``step``-second bucket the average, min, max and count."""
-        rows = self._query(
-            "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, AVG(value), MIN(value), MAX(value), "
-            "COUNT(value) FROM readings WHERE object_id=? AND metric=? AND ts>=? AND ts<? "
-            "GROUP BY b ORDER BY b",
-            (since, step, object_id, metric, since, until),
-        )
-        return [Bucket(since + b * step, avg, low, high, n) for b, avg, low, high, n in rows]
-
     def bucketed(
         self,
         object_ids: Sequence[str],
@@ -429,7 +424,7 @@ class Store:
                 acc[2] = max(acc[2], high)
                 acc[3] += count
         return [
-            Bucket(start + b * step, acc[0] / acc[3], acc[1], acc[2], int(acc[3]))
+            Bucket(start + b * step, _mean(acc[0], int(acc[3]), acc[1], acc[2]), acc[1], acc[2], int(acc[3]))
             for b, acc in sorted(merged.items())
             if acc[3]
         ]

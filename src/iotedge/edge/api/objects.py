@@ -97,7 +97,7 @@ async def readings(
                 "max": b.max,
                 "count": b.count,
             }
-            for b in ctx.store.series(obj.id, chosen, window.since, window.until, step)
+            for b in ctx.store.bucketed([obj.id], chosen, window.since, window.until, step)
         ][-limit:]
     else:
         points = [

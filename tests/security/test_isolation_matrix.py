@@ -170,9 +170,10 @@ def _check_own_only(fleet: Fleet, client: str, response: httpx.Response) -> list
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
-                if key in {"client", "client_id"} and value != client:
+                # None is an aggregate row's "not about one object/client": nothing revealed.
+                if key in {"client", "client_id"} and value not in (client, None):
                     problems.append(f"{key}={value}")
-                if key == "object_id" and value not in own_objects:
+                if key == "object_id" and value is not None and value not in own_objects:
                     problems.append(f"{key}={value}")
                 stack.append(value)
         elif isinstance(node, list):

@@ -21,10 +21,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from iotedge.edge.notify import DeliveryError, Notification
+from iotedge.edge.store import OUTBOX_DDL
 from tests.procs import free_port
 
 __all__ = [
-    "CONTRACT_OUTBOX_DDL",
     "FakeClock",
     "OutboxWriter",
     "RecordingChannel",
@@ -33,20 +33,6 @@ __all__ = [
 ]
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed wall-clock start for every test
-
-# The table exactly as the store creates it (the contract), written independently of ours.
-CONTRACT_OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id INTEGER NOT NULL,
-  transition TEXT NOT NULL,
-  client TEXT NOT NULL,
-  severity TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  idempotency_key TEXT NOT NULL UNIQUE,
-  created_at REAL NOT NULL
-)
-"""
 
 
 class FakeClock:
@@ -75,7 +61,7 @@ class OutboxWriter:
         self.edge_id = edge_id
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(CONTRACT_OUTBOX_DDL)
+        self.conn.execute(OUTBOX_DDL)
 
     def add(
         self,

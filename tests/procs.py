@@ -4,6 +4,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -52,13 +53,13 @@ class Proc:
         self.stop(signal.SIGKILL)
 
 
-def _wait_ready(proc: Proc, health_path: str, timeout: float) -> None:
+def _wait_ready(proc: Proc, health_path: str, timeout: float, verify: ssl.SSLContext | bool) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.popen.poll() is not None:
             raise RuntimeError(f"{proc.args} exited with {proc.popen.returncode}:\n{proc.log()}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(proc.url + health_path, timeout=1.0, verify=False).status_code == 200:
+            if httpx.get(proc.url + health_path, timeout=1.0, verify=verify).status_code == 200:
                 return
         time.sleep(0.05)
     proc.stop()
@@ -75,8 +76,13 @@ def start_iotedge(
     health_path: str = "/healthz",
     scheme: str = "http",
     timeout: float = 20.0,
+    verify: ssl.SSLContext | bool = False,
 ) -> Iterator[Proc]:
-    """Run ``python -m iotedge ARGS --port P`` until the block ends; yields a :class:`Proc`."""
+    """Run ``python -m iotedge ARGS --port P`` until the block ends; yields a :class:`Proc`.
+
+    ``verify`` is the TLS context of the readiness probe (one with a client certificate
+    for a server that requires one).
+    """
     port = port or free_port()
     full = [sys.executable, "-m", "iotedge", *args, "--port", str(port)]
     log_path = log_dir / f"{args[0]}-{port}.log"
@@ -86,7 +92,7 @@ def start_iotedge(
         popen = subprocess.Popen(full, stdout=log_file, stderr=subprocess.STDOUT, env=clean_env)
     proc = Proc(url=f"{scheme}://127.0.0.1:{port}", popen=popen, log_path=log_path, args=full)
     try:
-        _wait_ready(proc, health_path, timeout)
+        _wait_ready(proc, health_path, timeout, verify)
         yield proc
     finally:
         proc.stop()

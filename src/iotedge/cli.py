@@ -10,8 +10,10 @@ import click
 import uvicorn
 
 from iotedge import __version__
+from iotedge.cli_security import certs, edge_security_options, keys, tls_options
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
 from iotedge.errors import ConfigError
+from iotedge.tls import server_options
 
 __all__ = ["main"]
 
@@ -49,10 +51,28 @@ def run_async(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(coro)
 
 
+def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
 def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
     """A uvicorn server for ``app`` that leaves logging to us and serves no access log."""
+    # No proxy headers: the failed-login cap counts the peer's own address, not a claimed one.
     config = uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, lifespan="on", **extra
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+        server_header=False,
+        **extra,
     )
     return uvicorn.Server(config)
 
@@ -97,6 +117,7 @@ _SIM_HELP_ENV = f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g
 @click.option("--garbage-kinds", help="Comma list of truncated,malformed,html,wrong_types,partial.")
 @click.option("--hang-rate", type=float, help="Share of requests that hang. [default: 0]")
 @click.option("--hang-seconds", help="How long a hang lasts. [default: 30s]")
+@_with_options(tls_options())
 @_fail_on_config_error
 def sim(**options: Any) -> None:
     """Serve the simulated device API (GET /iot_objects, /iot_data/{id}, ...)."""
@@ -106,14 +127,16 @@ def sim(**options: Any) -> None:
     app = create_app(settings)
     fleet = app.state.fleet
     _log.info(
-        "simulator: %d objects for %d clients, seed %d, on http://%s:%d (docs at /docs)",
+        "simulator: %d objects for %d clients, seed %d, on %s://%s:%d (docs at /docs)",
         len(fleet.objects),
         len(fleet.by_client),
         settings.seed,
+        "https" if settings.certfile else "http",
         settings.host,
         settings.port,
     )
-    server = uvicorn_server(app, settings.host, settings.port)
+    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
+    server = uvicorn_server(app, settings.host, settings.port, **tls)
     run_async(server.serve())
 
 
@@ -135,10 +158,9 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retention", help="How long readings are kept, e.g. 7d. [default: 7d]"),
         click.option("--stale-after", help="Age after which data is flagged stale. [default: 30s]"),
         click.option("--edge-id", help="This edge's name in metrics and responses. [default: host name]"),
+        *edge_security_options(),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _with_options(options)(func)
 
 
 @main.command(epilog=_EDGE_HELP_ENV)
@@ -150,9 +172,12 @@ def edge(**options: Any) -> None:
     from iotedge.edge.app import create_app
 
     settings = load_edge_settings(**options)
+    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
     app = create_app(settings)
-    _log.info("edge API on http://%s:%d (docs at /docs)", settings.host, settings.port)
-    run_async(uvicorn_server(app, settings.host, settings.port).serve())
+    scheme = "https" if tls else "http"
+    mtls = " with client certificates required" if settings.client_ca else ""
+    _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)
+    run_async(uvicorn_server(app, settings.host, settings.port, **tls).serve())
 
 
 @main.command()
@@ -177,33 +202,6 @@ def run(sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interva
             poll_interval=poll_interval,
         )
     )
-
-
-@main.group()
-def keys() -> None:
-    """Manage the edge's API keys (only hashes are stored)."""
-
-
-@keys.command("create")
-@click.option("--client", required=True, help="The client the key reads; '*' = every client, read-only.")
-@click.option(
-    "--keys-file",
-    type=click.Path(),
-    envvar="IOTEDGE_KEYS_FILE",
-    default="data/keys.json",
-    show_default=True,
-    help="Keys file (env IOTEDGE_KEYS_FILE).",
-)
-@_fail_on_config_error
-def keys_create(client: str, keys_file: str) -> None:
-    """Create a key for CLIENT; the key is printed once and never stored."""
-    from pathlib import Path
-
-    from iotedge.edge.auth import create_key
-
-    record, key = create_key(Path(keys_file), client)
-    click.echo(f"key id:  {record.id}\nclient:  {record.client}\nkey:     {key}")
-    click.echo("Store the key now: only its hash was written to " + keys_file, err=True)
 
 
 @main.group()
@@ -232,3 +230,7 @@ def notify_test(**options: Any) -> None:
         click.echo(f"{channel:<8} {'ok' if result.ok else 'FAILED'}  {result.detail}")
     if not all(result.ok for result in results.values()):
         sys.exit(1)
+
+
+main.add_command(keys)
+main.add_command(certs)

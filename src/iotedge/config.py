@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from iotedge.errors import ConfigError
 
@@ -19,6 +19,7 @@ __all__ = [
     "EdgeSettings",
     "GarbageKind",
     "SimSettings",
+    "check_tls_pair",
     "env_name",
     "load_edge_settings",
     "load_sim_settings",
@@ -54,6 +55,14 @@ def parse_duration(value: str | float | int) -> float:
     return seconds
 
 
+def check_tls_pair(certfile: Path | None, keyfile: Path | None, client_ca: Path | None) -> None:
+    """Certificate and key come together; a client CA needs both (raises ValueError)."""
+    if (certfile is None) != (keyfile is None):
+        raise ValueError("certfile and keyfile must be given together")
+    if client_ca is not None and certfile is None:
+        raise ValueError("client_ca (mTLS) needs certfile and keyfile")
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
@@ -84,6 +93,9 @@ class SimSettings(_Settings):
     )
     hang_rate: float = Field(0.0, ge=0, le=1, description="Share of requests that hang.")
     hang_seconds: float = Field(30.0, ge=0, description="How long a hanging request hangs.")
+    certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM, chain).")
+    keyfile: Path | None = Field(None, description="Private key of --certfile (PEM).")
+    client_ca: Path | None = Field(None, description="Require client certificates signed by this CA.")
 
     @field_validator("interval", "anomaly_slot", "hang_seconds", mode="before")
     @classmethod
@@ -96,6 +108,11 @@ class SimSettings(_Settings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> "SimSettings":
+        check_tls_pair(self.certfile, self.keyfile, self.client_ca)
+        return self
 
 
 class EdgeSettings(_Settings):
@@ -151,6 +168,23 @@ class EdgeSettings(_Settings):
     notify_max_age: float = Field(
         86400.0, ge=0, description="Give up delivering a message after this many seconds."
     )
+    certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM, chain).")
+    keyfile: Path | None = Field(None, description="Private key of --certfile (PEM).")
+    client_ca: Path | None = Field(
+        None, description="Require client certificates signed by this CA (mTLS); needs --certfile."
+    )
+    upstream_ca: Path | None = Field(
+        None, description="CA bundle that verifies an https device API (default: the system's)."
+    )
+    rate_limit: float = Field(
+        50.0, ge=0, description="Requests per second each key may make on average (0 = no limit)."
+    )
+    rate_burst: int = Field(100, ge=1, description="Requests a key may make at once before the rate applies.")
+    auth_failures: int = Field(
+        20, ge=0, description="Failed authentications per minute per address before 429 (0 = no cap)."
+    )
+    max_body: int = Field(64 * 1024, ge=0, description="Largest request body in bytes (413 beyond).")
+    max_url: int = Field(4096, ge=64, description="Longest path plus query string in bytes (414 beyond).")
 
     @field_validator("mail_to", mode="before")
     @classmethod
@@ -180,6 +214,11 @@ class EdgeSettings(_Settings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> "EdgeSettings":
+        check_tls_pair(self.certfile, self.keyfile, self.client_ca)
+        return self
+
     @property
     def resolved_keys_file(self) -> Path:
         """The keys file in use."""
@@ -192,6 +231,9 @@ class EdgeSettings(_Settings):
 
 
 _S = TypeVar("_S", bound=_Settings)
+
+_SECRET_FIELDS = frozenset({"api_keys"})
+"""Fields whose values never appear in error messages."""
 
 
 def env_name(prefix: str, field: str) -> str:
@@ -219,9 +261,13 @@ def _load(
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
+            if not error["loc"]:  # a check across fields: its input is every setting, keys too
+                problems.append(error["msg"].removeprefix("Value error, "))
+                continue
+            field = str(error["loc"][0])
             where = sources.get(field, field)
-            problems.append(f"{where}: {error['msg']} (got {error.get('input')!r})")
+            shown = "<hidden>" if field in _SECRET_FIELDS else repr(error.get("input"))
+            problems.append(f"{where}: {error['msg']} (got {shown})")
         raise ConfigError("; ".join(problems)) from exc
 
 

@@ -30,9 +30,7 @@ def _faults(sim: Proc, **faults: object) -> None:
 
 
 def _count(edge: Proc, object_id: str = "device_1") -> int:
-    body = httpx.get(
-        edge.url + "/processed_data", params={"object_id": object_id, **WINDOW}, headers=HEADERS
-    )
+    body = httpx.get(edge.url + "/processed_data", params={"object_id": object_id, **WINDOW}, headers=HEADERS)
     return int(body.json()["statistics"]["count"]) if body.status_code == 200 else 0
 
 

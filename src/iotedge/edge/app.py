@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -13,11 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
-from iotedge.edge.api import anomalies, health, notifications, objects, processed
+from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
 from iotedge.edge.context import EdgeContext
+from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
@@ -30,9 +32,12 @@ from iotedge.edge.notify import (
     parse_routes,
     pending_count,
 )
+from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
+from iotedge.errors import ConfigError
+from iotedge.tls import client_context
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -78,6 +83,29 @@ async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) 
     async with asyncio.TaskGroup() as group:
         for name, loop in loops.items():
             group.create_task(guarded(name, loop), name=name)
+
+
+def _on_sighup(keys: KeyRing) -> Callable[[], None]:
+    """Re-read the keys file on SIGHUP; returns the function that removes the handler."""
+
+    def reload() -> None:
+        try:
+            keys.reload()
+        except ConfigError as exc:
+            _log.error("SIGHUP: keeping the previous keys: %s", exc)
+            return
+        _log.info("SIGHUP: reloaded %d API keys", len(keys))
+
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals
+        return lambda: None
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove
 
 
 def create_app(
@@ -130,6 +158,7 @@ def create_app(
             transport=transport,
             max_connections=settings.poll_concurrency,
             on_outcome=metrics.observe_upstream,
+            verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,
         )
         engine = RuleEngine(rules, store=store, edge_id=edge_id, poll_interval=settings.poll_interval)
         collector = Collector(
@@ -163,6 +192,9 @@ def create_app(
             clock=clock,
             notifications_db=notifications_db,
             drainer=drainer,
+            limits=RateLimits(
+                rate=settings.rate_limit, burst=settings.rate_burst, auth_failures=settings.auth_failures
+            ),
         )
         app.state.ctx = ctx  # for tests and the CLI; requests read the lifespan state
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"iotedge.edge.container": monitor.run}
@@ -183,9 +215,12 @@ def create_app(
         if settings.metrics_port:
             await metrics_server.start()
             _log.info("metrics on %s", metrics_server.url)
+        reload_on_hangup = _on_sighup(keys)
         try:
             yield {"ctx": ctx}
         finally:
+            reload_on_hangup()
+            keys.flush_usage()
             if settings.metrics_port:
                 await metrics_server.stop()
             supervisor.cancel()
@@ -207,17 +242,10 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
     app.state.metrics = metrics
-    for module in (health, processed, objects, anomalies, notifications):
+    # grafana serves GET / (welcome and Grafana's "Save & test") and the JSON data source protocol.
+    for module in (health, processed, objects, anomalies, notifications, fleet, grafana):
         app.include_router(module.router)
-
-    @app.get("/", tags=["health"])
-    async def root() -> dict[str, str]:
-        """Welcome, and where to look next (no key needed)."""
-        return {
-            "message": "iotedge edge API",
-            "hint": "send x-api-key; try /processed_data?object_id=device_1 or /docs",
-        }
-
     return app

@@ -13,14 +13,27 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from iotedge.errors import AuthError, ConfigError
 
-__all__ = ["ALL_CLIENTS", "KeyRecord", "KeyRing", "Principal", "generate_key", "hash_key"]
+__all__ = [
+    "ALL_CLIENTS",
+    "KeyRecord",
+    "KeyRing",
+    "Principal",
+    "create_key",
+    "delete_client",
+    "generate_key",
+    "hash_key",
+    "list_keys",
+    "read_usage",
+    "revoke_keys",
+    "usage_path",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -81,6 +94,28 @@ def generate_key() -> tuple[str, str]:
     return key_id, f"{_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
 
 
+def usage_path(path: Path) -> Path:
+    """The sidecar file where the edge records when each key was last used."""
+    return path.with_name(path.name + ".used")
+
+
+def read_usage(path: Path) -> dict[str, float]:
+    """Key id -> last use (epoch seconds) from the sidecar of keys file ``path``."""
+    try:
+        data = json.loads(usage_path(path).read_text())
+        return {str(key_id): float(ts) for key_id, ts in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
 def _read_file(path: Path) -> list[KeyRecord]:
     try:
         data = json.loads(path.read_text())
@@ -93,11 +128,7 @@ def _read_file(path: Path) -> list[KeyRecord]:
 
 def write_keys_file(path: Path, records: list[KeyRecord]) -> None:
     """Replace the keys file atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"keys": [r.as_json() for r in records]}, indent=2) + "\n")
-    tmp.chmod(0o600)
-    os.replace(tmp, path)
+    _write_json(path, {"keys": [r.as_json() for r in records]})
 
 
 def parse_env_keys(text: str) -> list[KeyRecord]:
@@ -122,6 +153,7 @@ class KeyRing:
         env_keys: the ``IOTEDGE_API_KEYS`` text.
         clock: wall clock for expiry.
         recheck_s: how often at most the file's modification time is looked at.
+        usage_flush_s: how often at most last-use times are written to the sidecar file.
     """
 
     def __init__(
@@ -131,24 +163,29 @@ class KeyRing:
         env_keys: str = "",
         clock: Callable[[], float] = time.time,
         recheck_s: float = 1.0,
+        usage_flush_s: float = 60.0,
     ) -> None:
         self.path = path
         self._env = parse_env_keys(env_keys)
         self._clock = clock
         self._recheck_s = recheck_s
+        self._usage_flush_s = usage_flush_s
         self._checked_at = float("-inf")
         self._mtime: float | None = None
         self._by_hash: dict[str, KeyRecord] = {}
+        self._used: dict[str, float] = {}
+        self._flushed_at = time.monotonic()
         self.reload()
 
     def reload(self) -> None:
-        """Read the keys file again (also done automatically when it changes)."""
+        """Read the keys file again (also done automatically when it changes, and on SIGHUP)."""
+        try:  # the time first: a change racing with the read is then seen at the next check
+            mtime: float | None = self.path.stat().st_mtime
+        except FileNotFoundError:
+            mtime = None
         records = [*self._env, *_read_file(self.path)]
         self._by_hash = {record.hash: record for record in records}
-        try:
-            self._mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            self._mtime = None
+        self._mtime = mtime
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()
@@ -186,16 +223,72 @@ class KeyRing:
             raise AuthError(f"key {record.id} revoked")
         if record.expires_at is not None and record.expires_at <= now:
             raise AuthError(f"key {record.id} expired")
+        self._used[record.id] = now
+        if time.monotonic() - self._flushed_at >= self._usage_flush_s:
+            self.flush_usage()
         return Principal(key_id=record.id, client=record.client)
+
+    def flush_usage(self) -> None:
+        """Merge the last-use times seen since the previous flush into the sidecar file."""
+        self._flushed_at = time.monotonic()
+        if not self._used:
+            return
+        merged = read_usage(self.path)
+        for key_id, ts in self._used.items():
+            merged[key_id] = max(ts, merged.get(key_id, 0.0))
+        try:
+            _write_json(usage_path(self.path), merged)
+        except OSError as exc:
+            _log.warning("cannot record key use in %s: %s", usage_path(self.path), exc)
+            return
+        self._used.clear()
 
 
 def create_key(path: Path, client: str, *, expires_at: float | None = None) -> tuple[KeyRecord, str]:
     """Add a new key for ``client`` to the keys file; returns its record and the key itself."""
-    if not client or any(ch in client for ch in ",= \t\n"):
+    if not client or len(client) > 200 or any(ch in client for ch in ",= \t\n"):
         raise ConfigError(f"invalid client name {client!r}")
+    records = _read_file(path)
     key_id, key = generate_key()
+    while any(r.id == key_id for r in records):  # 32 bits of id: collisions are rare, not impossible
+        key_id, key = generate_key()
     record = KeyRecord(
         id=key_id, client=client, hash=hash_key(key), created_at=time.time(), expires_at=expires_at
     )
-    write_keys_file(path, [*_read_file(path), record])
+    write_keys_file(path, [*records, record])
     return record, key
+
+
+def list_keys(path: Path) -> list[KeyRecord]:
+    """The keys in the file, oldest first."""
+    return sorted(_read_file(path), key=lambda r: r.created_at)
+
+
+def revoke_keys(path: Path, *, key_ids: Iterable[str] = (), client: str | None = None) -> list[KeyRecord]:
+    """Mark keys revoked now (by id, or every key of ``client``); returns the newly revoked.
+
+    Raises:
+        ConfigError: when a key id is not in the file.
+    """
+    wanted = set(key_ids)
+    records = _read_file(path)
+    missing = wanted - {r.id for r in records}
+    if missing:
+        raise ConfigError(f"no key with id {', '.join(sorted(missing))} in {path}")
+    now = time.time()
+    revoked, kept = [], []
+    for record in records:
+        if record.revoked_at is None and (record.id in wanted or record.client == client):
+            record = replace(record, revoked_at=now)
+            revoked.append(record)
+        kept.append(record)
+    write_keys_file(path, kept)
+    return revoked
+
+
+def delete_client(path: Path, client: str) -> int:
+    """Remove every key of ``client`` from the file (the client is gone); returns how many."""
+    records = _read_file(path)
+    kept = [r for r in records if r.client != client]
+    write_keys_file(path, kept)
+    return len(records) - len(kept)

@@ -2,12 +2,13 @@
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iotedge.config import EdgeSettings
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.notify import Drainer
+from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
@@ -29,6 +30,7 @@ class EdgeContext:
     clock: Callable[[], float]
     notifications_db: sqlite3.Connection
     drainer: Drainer | None
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def is_stale(self, last_reading_at: float | None) -> bool:
         """Whether data last seen at ``last_reading_at`` should be flagged stale."""

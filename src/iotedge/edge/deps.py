@@ -7,10 +7,19 @@ from fastapi.security import APIKeyHeader
 
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
+from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import iso_utc, parse_instant, parse_window
-from iotedge.errors import BadRequest
+from iotedge.errors import BadRequest, NotFound
+from iotedge.specs import DEVICE_TYPES
 
-__all__ = ["ContextDep", "PrincipalDep", "TimeRange", "TimeRangeDep"]
+__all__ = [
+    "ContextDep",
+    "OptionalPrincipalDep",
+    "PrincipalDep",
+    "TimeRange",
+    "TimeRangeDep",
+    "visible_object_metric",
+]
 
 MAX_SPAN_S = 31 * 86400.0
 DEFAULT_WINDOW_S = 3600.0
@@ -27,12 +36,25 @@ def get_context(request: Request) -> EdgeContext:
 ContextDep = Annotated[EdgeContext, Depends(get_context)]
 
 
-def authenticate(ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]) -> Principal:
-    """The caller's principal; raises AuthError (401) for a missing or invalid key."""
-    return ctx.keys.authenticate(key)
+def authenticate(
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
+) -> Principal:
+    """The caller's principal: AuthError (401) for a missing or invalid key, RateLimited (429)."""
+    address = request.client.host if request.client else "unknown"
+    return ctx.limits.authenticate(ctx.keys, key, address)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def authenticate_if_sent(
+    request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
+) -> Principal | None:
+    """The caller's principal when a key is sent, None without one; a bad key is still a 401."""
+    return None if key is None else authenticate(request, ctx, key)
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(authenticate_if_sent)]
 
 
 class TimeRange:
@@ -75,3 +97,22 @@ def time_range(
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+
+
+def visible_object_metric(
+    ctx: EdgeContext, principal: Principal, object_id: str, metric: str | None
+) -> tuple[ObjectRow, str]:
+    """The object if ``principal`` may see it, and the metric asked for (default: primary).
+
+    Raises:
+        NotFound: the object does not exist *for this principal* (same answer either way).
+        BadRequest: the object's type does not measure ``metric``.
+    """
+    obj = ctx.store.object(object_id, principal.scope)
+    if obj is None:
+        raise NotFound("Object not found")
+    kinds = DEVICE_TYPES[obj.type].metrics
+    chosen = metric or kinds[0]
+    if chosen not in kinds:
+        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    return obj, chosen

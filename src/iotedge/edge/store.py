@@ -10,7 +10,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from iotedge.edge.timefmt import epoch_ms, iso_utc
 from iotedge.errors import StoreError
 
 __all__ = [
+    "OUTBOX_DDL",
     "AnomalyRecord",
     "Bucket",
     "NewAnomaly",
@@ -33,6 +34,8 @@ __all__ = [
 
 Scope = frozenset[str] | None
 """Clients a caller may see; None means every client."""
+
+_MAX_SQL_IDS = 5_000  # ids per IN (...) list, far below SQLite's variable limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -74,6 +77,11 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE INDEX IF NOT EXISTS anomalies_client_started ON anomalies (client, started_at);
 CREATE INDEX IF NOT EXISTS anomalies_open ON anomalies (ended_at) WHERE ended_at IS NULL;
+"""
+
+# Notifications to send, written in the same transaction as the anomaly transition they
+# announce; the notification drainer (iotedge.edge.notify) reads it.
+OUTBOX_DDL = """
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   event_id INTEGER NOT NULL,
@@ -83,7 +91,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   payload TEXT NOT NULL,
   idempotency_key TEXT NOT NULL UNIQUE,
   created_at REAL NOT NULL
-);
+)
 """
 
 
@@ -209,7 +217,7 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + OUTBOX_DDL + ";")
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the store at {path}: {exc}") from exc
         self._lock = threading.Lock()
@@ -388,6 +396,44 @@ class Store:
         )
         return [Bucket(since + b * step, avg, low, high, n) for b, avg, low, high, n in rows]
 
+    def bucketed(
+        self,
+        object_ids: Sequence[str],
+        metric: str,
+        since: float,
+        until: float,
+        step: float,
+        *,
+        origin: float | None = None,
+    ) -> list[Bucket]:
+        """Down-sampled series of several objects together (one object: its own series).
+
+        Buckets start at ``origin + k * step`` (default ``since``) so that a moving window
+        keeps the same grid; each holds the average, min, max and count of the readings of
+        all ``object_ids`` in [since, until) that fall into it.
+        """
+        start = since if origin is None else origin
+        merged: dict[int, list[float]] = {}
+        for first in range(0, len(object_ids), _MAX_SQL_IDS):
+            chunk = list(object_ids[first : first + _MAX_SQL_IDS])
+            rows = self._query(
+                "SELECT CAST((ts - ?) / ? AS INTEGER) AS b, TOTAL(value), MIN(value), MAX(value), "  # noqa: S608
+                f"COUNT(value) FROM readings WHERE object_id IN ({','.join('?' * len(chunk))}) "
+                "AND metric=? AND ts>=? AND ts<? GROUP BY b",
+                (start, step, *chunk, metric, since, until),
+            )
+            for b, total, low, high, count in rows:
+                acc = merged.setdefault(b, [0.0, math.inf, -math.inf, 0])
+                acc[0] += total
+                acc[1] = min(acc[1], low)
+                acc[2] = max(acc[2], high)
+                acc[3] += count
+        return [
+            Bucket(start + b * step, acc[0] / acc[3], acc[1], acc[2], int(acc[3]))
+            for b, acc in sorted(merged.items())
+            if acc[3]
+        ]
+
     def recent_values(self, object_id: str, metric: str, limit: int) -> list[float]:
         """The newest ``limit`` values of one metric, oldest first."""
         rows = self._query(
@@ -490,22 +536,27 @@ class Store:
         self,
         scope: Scope,
         *,
-        object_id: str | None = None,
-        metric: str | None = None,
+        object_id: str | Sequence[str] | None = None,
+        metric: str | Sequence[str] | None = None,
         rule: str | None = None,
         state: str = "all",
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
     ) -> list[AnomalyRecord]:
-        """Events visible in ``scope``, newest first, overlapping [since, until)."""
+        """Events visible in ``scope``, newest first, overlapping [since, until).
+
+        ``object_id`` and ``metric`` take one value or a list of them.
+        """
         condition, params = _in_scope(scope, "client")
         where = [condition]
         args: list[Any] = list(params)
         for column, value in (("object_id", object_id), ("metric", metric), ("rule", rule)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(value)
+            if value is None:
+                continue
+            values = [value] if isinstance(value, str) else list(value)
+            where.append(f"{column} IN ({','.join('?' * len(values))})" if values else "0")
+            args.extend(values)
         if state == "open":
             where.append("ended_at IS NULL")
         elif state == "closed":

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -85,7 +86,7 @@ class DeviceApiClient:
         transport: an httpx transport for tests that fake an upstream we do not own.
         breaker: the circuit breaker; a default one opens after 20 failures for ``timeout`` s.
         on_outcome: metrics hook called after every request.
-        verify: TLS verification (True, False or a CA bundle path) when base_url is https.
+        verify: TLS verification (True, False, a CA bundle path or a context) when base_url is https.
     """
 
     def __init__(
@@ -98,7 +99,7 @@ class DeviceApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
         breaker: CircuitBreaker | None = None,
         on_outcome: OutcomeHook | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         max_connections: int = 64,
     ) -> None:
         self.base_url = base_url.rstrip("/")

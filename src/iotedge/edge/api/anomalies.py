@@ -5,10 +5,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import AnomaliesOut
+from iotedge.edge.api.selection import LIST_HELP, clients_param
 from iotedge.edge.deps import ContextDep, PrincipalDep
+from iotedge.edge.grafana.targets import split_values
 from iotedge.edge.store import anomaly_json
 from iotedge.edge.timefmt import parse_instant
-from iotedge.errors import NotFound
 
 router = APIRouter(tags=["anomalies"])
 
@@ -17,9 +18,9 @@ router = APIRouter(tags=["anomalies"])
 async def anomalies(
     ctx: ContextDep,
     principal: PrincipalDep,
-    client_id: Annotated[str | None, Query(max_length=200)] = None,
-    object_id: Annotated[str | None, Query(max_length=200)] = None,
-    metric: Annotated[str | None, Query(max_length=40)] = None,
+    client_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
+    object_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
+    metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
     rule: Annotated[str | None, Query(max_length=60)] = None,
     state: Literal["open", "closed", "all"] = "all",
     from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
@@ -27,13 +28,12 @@ async def anomalies(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Any:
     """Events visible to the key, newest first; filters combine."""
-    if client_id is not None and not principal.can_see(client_id):
-        raise NotFound("Client not found")
-    scope = principal.scope if client_id is None else frozenset({client_id})
+    clients = clients_param(principal, client_id)
+    scope = principal.scope if clients is None else frozenset(clients)
     records = ctx.store.anomalies(
         scope,
-        object_id=object_id,
-        metric=metric,
+        object_id=split_values(object_id),
+        metric=split_values(metric),
         rule=rule,
         state=state,
         since=parse_instant("from", from_) if from_ else None,

@@ -5,14 +5,18 @@ from pydantic import BaseModel, Field
 __all__ = [
     "AnomaliesOut",
     "AnomalyOut",
+    "ClientRowOut",
     "ClientStatisticsOut",
+    "ClientsOut",
     "ClientsStatisticsOut",
     "ObjectOut",
     "ObjectsOut",
     "PointOut",
     "ProcessedDataOut",
+    "ReadingRowOut",
     "ReadingsOut",
     "StatisticsOut",
+    "StatisticsRowOut",
     "WindowOut",
 ]
 
@@ -162,5 +166,53 @@ class AnomaliesOut(BaseModel):
     """Anomaly events visible to the key, newest first."""
 
     anomalies: list[AnomalyOut]
+    count: int
+    edge_id: str
+
+
+class ReadingRowOut(BaseModel):
+    """One bucket of one series, flat: what Infinity turns into one line per ``series``."""
+
+    timestamp: int = Field(description="Bucket start, epoch milliseconds (the window start for the first).")
+    series: str = Field(description="The object id, or the client id for client aggregates.")
+    object_id: str | None
+    client_id: str
+    metric: str
+    value: float | None = Field(description="The bucket's statistic (agg): average by default.")
+    min: float | None
+    max: float | None
+    count: int
+
+
+class StatisticsRowOut(BaseModel):
+    """Statistics of one metric for one client, one object, or every selected object."""
+
+    client_id: str | None
+    object_id: str | None
+    type: str | None
+    metric: str
+    objects: int = Field(description="Objects with readings of this metric in the window.")
+    count: int
+    average: float | None
+    min: float | None
+    max: float | None
+    stddev: float | None
+    last: float | None
+    last_reading_at_ms: int | None
+
+
+class ClientRowOut(BaseModel):
+    """A client: its objects, how many are offline (stale), its newest reading."""
+
+    client_id: str
+    objects: int
+    offline: int
+    last_reading_at_ms: int | None
+
+
+class ClientsOut(BaseModel):
+    """Clients visible to the key."""
+
+    clients: list[ClientRowOut]
     count: int
     edge_id: str

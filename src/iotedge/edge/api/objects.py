@@ -5,8 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ObjectOut, ObjectsOut, ReadingsOut
+from iotedge.edge.api.selection import LIST_HELP, clients_param
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep, visible_object_metric
 from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import epoch_ms, iso_utc
 from iotedge.errors import BadRequest, NotFound
@@ -36,12 +37,11 @@ def _object_json(ctx: EdgeContext, obj: ObjectRow, latest: dict[str, tuple[float
 async def list_objects(
     ctx: ContextDep,
     principal: PrincipalDep,
-    client_id: Annotated[str | None, Query(max_length=200)] = None,
+    client_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
 ) -> Any:
     """Every object visible to the key, with its newest values."""
-    if client_id is not None and not principal.can_see(client_id):
-        raise NotFound("Client not found")
-    scope = principal.scope if client_id is None else frozenset({client_id})
+    clients = clients_param(principal, client_id)
+    scope = principal.scope if clients is None else frozenset(clients)
     latest: dict[str, dict[str, tuple[float, float]]] = {}
     for object_id, _, metric, ts, value in ctx.store.latest(scope):
         latest.setdefault(object_id, {})[metric] = (ts, value)
@@ -72,16 +72,20 @@ async def readings(
     step: Annotated[
         float | None, Query(gt=0, le=86400, description="Bucket seconds; averages with min/max.")
     ] = None,
+    step_ms: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=86_400_000,
+            description="Bucket ms (Grafana's ${__interval_ms}); raised to fit the limit.",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1000,
 ) -> Any:
     """A series of one metric, ascending, timestamps in epoch milliseconds."""
-    obj = ctx.store.object(object_id, principal.scope)
-    if obj is None:
-        raise NotFound("Object not found")
-    kinds = DEVICE_TYPES[obj.type].metrics
-    chosen = metric or kinds[0]
-    if chosen not in kinds:
-        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
+    obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
+    if step is None and step_ms is not None:
+        step = max(step_ms / 1000, (window.until - window.since) / limit)
     if step is not None:
         if (window.until - window.since) / step > MAX_POINTS:
             raise BadRequest("step", f"too small for the window: at most {MAX_POINTS} buckets")

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, ProcessedDataOut
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, visible_object_metric
 from iotedge.edge.timefmt import iso_utc
-from iotedge.errors import BadRequest, NotFound
+from iotedge.errors import NotFound
 from iotedge.specs import DEVICE_TYPES
 from iotedge.web import error_response
 
@@ -33,14 +33,10 @@ async def processed_data(
     metric: Annotated[str | None, Query(max_length=40, description="Default: the primary metric.")] = None,
 ) -> Any:
     """Statistics of one object over the window, computed from the edge's store."""
-    obj = ctx.store.object(object_id, principal.scope)
-    if obj is None:
-        raise NotFound("Object not found")
-    kinds = DEVICE_TYPES[obj.type].metrics
-    chosen = metric or kinds[0]
-    if chosen not in kinds:
-        raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
-    summaries = {m: ctx.store.summary(obj.id, m, window.since, window.until) for m in kinds}
+    obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
+    summaries = {
+        m: ctx.store.summary(obj.id, m, window.since, window.until) for m in DEVICE_TYPES[obj.type].metrics
+    }
     latest = ctx.store.latest_of(obj.id)
     last_at = max((ts for ts, _ in latest.values()), default=None)
     if last_at is None:

@@ -3,21 +3,10 @@
 import sqlite3
 from pathlib import Path
 
+from iotedge.edge.store import OUTBOX_DDL
+
 __all__ = ["OUTBOX_DDL", "connect", "ensure_schema"]
 
-# Written by the rules engine in the same transaction as the anomaly (the contract).
-OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS outbox (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id INTEGER NOT NULL,
-  transition TEXT NOT NULL,
-  client TEXT NOT NULL,
-  severity TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  idempotency_key TEXT NOT NULL UNIQUE,
-  created_at REAL NOT NULL
-)
-"""
 
 # Written only by the drainer. One row per (outbox row, channel, kind of message):
 # kind is 'event' (the transition itself), 'flapping' or 'stable'; status is pending,

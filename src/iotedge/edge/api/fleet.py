@@ -1,0 +1,121 @@
+"""Flat, fleet-wide reads for Grafana's Infinity data source (and any table-minded client).
+
+Bare arrays of flat rows with numbers and epoch-millisecond times: Infinity maps their
+fields to columns with no root selector gymnastics, and turns ``/readings`` (long format,
+ascending) into one line per ``series``.
+"""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from iotedge.edge.api.models import ClientsOut, ReadingRowOut, StatisticsRowOut
+from iotedge.edge.api.selection import LIST_HELP, clients_param, metrics_param, objects_param
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
+from iotedge.edge.grafana.query import MAX_BUCKETS, Evaluator, SeriesData, window_between
+from iotedge.edge.grafana.tables import client_rows, statistics_rows
+from iotedge.edge.grafana.targets import SeriesTarget
+from iotedge.edge.timefmt import epoch_ms
+from iotedge.web import JSONBytes
+
+router = APIRouter(tags=["fleet"])
+
+_LIST = Query(max_length=100_000, description=LIST_HELP)
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "A named client or object does not exist for this key."}
+}
+
+
+@router.get("/readings", response_model=list[ReadingRowOut], responses=_NOT_FOUND)
+async def readings(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    window: TimeRangeDep,
+    metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
+    client_id: Annotated[str | None, _LIST] = None,
+    object_id: Annotated[str | None, _LIST] = None,
+    by: Annotated[
+        Literal["object", "client"], Query(description="One series per object, or per client.")
+    ] = "object",
+    agg: Literal["avg", "min", "max", "count"] = "avg",
+    step_ms: Annotated[
+        float | None,
+        Query(gt=0, le=86_400_000, description="Bucket size in ms (Grafana's ${__interval_ms})."),
+    ] = None,
+    max_points: Annotated[
+        int | None, Query(ge=1, le=MAX_BUCKETS, description="Most buckets per series.")
+    ] = None,
+) -> JSONBytes:
+    """Down-sampled series of many objects (or client aggregates) as one flat array, ascending."""
+    ev = Evaluator(ctx, principal.scope)
+    clients = clients_param(principal, client_id)
+    objs = ev.select_objects(objects_param(ev, object_id), clients)
+    metrics = metrics_param(metric)
+    span = window_between(window.since, window.until, interval_ms=step_ms, max_points=max_points)
+    target = SeriesTarget(subjects=None, metrics=metrics, agg=agg)
+    if by == "object":
+        series = ev.object_series(objs, metrics, span, target)
+    else:
+        series = []
+        for client in sorted({obj.client for obj in objs}):
+            members = [obj for obj in objs if obj.client == client]
+            series += ev.client_series(client, members, metrics, span, target)
+    rows = [
+        _row(data, bucket_ts, bucket) for data in series for bucket_ts, bucket in _stamped(data, span.since)
+    ]
+    rows.sort(key=lambda row: (row["timestamp"], row["series"], row["metric"]))
+    return JSONBytes(rows)
+
+
+def _stamped(data: SeriesData, since: float) -> list[tuple[int, Any]]:
+    return [(epoch_ms(max(bucket.ts, since)), bucket) for bucket in data.buckets]
+
+
+def _row(data: SeriesData, timestamp: int, bucket: Any) -> dict[str, Any]:
+    return {
+        "timestamp": timestamp,
+        "series": data.object_id or data.client,
+        "object_id": data.object_id,
+        "client_id": data.client,
+        "metric": data.metric,
+        "value": data.value(bucket),
+        "min": bucket.min,
+        "max": bucket.max,
+        "count": bucket.count,
+    }
+
+
+@router.get("/statistics", response_model=list[StatisticsRowOut], responses=_NOT_FOUND)
+async def statistics(
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    window: TimeRangeDep,
+    by: Annotated[
+        Literal["client", "object", "metric"],
+        Query(description="Rows per client, per object, or per metric."),
+    ] = "client",
+    client_id: Annotated[str | None, _LIST] = None,
+    object_id: Annotated[str | None, _LIST] = None,
+    metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
+) -> JSONBytes:
+    """Window statistics as flat rows, one per metric of each group (metrics are never mixed)."""
+    ev = Evaluator(ctx, principal.scope)
+    clients = clients_param(principal, client_id)
+    rows = statistics_rows(
+        ev,
+        window_between(window.since, window.until),
+        by=by,
+        client_ids=clients,
+        object_ids=objects_param(ev, object_id),
+        metrics=metrics_param(metric),
+    )
+    return JSONBytes(rows)
+
+
+@router.get("/clients", response_model=ClientsOut, responses=_NOT_FOUND)
+async def clients(
+    ctx: ContextDep, principal: PrincipalDep, client_id: Annotated[str | None, _LIST] = None
+) -> JSONBytes:
+    """Clients visible to the key: objects, objects offline (stale), newest reading."""
+    rows = client_rows(Evaluator(ctx, principal.scope), client_ids=clients_param(principal, client_id))
+    return JSONBytes({"clients": rows, "count": len(rows), "edge_id": ctx.edge_id})

@@ -1,0 +1,12 @@
+"""What the edge speaks to Grafana: the JSON data source target grammar and its evaluation."""
+
+from iotedge.edge.grafana.targets import (
+    AGGREGATES,
+    TABLES,
+    SeriesTarget,
+    TableTarget,
+    parse_target,
+    split_values,
+)
+
+__all__ = ["AGGREGATES", "TABLES", "SeriesTarget", "TableTarget", "parse_target", "split_values"]

@@ -1,0 +1,113 @@
+"""HTTP hygiene as one pure ASGI middleware: security headers, URL and body size limits.
+
+Every response gets ``X-Content-Type-Options: nosniff``, ``Cache-Control: no-store`` (API
+answers carry per-client data: no proxy or browser may keep them), ``Referrer-Policy``,
+``X-Frame-Options`` and a Content-Security-Policy that allows nothing; the interactive
+docs pages get a policy that lets their script and style load. Over TLS,
+``Strict-Transport-Security`` is added. A URL longer than ``max_url`` bytes is answered
+414 and a body larger than ``max_body`` bytes 413, both as JSON, before any handler runs
+(a body without ``Content-Length`` is counted as it streams in).
+"""
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from iotedge.web import error_response
+
+__all__ = ["API_CSP", "DOCS_CSP", "SecurityMiddleware"]
+
+API_CSP = "default-src 'none'; frame-ancestors 'none'"
+"""The policy of API answers: JSON loads nothing."""
+
+# FastAPI's docs pages load Swagger UI / ReDoc from a CDN and start them with an inline script.
+_CDN = "https://cdn.jsdelivr.net"
+DOCS_CSP = (
+    f"default-src 'none'; script-src 'unsafe-inline' {_CDN}; style-src 'unsafe-inline' {_CDN} "
+    "https://fonts.googleapis.com; font-src https://fonts.gstatic.com; img-src 'self' data: https:; "
+    "connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
+)
+"""The policy of /docs and /redoc."""
+
+_DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+
+_COMMON = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+
+
+class _BodyTooLarge(HTTPException):
+    """Raised from ``receive`` when a streamed body outgrows the limit (FastAPI re-raises it)."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large")
+
+
+class SecurityMiddleware:
+    """Security headers and size limits for every HTTP request.
+
+    Args:
+        app: the wrapped ASGI app.
+        max_body: largest accepted request body in bytes.
+        max_url: longest accepted path plus query string in bytes.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int = 64 * 1024, max_url: int = 4096) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_url = max_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one connection event."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        headers = list(_COMMON)
+        headers.append((b"content-security-policy", (DOCS_CSP if path in _DOCS_PATHS else API_CSP).encode()))
+        if scope.get("scheme") == "https":
+            headers.append(_HSTS)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(name, value) for name, value in headers if name not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        url_bytes = len(scope.get("raw_path") or path.encode()) + len(scope.get("query_string", b""))
+        if url_bytes > self.max_url:
+            response = error_response(414, "URI Too Long", f"at most {self.max_url} bytes")
+            await response(scope, receive, send_with_headers)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            response = error_response(413, "Request body too large", f"at most {self.max_body} bytes")
+            await response(scope, receive, send_with_headers)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,106 @@
+"""HTTP hygiene of a real edge: security headers, size limits, quiet errors, no keys in logs."""
+
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from iotedge.edge.hardening import API_CSP, DOCS_CSP
+from tests.conftest import KEYS, edge_args, edge_env, require
+from tests.procs import Proc, start_iotedge
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def edge(sim: Proc, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """An edge with a small body limit."""
+    args = edge_args(sim.url, tmp_path_factory.mktemp("hygiene"), "--max-body", "1024", "--max-url", "2048")
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as proc:
+        yield proc
+
+
+@pytest.mark.parametrize(
+    ("path", "key", "status"),
+    [
+        ("/objects", KEYS["client_1"], 200),
+        ("/objects", None, 401),
+        ("/objects/nope", KEYS["client_1"], 404),
+        ("/anomalies?limit=0", KEYS["client_1"], 422),
+        ("/no/such/route", None, 404),
+        ("/openapi.json", None, 200),
+    ],
+)
+def test_api_answers_carry_security_headers(edge: Proc, path: str, key: str | None, status: int) -> None:
+    """Successes and errors alike: nosniff, no-store, no referrer, no framing, a deny-all CSP."""
+    response = httpx.get(edge.url + path, headers={"x-api-key": key} if key else {}, timeout=10)
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == API_CSP
+    assert "server" not in response.headers
+    assert "strict-transport-security" not in response.headers  # plain HTTP: HSTS would be ignored
+
+
+def test_docs_get_a_policy_that_lets_them_load(edge: Proc) -> None:
+    """/docs keeps working: its policy allows the Swagger UI script and style it loads."""
+    response = httpx.get(edge.url + "/docs", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"] == DOCS_CSP
+    assert "cdn.jsdelivr.net" in response.text and "cdn.jsdelivr.net" in DOCS_CSP
+
+
+def test_oversized_body_is_413_json(edge: Proc) -> None:
+    """A body over --max-body is refused before any handler, as JSON."""
+    response = httpx.post(edge.url + "/objects", content=b"{" + b" " * 2000 + b"}", timeout=10)
+    assert response.status_code == 413
+    assert response.json()["error"] == "Request body too large"
+
+
+def test_overlong_url_is_414_json(edge: Proc) -> None:
+    """A URL over --max-url is refused as JSON, with the same headers."""
+    response = httpx.get(
+        edge.url + "/objects", params={"client_id": "c" * 3000}, headers={"x-api-key": KEYS["client_1"]}
+    )
+    assert response.status_code == 414
+    assert response.json()["error"] == "URI Too Long"
+    assert response.headers["cache-control"] == "no-store"
+
+
+def test_errors_and_logs_hold_no_secrets(edge: Proc) -> None:
+    """A bad key is answered without detail, and neither it nor a good key reaches the log."""
+    bad = "guessed-key-0123456789-abcdef"
+    refused = httpx.get(edge.url + "/objects", headers={"x-api-key": bad}, timeout=10)
+    accepted = httpx.get(edge.url + "/objects", headers={"x-api-key": KEYS["client_2"]}, timeout=10)
+    assert refused.json() == {"error": "Unauthorized"}
+    assert accepted.status_code == 200
+    log = edge.log()
+    assert "401 on /objects: unknown key" in log
+    assert all(key not in log for key in [bad, *KEYS.values()])
+
+
+_SECRET_PATTERNS = [
+    re.compile(r"iek_[0-9a-f]{8}_[A-Za-z0-9_-]{40,}"),  # a key made by `iotedge keys create`
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+]
+
+
+def test_repository_holds_no_secrets() -> None:
+    """No generated API key and no private key is tracked by git (tests make theirs at run time)."""
+    root = Path(__file__).resolve().parents[2]
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=False, timeout=60)
+    require(listed.returncode == 0, "a git checkout")
+    files = [root / name for name in listed.stdout.decode().split("\0") if name]
+    assert files
+    found = []
+    for path in files:
+        if not path.is_file():
+            continue
+        text = path.read_bytes().decode(errors="ignore")
+        found += [f"{path.relative_to(root)}: {p.pattern}" for p in _SECRET_PATTERNS if p.search(text)]
+    assert not found

@@ -44,15 +44,20 @@ parameters named:
 sent is the one above.) An unexpected failure is a 500 with `{"error": "Internal Server
 Error"}` and no stack trace.
 
-**Keys (edge only).** Every edge endpoint marked *key* needs the header `x-api-key`. A
-missing, unknown, revoked or expired key gets **401** with exactly
-`{"error": "Unauthorized"}` (the course's body); the reason goes to the edge's log, never
-to the caller. A client key sees only its client's objects; the cross-client key (client
-`*`) reads every client. Anything outside the key's scope answers **exactly like something
-that does not exist**: 404 `{"error": "Object not found"}` or `{"error": "Client not
-found"}`, so a key cannot even learn which ids exist elsewhere. List endpoints simply leave
-out what the key may not see. Rate limits (429 with `Retry-After`) and HTTPS are described
-in [security.md](security.md).
+**Keys (edge only).** Every edge endpoint marked *key* needs the header `x-api-key` (`GET /`
+only checks a key when one is sent). A missing, unknown, revoked or expired key gets
+**401** with exactly `{"error": "Unauthorized"}` (the course's body); the reason goes to
+the edge's log, never to the caller. A client key sees only its client's objects; the
+cross-client key (client `*`) reads every client. Anything outside the key's scope answers
+**exactly like something that does not exist**: 404 `{"error": "Object not found"}` or
+`{"error": "Client not found"}`, so a key cannot even learn which ids exist elsewhere.
+List endpoints and Grafana queries simply leave out what the key may not see.
+
+**Limits (edge only).** A key that spends its request budget (`--rate-limit`,
+`--rate-burst`), or an address with too many failed keys (`--auth-failures`), gets **429**
+`{"error": "Too Many Requests"}` with `Retry-After` in seconds. A URL longer than
+`--max-url` gets 414 and a body larger than `--max-body` 413. Every answer carries security
+headers. Details, and HTTPS, in [security.md](security.md).
 
 **Time windows (edge).** Statistics and series cover `window` (a duration: `90s`, `15m`,
 `1h`, `7d`; default `1h`) ending now, or `from`/`to`, each an epoch time in seconds or
@@ -77,7 +82,9 @@ _APPS = {
         "Edge API (`iotedge edge`)",
         "Statistics, series and anomalies computed from the edge's own store. Default address "
         "`http://127.0.0.1:5000`; Prometheus metrics are on a separate port (8001), described "
-        "in [metrics.md](metrics.md).",
+        "in [metrics.md](metrics.md). The Grafana data source endpoints (`POST /search`, "
+        "`/query`, ...) take targets whose grammar, with the plugins that send them, is in "
+        "[grafana.md](grafana.md).",
     ),
 }
 
@@ -143,6 +150,11 @@ _PARAMS = {
 }
 
 
+def _text(docstring: str) -> str:
+    """Docstring markup (reStructuredText double backticks) as Markdown."""
+    return docstring.replace("``", "`")
+
+
 def _schema_link(app: str, name: str) -> str:
     if name in _FASTAPI_VALIDATION:
         return "[validation error](#conventions)"
@@ -196,7 +208,7 @@ def _parameters(app: str, operation: dict[str, Any]) -> list[str]:
     for param in operation.get("parameters", []):
         schema = param.get("schema", {})
         default = schema.get("default")
-        meaning = param.get("description") or _PARAMS.get(param["name"], "")
+        meaning = _text(param.get("description") or _PARAMS.get(param["name"], ""))
         rows.append(
             [
                 code(param["name"]),
@@ -225,6 +237,7 @@ def _responses(app: str, operation: dict[str, Any]) -> list[str]:
     rows = []
     if operation.get("security"):
         rows.append(["401", code('{"error": "Unauthorized"}'), "Missing, unknown, revoked or expired key."])
+        rows.append(["429", "[error body](#conventions)", "Request budget spent; see `Retry-After`."])
     for status, response in sorted(responses.items()):
         meaning = response.get("description", "").replace("Successful Response", "OK.")
         body = _body_type(app, response)
@@ -248,7 +261,7 @@ def _request_body(app: str, operation: dict[str, Any]) -> list[str]:
 def _operation(app: str, method: str, path: str, operation: dict[str, Any]) -> list[str]:
     # FastAPI's automatic summary is the function name; the docstring says more.
     what = operation.get("description") or operation.get("summary", "")
-    lines = [f"### {method.upper()} {path}", "", " ".join(what.replace("``", "`").split()), ""]
+    lines = [f"### {method.upper()} {path}", "", " ".join(_text(what).split()), ""]
     auth = "key (`x-api-key`), scoped to the key's client" if operation.get("security") else "none"
     lines += [f"Auth: {auth}.", ""]
     lines += _parameters(app, operation)
@@ -260,11 +273,11 @@ def _operation(app: str, method: str, path: str, operation: dict[str, Any]) -> l
 def _schema(app: str, name: str, schema: dict[str, Any]) -> list[str]:
     lines = [f"#### {name} ({app})", ""]
     if schema.get("description"):
-        lines += [" ".join(schema["description"].replace("``", "`").split()), ""]
+        lines += [" ".join(_text(schema["description"]).split()), ""]
     required = set(schema.get("required", []))
     rows = []
     for field, prop in schema.get("properties", {}).items():
-        meaning = prop.get("description") or _GLOSSARY.get(field, "")
+        meaning = _text(prop.get("description") or _GLOSSARY.get(field, ""))
         constraints = _constraints(prop)
         rows.append(
             [
@@ -289,7 +302,7 @@ def _app_section(app: str, spec: dict[str, Any]) -> list[str]:
             if method in item:
                 heading = f"{method.upper()} {path}"
                 operation = item[method]
-                what = (operation.get("description") or operation.get("summary", "")).split("\n")[0]
+                what = _text(operation.get("description") or operation.get("summary", "")).split("\n")[0]
                 auth = "key" if operation.get("security") else "none"
                 index.append([f"[{code(heading)}](#{anchor(heading)})", auth, what])
                 body += _operation(app, method, path, operation)

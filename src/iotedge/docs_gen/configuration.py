@@ -71,8 +71,9 @@ _KEYS_TEXT = """\
 ## The keys file (`--keys-file`, default `<data-dir>/keys.json`)
 
 API keys are bearer secrets, so the edge stores **only their SHA-256 hashes**. The file is
-written by `iotedge keys create` (owner-only permissions) and re-read by a running edge
-within a second of any change: no restart needed to add or withdraw a key. Its shape:
+written by the `iotedge keys` commands (owner-only permissions) and re-read by a running
+edge when it changes (checked at most once a second; `kill -HUP` re-reads it at once): no
+restart is needed to add, revoke or delete a key. Its shape:
 
 ```json
 {example}
@@ -112,6 +113,10 @@ _DATA_DIR_FILES = [
     ),
     ("`keys.json`", "The keys file (hashes only), unless `--keys-file` points elsewhere."),
     (
+        "`keys.json.used`",
+        "When each key was last used (key id and time), written by the edge at most once a minute.",
+    ),
+    (
         "`demo-keys.env`",
         "Written by `iotedge run` only: the demo keys as `CLIENT_1_KEY=...` lines, replaced at every start.",
     ),
@@ -123,6 +128,14 @@ _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
     "Device API and collector": ("upstream", "poll_interval", "poll_concurrency", "upstream_timeout"),
     "Store and data": ("data_dir", "retention", "stale_after", "rules_file"),
     "Keys": ("keys_file", "api_keys"),
+    "HTTPS (see [security.md](security.md))": ("certfile", "keyfile", "client_ca", "upstream_ca"),
+    "Limits (see [security.md](security.md))": (
+        "rate_limit",
+        "rate_burst",
+        "auth_failures",
+        "max_body",
+        "max_url",
+    ),
     "Notifications (see [notifications.md](notifications.md))": (
         "webhook_url",
         "webhook_secret",
@@ -149,11 +162,6 @@ _COMMAND_NOTES = {
         "their other `IOTEDGE_SIM_*` and `IOTEDGE_*` variables apply too (e.g. `IOTEDGE_SIM_SEED`, "
         "`IOTEDGE_RULES_FILE`), except the ones it sets itself: the ports and data directory above, "
         "the upstream URL, `IOTEDGE_API_KEYS` (fresh demo keys) and `IOTEDGE_ENV=dev`."
-    ),
-    "iotedge keys create": (
-        "The default keys file, `data/keys.json`, is the one the edge reads only when its "
-        "`--data-dir` is `data`; otherwise pass `--keys-file` (or set `IOTEDGE_KEYS_FILE`) "
-        "for both commands."
     ),
 }
 
@@ -336,8 +344,13 @@ def _other_commands() -> list[str]:
             lines += ["Takes the same flags and environment variables as `iotedge edge`.", ""]
             continue
         rows = []
-        for option in options.values():
+        for param in command.params:
+            if not isinstance(param, click.Option) or param.name not in options:
+                continue
+            option = options[param.name]
             default = option.get("default")
+            if callable(param.default):  # computed when the command runs; click shows a text instead
+                default = param.show_default if isinstance(param.show_default, str) else "(computed)"
             rows.append(
                 [
                     _flag(option),

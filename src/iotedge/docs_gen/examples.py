@@ -45,7 +45,7 @@ __all__ = [
 DEFAULT_PORTS = {"sim": 8000, "edge": 5000, "metrics": 8001}
 """The addresses examples are written for (what ``make run`` serves)."""
 
-_FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
+_FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _MAX_LIST = 8  # longer JSON lists are cut to their first _KEEP items
 _KEEP = 5
 _MAX_RAW_LINES = 30
@@ -60,6 +60,7 @@ class Block:
     end: int
     info: str
     code: str
+    indent: str = ""
 
     @property
     def runnable(self) -> bool:
@@ -80,7 +81,7 @@ class Block:
 
 
 def find_blocks(path: Path) -> list[Block]:
-    """Every fenced block of a Markdown file, in order."""
+    """Every fenced block of a Markdown file, in order (indented ones, in list items, too)."""
     lines = path.read_text().split("\n")
     blocks = []
     index = 0
@@ -89,13 +90,12 @@ def find_blocks(path: Path) -> list[Block]:
         if not match:
             index += 1
             continue
-        fence = match["fence"]
+        indent, fence = match["indent"], match["fence"]
         close = index + 1
-        while close < len(lines) and not (
-            lines[close].startswith(fence[0] * len(fence)) and not lines[close].strip(fence[0]).strip()
-        ):
+        while close < len(lines) and lines[close].strip() != fence:
             close += 1
-        blocks.append(Block(path, index, close, match["info"].strip(), "\n".join(lines[index + 1 : close])))
+        body = [line.removeprefix(indent) for line in lines[index + 1 : close]]
+        blocks.append(Block(path, index, close, match["info"].strip(), "\n".join(body), indent))
         index = close + 1
     return blocks
 
@@ -124,30 +124,37 @@ def format_output(text: str) -> str:
     decoder = json.JSONDecoder()
     out: list[str] = []
     raw_lines = 0
-    position = 0
     text = text.replace("\r\n", "\n")
+    position = 0
     while position < len(text):
-        if text[position] in " \n\t":
-            position += 1
+        end = text.find("\n", position)
+        end = len(text) if end < 0 else end
+        line = text[position:end]
+        stripped = line.lstrip()
+        if not stripped:
+            if out and out[-1]:
+                out.append("")  # keep one empty line (e.g. between HTTP headers and body)
+            position = end + 1
             continue
-        if text[position] in "[{":
+        if stripped[0] in "[{":
             try:
-                value, end = decoder.raw_decode(text, position)
+                value, stop = decoder.raw_decode(text, position + len(line) - len(stripped))
             except ValueError:
                 pass
             else:
+                # curl prints no newline after a body: the next value may follow on the same line
                 out.append(compact_json(value, max_list=_MAX_LIST, keep=_KEEP))
-                position = end
+                while stop < len(text) and text[stop] in " \t":
+                    stop += 1
+                position = stop + 1 if text.startswith("\n", stop) else stop
                 continue
-        end = text.find("\n", position)
-        end = len(text) if end < 0 else end
         raw_lines += 1
         if raw_lines <= _MAX_RAW_LINES:
-            out.append(text[position:end].rstrip())
+            out.append(line.rstrip())
         elif raw_lines == _MAX_RAW_LINES + 1:
             out.append("...")
-        position = end
-    return "\n".join(out)
+        position = end + 1
+    return "\n".join(out).strip("\n")
 
 
 def _free_port() -> int:
@@ -281,6 +288,8 @@ def refresh_outputs(paths: list[Path], *, warmup: float = 0.0) -> list[str]:
                     replacements.append((target, shown))
             lines = path.read_text().split("\n")
             for target, shown in reversed(replacements):
-                lines[target.start + 1 : target.end] = shown.split("\n")
+                lines[target.start + 1 : target.end] = [
+                    (target.indent + line) if line else "" for line in shown.split("\n")
+                ]
             path.write_text("\n".join(lines))
     return failed

@@ -18,7 +18,7 @@ def module_docs() -> dict[str, str]:
         if name.rsplit(".", 1)[-1] == "__main__":
             continue  # importing it would run the command line
         module = importlib.import_module(name)
-        found[name] = (module.__doc__ or "").strip().split("\n")[0]
+        found[name] = (module.__doc__ or "").strip().split("\n")[0].replace("``", "`")
     return found
 
 

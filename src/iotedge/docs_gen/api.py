@@ -150,6 +150,14 @@ _PARAMS = {
 }
 
 
+def _sentences(meaning: str, constraints: str) -> str:
+    """A meaning and its constraints as sentences: ``Number of points. Allowed: 1..1000.``."""
+    parts = [meaning.rstrip(". ") + "." if meaning else ""]
+    if constraints:
+        parts.append(f"Allowed: {constraints}.")
+    return " ".join(part for part in parts if part)
+
+
 def _text(docstring: str) -> str:
     """Docstring markup (reStructuredText double backticks) as Markdown."""
     return docstring.replace("``", "`")
@@ -216,7 +224,7 @@ def _parameters(app: str, operation: dict[str, Any]) -> list[str]:
                 _type(app, _non_null(schema)),
                 "yes" if param.get("required") else "no",
                 "" if default is None else code(str(default)),
-                "; ".join(filter(None, [meaning, _constraints(schema)])),
+                _sentences(meaning, _constraints(schema)),
             ]
         )
     if not rows:
@@ -284,7 +292,7 @@ def _schema(app: str, name: str, schema: dict[str, Any]) -> list[str]:
                 code(field),
                 _type(app, prop),
                 "yes" if field in required else "no",
-                " ".join(filter(None, [meaning, constraints])),
+                _sentences(meaning, constraints),
             ]
         )
     if rows:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus
+.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
 
 install: $(VENV)/.installed
 
@@ -49,6 +49,14 @@ test: install
 
 bench: install
 	$(PY) bench/run.py
+
+## Regenerate docs/api.md, docs/configuration.md and the module map of docs/architecture.md.
+docs: install
+	$(PY) -m iotedge.docs_gen
+
+## Re-run the docs' runnable examples against a fresh `iotedge run` and refresh their shown output.
+docs-examples: install
+	$(PY) -m iotedge.docs_gen examples
 
 # Copies an example settings file, replacing each '=change-me' by a fresh random value.
 define FILL_PLACEHOLDERS

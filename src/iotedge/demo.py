@@ -53,7 +53,7 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
     ]
     if metrics_url:
         lines.append(f"  edge metrics          {metrics_url}")
-    lines += ["", "Demo API keys (new at every start, kept in memory only):"]
+    lines += ["", "Demo API keys (new at every start; the edge keeps only their hashes):"]
     lines += [f"  {client:<10} {key}" for client, key in keys.items() if client != "*"]
     lines += [f"  {'cloud (*)':<10} {keys['*']}   (read-only, every client: for Grafana)", ""]
     lines += [

@@ -6,7 +6,7 @@
     ├── StoreError         the local store could not read or write
     ├── AuthError          missing, unknown, revoked or expired API key (HTTP 401)
     ├── NotFound           no such object or client *for this caller* (HTTP 404)
-    ├── BadRequest         a parameter or body is invalid (HTTP 400)
+    ├── BadRequest         a parameter or body is invalid (HTTP 422, naming the parameter)
     └── RateLimited        the key spent its request budget (HTTP 429)
 
 Foreign exceptions are re-raised as one of these with ``raise ... from exc``; the edge's
@@ -71,7 +71,7 @@ class NotFound(IotedgeError):
 
 
 class BadRequest(IotedgeError):
-    """A request parameter or body is invalid.
+    """A request parameter or body is invalid (answered 422, like framework validation errors).
 
     Attributes:
         parameter: the offending parameter's name.

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-__all__ = ["JSONBytes", "error_response", "install_json_errors", "json_safe"]
+__all__ = ["JSONBytes", "document_error_bodies", "error_response", "install_json_errors", "json_safe"]
 
 _log = logging.getLogger(__name__)
 
@@ -75,6 +75,47 @@ def install_json_errors(app: FastAPI) -> None:
         _log.error("unhandled error on %s %s: %r", request.method, request.url.path, exc)
         return error_response(500, "Internal Server Error")
 
+    document_error_bodies(app)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(Exception, unexpected_error)
+
+
+_VALIDATION_SCHEMA: dict[str, Any] = {
+    "title": "HTTPValidationError",
+    "description": "What every 422 answer looks like: which parameters are wrong, and why.",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "example": "Invalid request parameters"},
+        "detail": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["parameter", "in", "message"],
+                "properties": {
+                    "parameter": {"type": "string", "example": "limit"},
+                    "in": {"type": "string", "example": "query"},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def document_error_bodies(app: FastAPI) -> None:
+    """Make the OpenAPI schema describe our 422 body instead of FastAPI's default one."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = _VALIDATION_SCHEMA
+                schemas.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

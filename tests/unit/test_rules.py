@@ -127,3 +127,18 @@ def test_shipped_rules_files_load() -> None:
     assert shipped
     for path in shipped:
         assert load_rules(path).thresholds
+
+
+def test_an_excursion_inside_one_batch_opens_and_closes(tmp_path: Path) -> None:
+    """A spike that starts and ends within one batch (a history backfill) is closed at once."""
+    engine, store = _engine(tmp_path)
+    batch = [
+        Reading("device_1", "client_1", "temperature", T0 + 60 * i, v)
+        for i, v in enumerate([25, 35, 25, 36, 25])
+    ]
+    store.insert_readings(batch)
+    engine.evaluate(batch, OBJECTS, now=T0 + 300, check_offline=False)
+    assert sorted(_events(store, "temperature_high")) == [(T0 + 60, T0 + 120), (T0 + 180, T0 + 240)]
+    assert engine.open_count == 0
+    transitions = store._query("SELECT transition FROM outbox ORDER BY id")
+    assert [t for (t,) in transitions] == ["opened", "resolved", "opened", "resolved"]

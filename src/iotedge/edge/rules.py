@@ -10,7 +10,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -206,7 +206,8 @@ class RuleEngine:
         if out.opened or out.closed:
             ids = self._store.record_transitions(out.opened, out.closed, edge_id=self._edge_id, now=now)
             for event, event_id in zip(out.opened, ids, strict=True):
-                self._open[(event.object_id, event.metric, event.rule)] = event_id
+                if event.ended_at is None:
+                    self._open[(event.object_id, event.metric, event.rule)] = event_id
         return out
 
     def _set(
@@ -223,7 +224,11 @@ class RuleEngine:
     ) -> None:
         """Open or close the event of (object, metric, rule); None leaves it as it is."""
         key = (entry.id, reading.metric, rule)
-        if active and key not in self._open and not self._pending(out, key):
+        pending = self._pending(out, key)
+        if active is False and pending is not None:
+            # Opened earlier in this same batch (e.g. a backfilled spike): it ends here.
+            out.opened[pending] = replace(out.opened[pending], ended_at=reading.ts, last_value=reading.value)
+        elif active and key not in self._open and pending is None:
             out.opened.append(
                 NewAnomaly(
                     object_id=entry.id,
@@ -242,8 +247,12 @@ class RuleEngine:
             out.closed.append((self._open.pop(key), reading.ts, reading.value))
 
     @staticmethod
-    def _pending(out: Transitions, key: _Key) -> bool:
-        return any((e.object_id, e.metric, e.rule) == key for e in out.opened)
+    def _pending(out: Transitions, key: _Key) -> int | None:
+        """Index of the event of ``key`` opened in this batch and still open, if any."""
+        for index, event in enumerate(out.opened):
+            if (event.object_id, event.metric, event.rule) == key and event.ended_at is None:
+                return index
+        return None
 
     def _apply(self, reading: Reading, entry: CatalogueEntry, out: Transitions) -> None:
         spec = METRICS[reading.metric]

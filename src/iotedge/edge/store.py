@@ -143,7 +143,7 @@ class Bucket:
 
 @dataclass(frozen=True, slots=True)
 class NewAnomaly:
-    """An anomaly event a rule just opened."""
+    """An anomaly event a rule just opened (and, within the same batch, maybe closed again)."""
 
     object_id: str
     client: str
@@ -155,6 +155,8 @@ class NewAnomaly:
     threshold: float | None
     message: str
     started_at: float
+    ended_at: float | None = None
+    last_value: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +476,7 @@ class Store:
             for event in opened:
                 cursor = db.execute(
                     "INSERT INTO anomalies (object_id, client, type, metric, rule, severity, value, "
-                    "threshold, message, started_at, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "threshold, message, started_at, ended_at, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         event.object_id,
                         event.client,
@@ -486,12 +488,15 @@ class Store:
                         event.threshold,
                         event.message,
                         event.started_at,
-                        event.value,
+                        event.ended_at,
+                        event.value if event.last_value is None else event.last_value,
                     ),
                 )
                 event_id = int(cursor.lastrowid or 0)
                 ids.append(event_id)
                 self._outbox(db, event_id, "opened", edge_id, now)
+                if event.ended_at is not None:
+                    self._outbox(db, event_id, "resolved", edge_id, now)
             for event_id, ended_at, last_value in closed:
                 db.execute(
                     "UPDATE anomalies SET ended_at=?, last_value=COALESCE(?, last_value) "
@@ -554,7 +559,7 @@ class Store:
             args.extend(values)
         if state == "open":
             where.append("ended_at IS NULL")
-        elif state == "closed":
+        elif state == "resolved":
             where.append("ended_at IS NOT NULL")
         if since is not None:
             where.append("(ended_at IS NULL OR ended_at >= ?)")

@@ -22,7 +22,7 @@ async def anomalies(
     object_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
     metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
     rule: Annotated[str | None, Query(max_length=60)] = None,
-    state: Literal["open", "closed", "all"] = "all",
+    state: Literal["open", "resolved", "all"] = "all",
     from_: Annotated[str | None, Query(alias="from", max_length=40)] = None,
     to: Annotated[str | None, Query(max_length=40)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,

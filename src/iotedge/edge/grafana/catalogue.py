@@ -26,7 +26,7 @@ _TAG_ALIASES = {"client_id": "client", "object_id": "object"}
 _STATIC: dict[str, tuple[str, ...]] = {
     "agg": AGGREGATES,
     "by": STAT_BY,
-    "state": ("all", "open", "closed"),
+    "state": ("all", "open", "resolved"),
     "stale": ("true", "false"),
 }
 

@@ -201,8 +201,8 @@ def anomaly_rows(
     limit: int = _ANOMALY_LIMIT,
 ) -> list[dict[str, Any]]:
     """Anomaly events overlapping the window, newest first, with annotation fields."""
-    if state not in ("open", "closed", "all"):
-        raise BadRequest("state", "must be open, closed or all")
+    if state not in ("open", "resolved", "all"):
+        raise BadRequest("state", "must be open, resolved or all")
     scope = ev.scope if client_ids is None else frozenset(c for c in client_ids if c in ev.clients)
     records = ev.store.anomalies(
         scope,

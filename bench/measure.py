@@ -31,6 +31,16 @@ class Profile:
     latencies_ms: tuple[int, ...]
     sizes: tuple[int, ...]
     startup_runs: int
+    ingest_rounds: int  # fresh stores per batch size
+    ingest_batches: tuple[int, ...]  # readings per insert_readings call
+    ingest_readings: int  # readings inserted per round
+    history_days: tuple[float, ...]  # stored history sizes
+    history_queries: int  # in-process Store.summary calls per size
+    fleets: tuple[int, ...]  # objects polled, rss scenario
+    rss_polls: int  # poll cycles after the first (backfill) one
+    rss_max_seconds: float  # per fleet
+    load_seconds: float
+    load_connections: int
 
 
 @dataclass(frozen=True, kw_only=True)

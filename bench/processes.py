@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,9 +13,14 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["HOST", "Server", "free_port", "serve", "settle"]
+__all__ = ["HOST", "Server", "free_port", "say", "serve", "settle"]
 
 HOST = "127.0.0.1"
+
+
+def say(message: str) -> None:
+    """A progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def free_port() -> int:

@@ -4,7 +4,7 @@ import contextlib
 import os
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,17 @@ def render_markdown(results: dict[str, Any]) -> str:
     if "startup" in results:
         out += _startup_md(results["startup"])
     if "api" in results:
-        ceiling = results.get("ceiling", {}).get("rows", {}).get("ceiling", {}).get("rps")
-        out += _api_md(results["api"], ceiling)
+        ceiling_row = results.get("ceiling", {}).get("rows", {}).get("ceiling")
+        out += _api_md(results["api"], ceiling_row["rps"] if ceiling_row else None)
+        out += _ratios_md(results["api"], ceiling_row)
+    if "ingest" in results:
+        out += _ingest_md(results["ingest"])
+    if "history" in results:
+        out += _history_md(results["history"])
+    if "rss" in results:
+        out += _rss_md(results["rss"])
+    if "load" in results:
+        out += _load_md(results["load"])
     return "\n".join(out) + "\n"
 
 
@@ -207,18 +216,265 @@ def _api_md(rows: list[dict[str, Any]], ceiling_rps: float | None) -> list[str]:
     ]
 
 
+def _ratios_md(rows: list[dict[str, Any]], ceiling: dict[str, Any] | None) -> list[str]:
+    """Edge against the naive edge and the ceiling app, side by side."""
+    by_key = {(r["candidate"], r["endpoint"], r["latency_ms"], r["objects"]): r for r in rows}
+    configs = list(dict.fromkeys((r["endpoint"], r["latency_ms"], r["objects"]) for r in rows))
+    if not all(("edge", *c) in by_key and ("naive", *c) in by_key for c in configs) or not configs:
+        return []
+    header = ["endpoint", "upstream ms", "objects", "edge req/s", "naive req/s", "edge / naive req/s"]
+    header += ["edge p50 ms", "naive p50 ms", "naive / edge p50", "edge p99 ms", "naive p99 ms"]
+    header += ["naive / edge p99"]
+    header += ["edge / ceiling req/s", "edge / ceiling p50"] if ceiling else []
+    table = []
+    for endpoint, latency, objects in configs:
+        edge, naive = (
+            by_key[("edge", endpoint, latency, objects)],
+            by_key[("naive", endpoint, latency, objects)],
+        )
+        line = [
+            f"`/{endpoint}`",
+            str(latency),
+            str(objects),
+            _fmt(edge["rps"]),
+            _fmt(naive["rps"]),
+            f"**{edge['rps'] / naive['rps']:.1f}**",
+            f"{edge['p50_ms']:.2f}",
+            _fmt(naive["p50_ms"]),
+            f"**{naive['p50_ms'] / edge['p50_ms']:.1f}**",
+            f"{edge['p99_ms']:.2f}",
+            _fmt(naive["p99_ms"]),
+            f"{naive['p99_ms'] / edge['p99_ms']:.1f}",
+        ]
+        if ceiling:
+            line += [f"{edge['rps'] / ceiling['rps']:.3f}", f"{edge['p50_ms'] / ceiling['p50_ms']:.1f}"]
+        table.append(line)
+    return [
+        "### Edge against naive and ceiling",
+        "",
+        "Ratios from the table above: *edge / naive req/s* is how many times more requests the "
+        "edge serves; *naive / edge p50* and *p99* how many times faster it answers. "
+        + (
+            "*edge / ceiling req/s* is the edge's share of the bare Starlette app's throughput and "
+            "*edge / ceiling p50* how many times the ceiling's latency it takes."
+            if ceiling
+            else ""
+        ),
+        "",
+        *_table(header, table),
+        "",
+    ]
+
+
+def _ingest_md(rows: list[dict[str, Any]]) -> list[str]:
+    table = [
+        [
+            f"{r['batch']:,}",
+            f"{r['readings_per_round']:,}",
+            str(r["rounds"]),
+            f"**{r['readings_per_s']:,.0f}**",
+            f"{r['min_readings_per_s']:,.0f}",
+            f"{r['max_readings_per_s']:,.0f}",
+            f"{r['batch_p50_ms']:.2f}",
+            f"{r['batch_p99_ms']:.2f}",
+        ]
+        for r in rows
+    ]
+    return [
+        "## Ingest",
+        "",
+        "`Store.insert_readings` in-process into a fresh store on disk (WAL, `synchronous=FULL`: "
+        "each batch is one committed, fsynced transaction that also updates the latest values). "
+        "Batches look like poll cycles: objects with two metrics each, 5 s apart. "
+        "readings/s is the median of the rounds (target: at least 50,000).",
+        "",
+        *_table(
+            [
+                "batch",
+                "readings per round",
+                "rounds",
+                "readings/s (median)",
+                "min",
+                "max",
+                "batch p50 ms",
+                "batch p99 ms",
+            ],
+            table,
+        ),
+        "",
+    ]
+
+
+def _history_md(rows: list[dict[str, Any]]) -> list[str]:
+    table = [
+        [
+            r["history"],
+            f"{r['rows']:,}",
+            f"{r['store_mib']:.1f}",
+            f"{r['window_count']:,}",
+            f"{r['summary_day_p50_ms']:.2f}",
+            f"{r['summary_all_p50_ms']:.2f}",
+            f"**{r['endpoint_p50_ms']:.2f}**",
+            f"{r['endpoint_p99_ms']:.2f}",
+            _fmt(r["endpoint_rps"]),
+            str(r["errors"]),
+        ]
+        for r in rows
+    ]
+    return [
+        "## Statistics against stored history",
+        "",
+        "One object (device_1, two metrics) with one reading per metric every 5 s, written "
+        "straight into the store. `Store.summary` is timed in-process over the last day and "
+        "over the whole history; `/processed_data?object_id=device_1&window=1d` is timed on an "
+        "edge process opened on that store while it polls a simulator (sequential probe for "
+        "p50/p99, wrk for req/s). The endpoint computes both metrics' statistics. "
+        "Target: a day in single-digit milliseconds.",
+        "",
+        *_table(
+            [
+                "stored history",
+                "rows",
+                "store MiB",
+                "readings in the day window",
+                "summary 1 d p50 ms",
+                "summary whole history p50 ms",
+                "`/processed_data` 1 d p50 ms",
+                "p99 ms",
+                "req/s",
+                "errors",
+            ],
+            table,
+        ),
+        "",
+    ]
+
+
+def _rss_md(rows: list[dict[str, Any]]) -> list[str]:
+    table = [
+        [
+            f"{r['objects']:,}",
+            f"{r['first_cycle_s']:.2f}",
+            str(r["cycles"]),
+            f"**{r['mean_cycle_s']:.2f}**",
+            "yes" if r["keeps_up"] else "**no**",
+            f"{r['polls_per_s']:,.0f}",
+            f"{r['rss_after_first_mib']:.0f}",
+            f"**{r['rss_end_mib']:.0f}**",
+            f"{r['peak_rss_mib']:.0f}",
+            f"{r['edge_cpu_pct']:.0f}",
+            f"{r['sim_cpu_pct']:.0f}",
+            f"{r['scrape_p50_ms']:.0f}",
+        ]
+        for r in rows
+    ]
+    return [
+        "## Edge memory and poll cycles against fleet size",
+        "",
+        "An edge polls a simulator of *objects* objects (10 per client) every 5 s, with its "
+        "metrics port on; a scrape every 5 s counts finished cycles "
+        "(`iotedge_collector_cycle_duration_seconds`). The first cycle also backfills each new "
+        "object's history; *cycles* are the ones after it, and *mean cycle* their average "
+        "duration: the poll keeps up when it is at most 5 s. RSS (`/proc/<pid>/status`) is "
+        "sampled every second; CPU is % of one core over the steady cycles. "
+        "Target: under 150 MB at 10,000 objects.",
+        "",
+        *_table(
+            [
+                "objects",
+                "first cycle s",
+                "cycles",
+                "mean cycle s",
+                "keeps up with 5 s",
+                "polls/s",
+                "RSS after first MiB",
+                "RSS at end MiB",
+                "peak RSS MiB",
+                "edge CPU %",
+                "sim CPU %",
+                "scrape ms",
+            ],
+            table,
+        ),
+        "",
+    ]
+
+
+def _load_md(data: dict[str, Any]) -> list[str]:
+    statuses = ", ".join(f"{k}: {v}" for k, v in data["by_status"].items()) or "none"
+    return [
+        "## Load test",
+        "",
+        f"{data['seconds']:.0f} s of wrk (1 thread, {data['connections']} connections, "
+        f"`bench/load.lua`) walking {data['distinct_requests']} distinct requests, each with "
+        "its client's own key: every object's `/processed_data`, each client's "
+        "`/client_statistics`, `/objects` and `/anomalies`, and the cloud key's views; the "
+        f"edge polls {data['objects']} objects every 5 s meanwhile. Latency percentiles are "
+        "wrk's, under that load. RSS is sampled every 2 s after a warm-up.",
+        "",
+        *_table(
+            [
+                "requests",
+                "req/s",
+                "non-2xx",
+                "socket errors",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "max ms",
+                "RSS start MiB",
+                "RSS middle MiB",
+                "RSS end MiB",
+                "edge CPU %",
+            ],
+            [
+                [
+                    f"{data['requests']:,}",
+                    _fmt(data["rps"]),
+                    f"**{data['non2xx']}**",
+                    str(data["socket_errors"]),
+                    f"{data['p50_ms']:.1f}",
+                    f"{data['p90_ms']:.1f}",
+                    f"**{data['p99_ms']:.1f}**",
+                    f"{data['max_ms']:.1f}",
+                    f"{data['rss_start_mib']:.1f}",
+                    f"{data['rss_middle_mib']:.1f}",
+                    f"{data['rss_end_mib']:.1f}",
+                    f"{data['edge_cpu_pct']:.0f}",
+                ]
+            ],
+        ),
+        "",
+        f"Answers outside 2xx by status: {statuses}. "
+        f"RSS grew {data['rss_end_mib'] - data['rss_start_mib']:+.1f} MiB over the run "
+        f"(peak {data['peak_rss_mib']:.1f} MiB); the edge was "
+        f"{'still running' if data['edge_alive'] else 'NOT running'} at the end.",
+        "",
+    ]
+
+
 def render_chart(results: dict[str, Any], path: Path) -> None:
-    """A PNG with the api scenario's req/s and p50 per candidate, and the ceiling pair."""
+    """A PNG: ceiling pair, api req/s and p50 per candidate, history, fleet memory, load RSS."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
 
     api = results.get("api", [])
+    extras: list[Callable[[Axes], None]] = []
+    if results.get("history"):
+        extras.append(lambda ax: _history_panel(ax, results["history"]))
+    if results.get("rss"):
+        extras.append(lambda ax: _rss_panel(ax, results["rss"]))
+    if results.get("load"):
+        extras.append(lambda ax: _load_panel(ax, results["load"]))
+    cols = 2 if api or len(extras) > 1 else 1
+    extra_rows = (len(extras) + cols - 1) // cols
     heights = ([1.0] if "ceiling" in results else []) + ([2.0] * len(ENDPOINTS) if api else [])
+    heights += [1.8] * extra_rows
     if not heights:
         return
-    cols = 2 if api else 1
     fig = plt.figure(figsize=(6.5 * cols, 2.2 * sum(heights)), layout="constrained")
     grid = fig.add_gridspec(len(heights), cols, height_ratios=heights)
     row = 0
@@ -231,28 +487,73 @@ def render_chart(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"Simulator vs ceiling: ratio {results['ceiling']['ratio']:.2f}")
         row += 1
     if api:
-        candidates = list(dict.fromkeys(r["candidate"] for r in api))
-        configs = list(dict.fromkeys((r["latency_ms"], r["objects"]) for r in api))
-        labels = [f"{lat} ms\n{n} obj" for lat, n in configs]
-        width = 0.8 / len(candidates)
-        for endpoint in ENDPOINTS:
-            for col, (key, title) in enumerate(
-                (("rps", "req/s (higher is better)"), ("p50_ms", "p50 ms (lower is better)"))
-            ):
-                ax = fig.add_subplot(grid[row, col])
-                for i, cand in enumerate(candidates):
-                    lookup = {
-                        (r["latency_ms"], r["objects"]): r[key]
-                        for r in api
-                        if r["candidate"] == cand and r["endpoint"] == endpoint
-                    }
-                    xs = [j + i * width for j in range(len(configs))]
-                    ax.bar(xs, [lookup[c] for c in configs], width, label=cand)
-                ax.set_xticks([j + width * (len(candidates) - 1) / 2 for j in range(len(configs))])
-                ax.set_xticklabels(labels, fontsize=7)
-                ax.set_yscale("log")
-                ax.set_title(f"/{endpoint}: {title}", fontsize=10)
-                ax.legend(fontsize=8)
-            row += 1
+        _api_panels(fig, grid, row, api)
+        row += len(ENDPOINTS)
+    for index, draw in enumerate(extras):
+        draw(fig.add_subplot(grid[row + index // cols, index % cols]))
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _api_panels(fig: Any, grid: Any, row: int, api: list[dict[str, Any]]) -> None:
+    candidates = list(dict.fromkeys(r["candidate"] for r in api))
+    configs = list(dict.fromkeys((r["latency_ms"], r["objects"]) for r in api))
+    labels = [f"{lat} ms\n{n} obj" for lat, n in configs]
+    width = 0.8 / len(candidates)
+    for endpoint in ENDPOINTS:
+        for col, (key, title) in enumerate(
+            (("rps", "req/s (higher is better)"), ("p50_ms", "p50 ms (lower is better)"))
+        ):
+            ax = fig.add_subplot(grid[row, col])
+            for i, cand in enumerate(candidates):
+                lookup = {
+                    (r["latency_ms"], r["objects"]): r[key]
+                    for r in api
+                    if r["candidate"] == cand and r["endpoint"] == endpoint
+                }
+                xs = [j + i * width for j in range(len(configs))]
+                ax.bar(xs, [lookup[c] for c in configs], width, label=cand)
+            ax.set_xticks([j + width * (len(candidates) - 1) / 2 for j in range(len(configs))])
+            ax.set_xticklabels(labels, fontsize=7)
+            ax.set_yscale("log")
+            ax.set_title(f"/{endpoint}: {title}", fontsize=10)
+            ax.legend(fontsize=8)
+        row += 1
+
+
+def _history_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
+    labels = [r["history"] for r in rows]
+    ax.plot(labels, [r["endpoint_p50_ms"] for r in rows], "o-", label="/processed_data 1 d p50")
+    ax.plot(labels, [r["summary_day_p50_ms"] for r in rows], "s-", label="Store.summary 1 d")
+    ax.plot(labels, [r["summary_all_p50_ms"] for r in rows], "^--", label="Store.summary, all history")
+    ax.set_yscale("log")
+    ax.set_xlabel("stored history of the object")
+    ax.set_ylabel("ms")
+    ax.set_title("Statistics time against history size", fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def _rss_panel(ax: Any, rows: list[dict[str, Any]]) -> None:
+    labels = [f"{r['objects']:,}" for r in rows]
+    ax.bar(labels, [r["rss_end_mib"] for r in rows], color="tab:blue", label="RSS at end")
+    ax.axhline(150 / 1.048576, color="tab:red", linestyle="--", linewidth=1, label="150 MB")
+    ax.set_xlabel("objects polled every 5 s")
+    ax.set_ylabel("MiB")
+    twin = ax.twinx()
+    twin.plot(labels, [r["mean_cycle_s"] for r in rows], "ko-", label="mean cycle s")
+    twin.axhline(5.0, color="gray", linestyle=":", linewidth=1)
+    twin.set_ylabel("cycle s")
+    ax.set_title("Edge RSS and poll cycle against fleet size", fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def _load_panel(ax: Any, data: dict[str, Any]) -> None:
+    times = [t for t, _ in data["rss_series"]]
+    ax.plot(times, [mib for _, mib in data["rss_series"]], color="tab:blue")
+    ax.set_ylim(0, max(mib for _, mib in data["rss_series"]) * 1.3)
+    ax.set_xlabel("s into the load test")
+    ax.set_ylabel("edge RSS MiB")
+    ax.set_title(
+        f"Load: {data['rps']:,.0f} req/s, p99 {data['p99_ms']:.1f} ms, {data['non2xx']} non-2xx",
+        fontsize=10,
+    )

@@ -5,7 +5,11 @@ Scenarios (pick with ``--only``, repeatable):
 - ``ceiling``: the simulator's ``/iot_data/device_1`` against a bare Starlette app;
 - ``startup``: simulator start-up time and resident memory, 6 and 10,000 objects;
 - ``api``: ``/processed_data`` and ``/client_statistics`` of every :data:`CANDIDATES`
-  entry, over upstream latencies and client sizes.
+  entry (the naive course edge and iotedge's edge), over upstream latencies and client sizes;
+- ``ingest``: readings/s of ``Store.insert_readings`` in batches, in-process;
+- ``history``: statistics query time against the stored history of one object (1 h to 30 d);
+- ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
+- ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time.
 
 Throughput comes from ``wrk``; latency percentiles from a sequential probe (httpx, one
 request at a time). Candidates run side by side and are measured in alternating order,
@@ -32,27 +36,41 @@ from typing import Any
 
 import httpx
 
+from edgeproc import edge_command, edge_env, key_of, sim_command
+from fleet_bench import scenario_rss
+from load_bench import scenario_load
 from measure import Measure, Profile, measure_once
-from processes import Server, free_port, serve
+from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
+from store_bench import scenario_history, scenario_ingest
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("ceiling", "startup", "api")
+SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load")
 
 # -- settings --------------------------------------------------------------------------
 
 
 FULL = Profile(
     rounds=3,
-    wrk_seconds=5,
-    wrk_max_seconds=20,
+    wrk_seconds=4,
+    wrk_max_seconds=12,
     connections=16,
     probe_requests=200,
-    probe_seconds=5,
-    settle_seconds=30,
+    probe_seconds=3,
+    settle_seconds=20,
     latencies_ms=(0, 20, 50),
     sizes=(2, 10, 100),
     startup_runs=5,
+    ingest_rounds=7,
+    ingest_batches=(1_000, 10_000),
+    ingest_readings=200_000,
+    history_days=(1 / 24, 1, 7, 30),
+    history_queries=50,
+    fleets=(100, 1_000, 10_000),
+    rss_polls=6,
+    rss_max_seconds=240,
+    load_seconds=180,
+    load_connections=16,
 )
 QUICK = Profile(
     rounds=1,
@@ -65,6 +83,16 @@ QUICK = Profile(
     latencies_ms=(0,),
     sizes=(2,),
     startup_runs=1,
+    ingest_rounds=2,
+    ingest_batches=(1_000, 10_000),
+    ingest_readings=20_000,
+    history_days=(1 / 24, 1),
+    history_queries=10,
+    fleets=(100,),
+    rss_polls=2,
+    rss_max_seconds=60,
+    load_seconds=15,
+    load_connections=8,
 )
 
 
@@ -118,27 +146,21 @@ NAIVE = Candidate(
     ready_path="/processed_data?object_id=device_1",
 )
 
-# The first entry is the baseline the others are compared with. To add the iotedge edge,
-# append a Candidate whose command starts `python -m iotedge edge --port P --upstream U
-# --data-dir WORKDIR ...`, with a key for client_1 in `headers` (and `env` if the key is
-# given to the edge that way) and `ready_path` set to its /processed_data path so the
-# measurement starts once the collector has data.
-CANDIDATES: list[Candidate] = [NAIVE]
+EDGE = Candidate(
+    name="edge",
+    command=lambda launch: edge_command(launch.port, launch.upstream, launch.workdir),
+    paths={
+        "processed_data": "/processed_data?object_id=device_1",
+        "client_statistics": "/client_statistics?client_id=client_1",
+    },
+    headers={"x-api-key": key_of("client_1")},
+    env=edge_env(),
+    # 200 once the collector stored device_1's backfilled history and a first poll.
+    ready_path="/processed_data?object_id=device_1",
+)
 
-
-def sim_command(port: int, *extra: str) -> list[str]:
-    """The command line of a quiet ``iotedge sim`` on ``port``."""
-    return [
-        sys.executable,
-        "-m",
-        "iotedge",
-        "--log-level",
-        "warning",
-        "sim",
-        "--port",
-        str(port),
-        *extra,
-    ]
+# The first entry is the baseline the others are compared with.
+CANDIDATES: list[Candidate] = [NAIVE, EDGE]
 
 
 # -- scenarios -------------------------------------------------------------------------
@@ -159,7 +181,7 @@ def scenario_ceiling(profile: Profile, log_dir: Path) -> dict[str, Any]:
         measures = {name: Measure() for name, _, _ in targets}
         for rnd in range(profile.rounds):
             for name, server, path in targets if rnd % 2 == 0 else targets[::-1]:
-                _say(f"ceiling: round {rnd + 1}/{profile.rounds} {name}")
+                say(f"ceiling: round {rnd + 1}/{profile.rounds} {name}")
                 measure_once(
                     measures[name],
                     server.url + path,
@@ -180,7 +202,7 @@ def scenario_startup(profile: Profile, log_dir: Path) -> dict[str, Any]:
     }
     for rnd in range(profile.startup_runs):
         for name, clients, per_client in fleets if rnd % 2 == 0 else fleets[::-1]:
-            _say(f"startup: run {rnd + 1}/{profile.startup_runs} {name}")
+            say(f"startup: run {rnd + 1}/{profile.startup_runs} {name}")
             port = free_port()
             argv = sim_command(port, "--clients", str(clients), "--objects-per-client", str(per_client))
             with serve(f"sim-{name}", argv, port=port, log_dir=log_dir) as sim:
@@ -251,7 +273,7 @@ def _api_config(
             order = list(candidates) if rnd % 2 == 0 else list(candidates)[::-1]
             for cand in order:
                 for endpoint in ENDPOINTS:
-                    _say(
+                    say(
                         f"api: {latency} ms, {size} objects, round {rnd + 1}/{profile.rounds}"
                         f" {cand.name} {endpoint}"
                     )
@@ -278,10 +300,6 @@ def _api_config(
 
 
 # -- main ------------------------------------------------------------------------------
-
-
-def _say(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -318,13 +336,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["startup"] = scenario_startup(profile, log_dir)
         if "api" in chosen:
             results["api"] = scenario_api(profile, log_dir, CANDIDATES)
+        if "ingest" in chosen:
+            results["ingest"] = scenario_ingest(profile)
+        if "history" in chosen:
+            results["history"] = scenario_history(profile, log_dir)
+        if "rss" in chosen:
+            results["rss"] = scenario_rss(profile, log_dir)
+        if "load" in chosen:
+            results["load"] = scenario_load(profile, log_dir)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
     (out / "results.md").write_text(markdown)
     render_chart(results, out / "bench.png")
     print(markdown)
-    _say(f"done in {results['elapsed_s']} s; wrote {out}/results.md, results.json, bench.png")
+    say(f"done in {results['elapsed_s']} s; wrote {out}/results.md, results.json, bench.png")
     return 0
 
 

@@ -1,10 +1,12 @@
 """The benchmark harness runs end to end in its quick form (no timing is asserted)."""
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,38 @@ def test_quick_ceiling_run_writes_a_table_with_numbers(tmp_path: Path) -> None:
         assert float(row.group(1).replace(",", "")) > 0
     assert re.search(r"Simulator / ceiling: \d+\.\d\d", table)
     assert (tmp_path / "bench.png").read_bytes().startswith(b"\x89PNG")
+
+
+def _quick(tmp_path: Path, *scenarios: str, timeout: float) -> dict[str, Any]:
+    """Run `bench/run.py --quick` on ``scenarios`` into ``tmp_path``; its results.json."""
+    require(shutil.which("wrk") is not None, "wrk (Debian package wrk) is not installed")
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path)]
+    for scenario in scenarios:
+        command += ["--only", scenario]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    return results
+
+
+def test_quick_load_test_sees_no_errors_and_a_live_edge(tmp_path: Path) -> None:
+    """The short load test (about 20 s of mixed keyed traffic) gets only 2xx answers."""
+    load = _quick(tmp_path, "load", timeout=90)["load"]
+    assert load["requests"] > 0
+    assert load["non2xx"] == 0, load["by_status"]
+    assert load["socket_errors"] == 0
+    assert load["edge_alive"] is True
+    assert len(load["rss_series"]) >= 2
+    assert "## Load test" in (tmp_path / "results.md").read_text()
+
+
+def test_quick_store_scenarios_report_rates_and_query_times(tmp_path: Path) -> None:
+    """Ingest and history in their quick form store what they claim and answer every query."""
+    results = _quick(tmp_path, "ingest", "history", timeout=90)
+    for row in results["ingest"]:
+        assert row["readings_per_round"] > 0
+        assert row["readings_per_s"] > 0
+    day = next(row for row in results["history"] if row["history"] == "1 d")
+    assert day["rows"] >= 2 * 17_280
+    assert day["window_count"] >= 17_280
+    assert day["errors"] == 0

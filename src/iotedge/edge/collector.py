@@ -9,13 +9,14 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.normalise import (
     CatalogueEntry,
     Normalised,
+    Reading,
     normalise_catalogue,
     normalise_data,
     normalise_history,
@@ -31,6 +32,9 @@ _log = logging.getLogger(__name__)
 
 _CATALOGUE_EVERY = 12  # cycles between catalogue refreshes (1 min at the default 5 s)
 _PRUNE_EVERY = 720  # cycles between retention passes (1 h at the default 5 s)
+# New objects are backfilled, stored and evaluated this many at a time, so a first cycle
+# over a large fleet never holds every object's history in memory at once.
+_BACKFILL_CHUNK = 250
 
 
 @dataclass
@@ -101,7 +105,7 @@ class Collector:
         self.backfill = backfill
         self.health = CollectorHealth()
         self._clock = clock
-        self._semaphore = asyncio.Semaphore(concurrency)
+        self._concurrency = max(1, concurrency)
         self._metrics = metrics
         self._on_anomaly = on_anomaly
         self.latest: dict[tuple[str, str], tuple[float, float]] = {
@@ -140,19 +144,22 @@ class Collector:
         catalogue_ok = True
         if self.health.cycles % _CATALOGUE_EVERY == 0 or not self._catalogue:
             catalogue_ok = await self._refresh_catalogue(now, result)
-        new = [object_id for object_id in self._catalogue if object_id not in self._backfilled]
-        if new:
-            await asyncio.gather(*(self._backfill(self._catalogue[i], result) for i in new))
-        outcomes = await asyncio.gather(*(self._poll(entry, result) for entry in self._catalogue.values()))
+        new = [entry for object_id, entry in self._catalogue.items() if object_id not in self._backfilled]
+        stored = 0
+        for start in range(0, len(new), _BACKFILL_CHUNK):
+            stored += self._settle_backfill(
+                await self._backfill_chunk(new[start : start + _BACKFILL_CHUNK]), now, result, transitions
+            )
+        outcomes = await self._each(list(self._catalogue.values()), lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
-        stored = self.store.insert_readings(result.readings)
+        stored += self.store.insert_readings(result.readings)
         polled_ok = bool(outcomes) and failed < len(outcomes)
         evaluated = self.engine.evaluate(
             result.readings, self._catalogue, now=now, check_offline=polled_ok and catalogue_ok
         )
         transitions.opened.extend(evaluated.opened)
         transitions.closed.extend(evaluated.closed)
-        if (evaluated.opened or evaluated.closed) and self._on_anomaly is not None:
+        if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
             self._on_anomaly()
         if self.health.cycles % _PRUNE_EVERY == 0:
             pruned = self.store.prune(now - self.retention)
@@ -194,24 +201,59 @@ class Collector:
             )
         return True
 
-    async def _backfill(self, entry: CatalogueEntry, result: Normalised) -> None:
-        async with self._semaphore:
-            try:
-                payload = await self.upstream.history(entry.id, self.backfill)
-            except UpstreamError as exc:
-                _log.debug("history of %s unavailable: %s", entry.id, exc)
-                return
+    async def _each(
+        self, entries: Sequence[CatalogueEntry], job: Callable[[CatalogueEntry], Awaitable[bool]]
+    ) -> list[bool]:
+        """``job`` of every entry, at most ``concurrency`` at a time, in as many worker tasks.
+
+        A few workers pulling from one list cost far less memory and scheduling than one
+        task per object on a fleet of thousands.
+        """
+        outcomes = [False] * len(entries)
+        pending = iter(range(len(entries)))
+
+        async def worker() -> None:
+            for index in pending:
+                outcomes[index] = await job(entries[index])
+
+        await asyncio.gather(*(worker() for _ in range(min(self._concurrency, len(entries)))))
+        return outcomes
+
+    async def _backfill_chunk(self, entries: Sequence[CatalogueEntry]) -> Normalised:
+        chunk = Normalised()
+        await self._each(entries, lambda entry: self._backfill(entry, chunk))
+        return chunk
+
+    def _settle_backfill(
+        self, chunk: Normalised, now: float, result: Normalised, transitions: Transitions
+    ) -> int:
+        """Store and evaluate one chunk of history; its readings are not kept afterwards."""
+        stored = self.store.insert_readings(chunk.readings)
+        evaluated = self.engine.evaluate(chunk.readings, self._catalogue, now=now, check_offline=False)
+        transitions.opened.extend(evaluated.opened)
+        transitions.closed.extend(evaluated.closed)
+        self._remember_latest(chunk.readings)
+        for reason, count in chunk.rejected.items():
+            result.reject(reason, count)
+        return stored
+
+    async def _backfill(self, entry: CatalogueEntry, result: Normalised) -> bool:
+        try:
+            payload = await self.upstream.history(entry.id, self.backfill)
+        except UpstreamError as exc:
+            _log.debug("history of %s unavailable: %s", entry.id, exc)
+            return False
         result.extend(normalise_history(payload, entry))
         self._backfilled.add(entry.id)
+        return True
 
     async def _poll(self, entry: CatalogueEntry, result: Normalised) -> bool:
-        async with self._semaphore:
-            try:
-                payload = await self.upstream.data(entry.id)
-            except UpstreamError as exc:
-                if exc.reason == "payload":
-                    result.reject("not_json")
-                return False
+        try:
+            payload = await self.upstream.data(entry.id)
+        except UpstreamError as exc:
+            if exc.reason == "payload":
+                result.reject("not_json")
+            return False
         normalised = normalise_data(payload, entry)
         result.extend(normalised)
         return bool(normalised.readings) or not normalised.rejected
@@ -237,10 +279,7 @@ class Collector:
 
     def _count(self, report: CycleReport, result: Normalised, transitions: Transitions, now: float) -> None:
         """Update rejection counts, the latest values and the metrics after a cycle."""
-        for reading in result.readings:
-            key = (reading.object_id, reading.metric)
-            if reading.ts >= self.latest.get(key, (float("-inf"), 0.0))[0]:
-                self.latest[key] = (reading.ts, reading.value)
+        self._remember_latest(result.readings)
         for reason, count in result.rejected.items():
             self.health.rejected[reason] = self.health.rejected.get(reason, 0) + count
         metrics = self._metrics
@@ -258,6 +297,13 @@ class Collector:
             metrics.record_rejected(reason, count)
         for event in transitions.opened:
             metrics.record_anomaly(event.client, event.metric, event.rule)
+
+    def _remember_latest(self, readings: list[Reading]) -> None:
+        latest = self.latest
+        for reading in readings:
+            key = (reading.object_id, reading.metric)
+            if reading.ts >= latest.get(key, (float("-inf"), 0.0))[0]:
+                latest[key] = (reading.ts, reading.value)
 
     def latest_values(self) -> list[tuple[str, str, str, float]]:
         """(object_id, client, metric, value) of each object's newest readings, from memory."""

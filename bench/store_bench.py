@@ -1,0 +1,203 @@
+"""The store's own costs: batch ingest rate, and statistics time against stored history."""
+
+import math
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from edgeproc import edge_command, edge_env, key_of, sim_command
+from iotedge.edge.app import STORE_FILENAME
+from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.store import Store
+from iotedge.specs import DEVICE_TYPES
+from measure import Profile, percentile, probe, run_wrk
+from processes import free_port, say, serve
+
+__all__ = ["scenario_history", "scenario_ingest"]
+
+_STEP_S = 5.0  # the production poll interval: one reading per metric every 5 s
+_TYPES = tuple(DEVICE_TYPES)
+_DAY_S = 86400.0
+
+
+# -- ingest ----------------------------------------------------------------------------
+
+
+def _fleet_batches(batch: int, total: int, rng: random.Random) -> Iterator[list[Reading]]:
+    """Batches shaped like poll cycles: objects with two metrics each, 5 s apart."""
+    objects_per_batch = max(1, batch // 2)
+    start = 1.8e9
+    for number in range(max(1, total // batch)):
+        ts = start + number * _STEP_S
+        readings: list[Reading] = []
+        for index in range(objects_per_batch):
+            kind = DEVICE_TYPES[_TYPES[index % len(_TYPES)]]
+            object_id = f"device_{index + 1}"
+            client = f"client_{index // 10 + 1}"
+            for metric in kind.metrics:
+                readings.append(Reading(object_id, client, metric, ts, round(rng.uniform(10, 90), 2)))
+        yield readings[:batch]
+
+
+def scenario_ingest(profile: Profile) -> list[dict[str, Any]]:
+    """Readings/s of ``Store.insert_readings`` into a fresh store, per batch size."""
+    rows: list[dict[str, Any]] = []
+    for batch in profile.ingest_batches:
+        rates: list[float] = []
+        batch_ms: list[float] = []
+        stored_total = 0
+        for rnd in range(profile.ingest_rounds):
+            say(f"ingest: batches of {batch:,}, round {rnd + 1}/{profile.ingest_rounds}")
+            rng = random.Random(rnd)
+            with tempfile.TemporaryDirectory(prefix="iotedge-ingest-") as tmp:
+                store = Store(Path(tmp) / STORE_FILENAME)
+                try:
+                    elapsed = 0.0
+                    inserted = 0
+                    for readings in _fleet_batches(batch, profile.ingest_readings, rng):
+                        started = time.perf_counter()
+                        stored = store.insert_readings(readings)
+                        took = time.perf_counter() - started
+                        if stored != len(readings):
+                            raise RuntimeError(f"stored {stored} of {len(readings)} new readings")
+                        elapsed += took
+                        inserted += stored
+                        batch_ms.append(took * 1000)
+                    if store.count_readings() != inserted:
+                        raise RuntimeError("the store does not hold what was inserted")
+                finally:
+                    store.close()
+            rates.append(inserted / elapsed)
+            stored_total = inserted
+        rows.append(
+            {
+                "batch": batch,
+                "readings_per_round": stored_total,
+                "rounds": len(rates),
+                "readings_per_s": statistics.median(rates),
+                "min_readings_per_s": min(rates),
+                "max_readings_per_s": max(rates),
+                "batch_p50_ms": percentile(batch_ms, 0.50),
+                "batch_p99_ms": percentile(batch_ms, 0.99),
+            }
+        )
+    return rows
+
+
+# -- history ---------------------------------------------------------------------------
+
+
+def _extend_history(store: Store, entry: CatalogueEntry, since: float, until: float) -> int:
+    """Write one reading per metric every 5 s in [since, until) for ``entry``; returns rows."""
+    rng = random.Random(int(since))
+    metrics = DEVICE_TYPES[entry.type].metrics
+    written = 0
+    chunk: list[Reading] = []
+    steps = int((until - since) / _STEP_S)
+    for step in range(steps):
+        ts = since + step * _STEP_S
+        level = 50.0 + 10.0 * math.sin(ts / 3600.0)
+        for metric in metrics:
+            chunk.append(Reading(entry.id, entry.client, metric, ts, round(level + rng.uniform(-1, 1), 2)))
+        if len(chunk) >= 20_000:
+            written += store.insert_readings(chunk)
+            chunk = []
+    written += store.insert_readings(chunk)
+    return written
+
+
+def _summary_ms(store: Store, entry: CatalogueEntry, since: float, until: float, repeats: int) -> list[float]:
+    """Times of ``Store.summary`` of the entry's primary metric over [since, until), in ms."""
+    metric = DEVICE_TYPES[entry.type].primary
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        store.summary(entry.id, metric, since, until)
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def scenario_history(profile: Profile, log_dir: Path) -> list[dict[str, Any]]:
+    """Statistics of one object over a day, against 1 hour to 30 days of stored history.
+
+    The rows are written straight into a store (one reading per metric every 5 s, ending
+    now); then ``Store.summary`` is timed in-process, and ``/processed_data?window=1d`` on
+    an edge process opened on that store while it polls a simulator.
+    """
+    rows: list[dict[str, Any]] = []
+    sim_port = free_port()
+    with (
+        serve("sim-history", sim_command(sim_port), port=sim_port, log_dir=log_dir) as sim,
+        tempfile.TemporaryDirectory(prefix="iotedge-history-") as tmp,
+    ):
+        catalogue = httpx.get(sim.url + "/iot_objects", timeout=10).json()
+        entries = [CatalogueEntry(o["id"], o["client"], o["type"]) for o in catalogue]
+        target = next(e for e in entries if e.id == "device_1")
+        data_dir = Path(tmp)
+        end = math.floor(time.time() / _STEP_S) * _STEP_S
+        covered = 0.0
+        for days in sorted(profile.history_days):
+            span = days * _DAY_S
+            label = f"{days * 24:g} h" if days < 1 else f"{days:g} d"
+            say(f"history: {label} of 5-second readings")
+            store = Store(data_dir / STORE_FILENAME)
+            try:
+                store.upsert_objects(entries, end)
+                _extend_history(store, target, end - span, end - covered)
+                covered = span
+                stored = store.count_readings()
+                now = time.time()
+                day = _summary_ms(store, target, now - _DAY_S, now, profile.history_queries)
+                whole = _summary_ms(store, target, now - span - 60, now, profile.history_queries)
+                size_mib = store.size_bytes() / 2**20
+            finally:
+                store.close()
+            endpoint = _endpoint(profile, log_dir, sim.url, data_dir)
+            rows.append(
+                {
+                    "history": label,
+                    "history_days": days,
+                    "rows": stored,
+                    "store_mib": size_mib,
+                    "summary_day_p50_ms": percentile(day, 0.50),
+                    "summary_day_p99_ms": percentile(day, 0.99),
+                    "summary_all_p50_ms": percentile(whole, 0.50),
+                    **endpoint,
+                }
+            )
+    return rows
+
+
+def _endpoint(profile: Profile, log_dir: Path, upstream: str, data_dir: Path) -> dict[str, Any]:
+    """``/processed_data`` over a day on an edge serving ``data_dir``: latency and req/s."""
+    port = free_port()
+    path = "/processed_data?object_id=device_1&window=1d"
+    headers = {"x-api-key": key_of("client_1")}
+    argv = edge_command(port, upstream, data_dir, "--retention", "40d")
+    with serve(
+        "edge-history", argv, port=port, log_dir=log_dir, ready_path=path, headers=headers, env=edge_env()
+    ) as edge:
+        body = httpx.get(edge.url + path, headers=headers, timeout=30).json()
+        samples, errors = probe(
+            edge.url + path,
+            requests=profile.probe_requests,
+            seconds=max(profile.probe_seconds, 2.0),
+            headers=headers,
+        )
+        wrk = run_wrk(
+            edge.url + path, seconds=profile.wrk_seconds, connections=profile.connections, headers=headers
+        )
+    return {
+        "window_count": int(body["statistics"]["count"]),
+        "endpoint_p50_ms": percentile(samples, 0.50),
+        "endpoint_p99_ms": percentile(samples, 0.99),
+        "endpoint_rps": wrk.rps,
+        "samples": len(samples),
+        "errors": errors + wrk.errors,
+    }

@@ -158,6 +158,9 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--retention", help="How long readings are kept, e.g. 7d. [default: 7d]"),
         click.option("--stale-after", help="Age after which data is flagged stale. [default: 30s]"),
         click.option("--edge-id", help="This edge's name in metrics and responses. [default: host name]"),
+        click.option(
+            "--clients", help="Poll only these clients (comma-separated), to split a fleet. [default: all]"
+        ),
         *edge_security_options(),
     ]
     return _with_options(options)(func)

@@ -143,6 +143,9 @@ class EdgeSettings(_Settings):
         30.0, gt=0, description="Data older than this many seconds is reported as stale."
     )
     edge_id: str = Field("", description="Name of this edge in metrics and responses (default: host name).")
+    clients: tuple[str, ...] = Field(
+        (), description="Poll only these clients' objects (comma-separated; empty = all): one edge per group."
+    )
     env: Literal["dev", "prod"] = Field("prod", description="'dev' relaxes secret checks.")
     webhook_url: str = Field("", description="Anomaly notifications by webhook: the receiver's URL.")
     webhook_secret: str = Field("", repr=False, description="Shared secret of the webhook's HMAC signature.")
@@ -186,7 +189,7 @@ class EdgeSettings(_Settings):
     max_body: int = Field(64 * 1024, ge=0, description="Largest request body in bytes (413 beyond).")
     max_url: int = Field(4096, ge=64, description="Longest path plus query string in bytes (414 beyond).")
 
-    @field_validator("mail_to", mode="before")
+    @field_validator("mail_to", "clients", mode="before")
     @classmethod
     def _addresses(cls, value: Any) -> Any:
         if isinstance(value, str):

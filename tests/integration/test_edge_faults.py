@@ -103,3 +103,18 @@ def test_hanging_device_api_does_not_hang_the_edge(sim: Proc, logs_dir: Path, tm
         )
         assert response.status_code == 200
         _faults(sim, hang_rate=0.0)
+
+
+def test_an_edge_limited_to_a_client_group(sim: Proc, logs_dir: Path, tmp_path: Path) -> None:
+    """--clients splits the fleet: this edge polls and serves only client_2's objects."""
+    args = [*edge_args(sim.url, tmp_path), "--clients", "client_2"]
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+        wait_for(lambda: _ready(edge), 15, "edge ready")
+        objects = httpx.get(edge.url + "/objects", headers=HEADERS).json()["objects"]
+        assert {o["id"] for o in objects} == {"device_3", "device_4"}
+        assert (
+            httpx.get(
+                edge.url + "/processed_data", params={"object_id": "device_1"}, headers=HEADERS
+            ).status_code
+            == 404
+        )

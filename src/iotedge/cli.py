@@ -60,6 +60,9 @@ def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Callable[...
     return decorate
 
 
+GRACEFUL_SHUTDOWN_S = 3
+
+
 def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
     """A uvicorn server for ``app`` that leaves logging to us and serves no access log."""
     # No proxy headers: the failed-login cap counts the peer's own address, not a claimed one.
@@ -72,6 +75,8 @@ def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Serv
         lifespan="on",
         proxy_headers=False,
         server_header=False,
+        # Stop within seconds on SIGTERM even when clients hold requests open (k8s, compose).
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         **extra,
     )
     return uvicorn.Server(config)

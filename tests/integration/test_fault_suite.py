@@ -130,8 +130,12 @@ def _clear(sim: Proc) -> None:
 
 
 def acknowledged(edge: Proc) -> int:
-    """Readings the API reports over the last hour, summed over every object and metric."""
-    response = httpx.get(edge.url + "/client_statistics", headers=CLOUD, timeout=10)
+    """Readings the API reports, summed over every object and metric.
+
+    The window is the retention (7 d), not the default hour: backfilled history reaches an
+    hour back, and readings leaving a one-hour window would look like losses.
+    """
+    response = httpx.get(edge.url + "/client_statistics", params={"window": "7d"}, headers=CLOUD, timeout=10)
     if response.status_code != 200:
         return 0
     return sum(

@@ -334,7 +334,8 @@ def test_disk_full(stack: FaultStack, logs_dir: Path, tmp_path: Path) -> None:
                 full_from = acknowledged(edge)
                 time.sleep(5)
                 during = acknowledged(edge)
-                error = httpx.get(edge.url + "/readyz", timeout=5).json()["checks"]["upstream"]["last_error"]
+                ready = httpx.get(edge.url + "/readyz", timeout=5)
+                error = ready.json()["checks"]["upstream"]["last_error"]
             finally:
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
             recover(edge, during, "disk full")
@@ -342,4 +343,7 @@ def test_disk_full(stack: FaultStack, logs_dir: Path, tmp_path: Path) -> None:
         assert edge.popen.pid == pid
         assert during == full_from > 0, "readings kept being stored with the file-size limit on"
         assert error is not None and "store" in error
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["store"]["ok"] is False
+        assert "store write failed" in edge.log()
         assert os.path.getsize(tmp_path / "iotedge.sqlite3") > 0

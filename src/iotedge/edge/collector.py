@@ -24,7 +24,7 @@ from iotedge.edge.normalise import (
 from iotedge.edge.rules import RuleEngine, Transitions
 from iotedge.edge.store import Store
 from iotedge.edge.upstream import DeviceApiClient
-from iotedge.errors import IotedgeError, UpstreamError
+from iotedge.errors import IotedgeError, StoreError, UpstreamError
 
 __all__ = ["Collector", "CollectorHealth", "CycleReport"]
 
@@ -51,6 +51,7 @@ class CollectorHealth:
     readings_ingested: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     anomalies_opened: int = 0
+    store_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,12 @@ class Collector:
         transitions = Transitions()
         try:
             report = await self._cycle(now, result, transitions)
+            self.health.store_error = None
+        except StoreError as exc:
+            if self.health.store_error is None:
+                _log.error("store write failed, readings of this cycle not stored: %s", exc)
+            self.health.store_error = str(exc)
+            report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=f"store: {exc}")
         except (IotedgeError, OSError) as exc:
             report = CycleReport(False, 0, 0, 0, 0, 0, 0, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - the loop must survive any bug in one cycle
@@ -276,7 +283,7 @@ class Collector:
             health.last_success_at = now
             health.last_error = None
             return
-        if health.ok or health.cycles == 1:
+        if (health.ok or health.cycles == 1) and health.store_error is None:
             _log.warning("device API trouble: %s", report.error)
         health.ok = False
         health.consecutive_failures += 1

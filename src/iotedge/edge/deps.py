@@ -27,7 +27,7 @@ DEFAULT_WINDOW_S = 3600.0
 _api_key = APIKeyHeader(name="x-api-key", auto_error=False, description="Your client's API key.")
 
 
-def get_context(request: Request) -> EdgeContext:
+async def get_context(request: Request) -> EdgeContext:
     """The running edge's context."""
     context: EdgeContext = request.state.ctx
     return context
@@ -36,7 +36,7 @@ def get_context(request: Request) -> EdgeContext:
 ContextDep = Annotated[EdgeContext, Depends(get_context)]
 
 
-def authenticate(
+async def authenticate(
     request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
 ) -> Principal:
     """The caller's principal: AuthError (401) for a missing or invalid key, RateLimited (429)."""
@@ -44,14 +44,16 @@ def authenticate(
     return ctx.limits.authenticate(ctx.keys, key, address)
 
 
+# Dependencies are async on purpose: they only touch memory, and FastAPI would otherwise run
+# each sync one in its thread pool (measured: 2,032 -> 3,337 req/s on /processed_data).
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
-def authenticate_if_sent(
+async def authenticate_if_sent(
     request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
 ) -> Principal | None:
     """The caller's principal when a key is sent, None without one; a bad key is still a 401."""
-    return None if key is None else authenticate(request, ctx, key)
+    return None if key is None else await authenticate(request, ctx, key)
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(authenticate_if_sent)]
@@ -73,7 +75,7 @@ class TimeRange:
         }
 
 
-def time_range(
+async def time_range(
     ctx: ContextDep,
     window: Annotated[str | None, Query(max_length=20, description="e.g. 15m, 1h, 7d (default 1h).")] = None,
     from_: Annotated[

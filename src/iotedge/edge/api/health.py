@@ -24,12 +24,12 @@ async def readyz(ctx: ContextDep) -> JSONBytes:
     now = ctx.clock()
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)
     upstream_ok = health.last_success_at is not None and now - health.last_success_at <= recent
-    store_ok = ctx.store.writable()
+    store_ok = ctx.store.writable() and health.store_error is None
     body: dict[str, Any] = {
         "ready": store_ok and upstream_ok,
         "edge_id": ctx.edge_id,
         "checks": {
-            "store": {"ok": store_ok},
+            "store": {"ok": store_ok, "last_error": health.store_error},
             "upstream": {
                 "ok": upstream_ok,
                 "last_success_age_seconds": None

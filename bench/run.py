@@ -91,7 +91,7 @@ QUICK = Profile(
     fleets=(100,),
     rss_polls=2,
     rss_max_seconds=60,
-    load_seconds=15,
+    load_seconds=8,
     load_connections=8,
 )
 

@@ -52,7 +52,7 @@ def _quick(tmp_path: Path, *scenarios: str, timeout: float) -> dict[str, Any]:
 
 
 def test_quick_load_test_sees_no_errors_and_a_live_edge(tmp_path: Path) -> None:
-    """The short load test (about 20 s of mixed keyed traffic) gets only 2xx answers."""
+    """The short load test (about 10 s of mixed keyed traffic) gets only 2xx answers."""
     load = _quick(tmp_path, "load", timeout=90)["load"]
     assert load["requests"] > 0
     assert load["non2xx"] == 0, load["by_status"]

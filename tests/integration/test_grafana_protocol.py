@@ -243,7 +243,8 @@ def _wait_for_anomalies(stack: Stack) -> list[dict[str, Any]]:
 
 
 def _annotations(stack: Stack, client: str, query: str) -> list[dict[str, Any]]:
-    since, until = stack.started_at - 120, time.time() + 1
+    # From before the history backfill (an hour of minute points), so every event counts.
+    since, until = stack.started_at - 3900, time.time() + 1
     annotation = {
         "name": "Anomalies",
         "datasource": "Edge",

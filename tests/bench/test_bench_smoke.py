@@ -70,5 +70,5 @@ def test_quick_store_scenarios_report_rates_and_query_times(tmp_path: Path) -> N
         assert row["readings_per_s"] > 0
     day = next(row for row in results["history"] if row["history"] == "1 d")
     assert day["rows"] >= 2 * 17_280
-    assert day["window_count"] >= 17_280
+    assert day["window_count"] >= 17_280 - 2  # a day of 5 s readings, give or take its two edges
     assert day["errors"] == 0

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from tools.dashboards import render
+from tools.dashboards.performance import METRIC_NAMES
 
-from iotedge.dashboards import render
-from iotedge.dashboards.performance import METRIC_NAMES
 from tests.conftest import KEYS, Stack, wait_for
 from tests.delivery.compose_env import REPO
 from tests.grafana_plugins import (
@@ -60,13 +60,11 @@ def _targets(model: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, 
 
 
 def test_committed_dashboards_are_the_generators_output() -> None:
-    """deploy/grafana/dashboards holds exactly what `python -m iotedge.dashboards` writes."""
+    """deploy/grafana/dashboards holds exactly what `python -m tools.dashboards` writes."""
     expected = render()
     assert sorted(p.name for p in _FILES) == sorted(expected)
     for path in _FILES:
-        assert path.read_text() == expected[path.name], (
-            f"regenerate {path.name}: python -m iotedge.dashboards"
-        )
+        assert path.read_text() == expected[path.name], f"regenerate {path.name}: python -m tools.dashboards"
 
 
 @pytest.mark.parametrize("path", _FILES, ids=lambda p: p.name)

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from iotedge.docs_gen.markdown import anchor
+from tools.docs_gen.markdown import anchor
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tools.docs_gen.examples import DemoStack, find_blocks, prepare_workdir, read_keys, run_block
 
-from iotedge.docs_gen.examples import DemoStack, find_blocks, prepare_workdir, read_keys, run_block
 from tests.procs import free_port, start_iotedge
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,15 +1,15 @@
-"""``python -m iotedge.dashboards [--check] [DIRECTORY]``: write or check the dashboard JSON files."""
+"""``python -m tools.dashboards [--check] [DIRECTORY]``: write or check the dashboard JSON files."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from iotedge.dashboards import render, write
+from tools.dashboards import render, write
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write the dashboards (default deploy/grafana/dashboards), or with --check compare them."""
-    parser = argparse.ArgumentParser(prog="python -m iotedge.dashboards", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.dashboards", description=__doc__)
     parser.add_argument("directory", nargs="?", type=Path, default=Path("deploy/grafana/dashboards"))
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
     args = parser.parse_args(argv)
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     stale = [name for name, text in render().items() if _read(args.directory / name) != text]
     for name in stale:
         sys.stderr.write(
-            f"{args.directory / name} is not what the generator writes; run python -m iotedge.dashboards\n"
+            f"{args.directory / name} is not what the generator writes; run python -m tools.dashboards\n"
         )
     return 1 if stale else 0
 

@@ -7,7 +7,7 @@ may use ``http://127.0.0.1:8000`` (simulator), ``:5000`` (edge API), ``:8001`` (
 ``$CLIENT_1_KEY`` ... ``$CLOUD_KEY``, ``data/`` and ``.venv/bin/iotedge``. A runner starts
 ``iotedge run`` on free ports, rewrites those addresses, and runs each block with bash.
 A ``text output`` block right after a runnable block shows what it printed in a real run;
-``python -m iotedge.docs_gen examples`` refreshes those from a fresh run.
+``python -m tools.docs_gen examples`` refreshes those from a fresh run.
 """
 
 import contextlib
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from iotedge.docs_gen.markdown import compact_json
+from tools.docs_gen.markdown import compact_json
 
 __all__ = [
     "DEFAULT_PORTS",

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from iotedge.config import EDGE_ENV_PREFIX, SIM_ENV_PREFIX, EdgeSettings, SimSettings, env_name
-from iotedge.docs_gen.markdown import GENERATED_NOTE, code, compact_json, table
 from iotedge.edge.auth import KeyRecord
 from iotedge.edge.rules import DEFAULT_RULES, RuleSet
+from tools.docs_gen.markdown import GENERATED_NOTE, code, compact_json, table
 
 __all__ = ["click_options", "render_configuration", "settings_commands"]
 

@@ -1,4 +1,4 @@
-"""Grafana dashboards as code: ``python -m iotedge.dashboards`` writes deploy/grafana/dashboards.
+"""Grafana dashboards as code: ``python -m tools.dashboards`` writes deploy/grafana/dashboards.
 
 The JSON files are committed; a test checks they equal what this package generates.
 """
@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from iotedge.dashboards.fleet import fleet_dashboard
-from iotedge.dashboards.layout import INFINITY, PROMETHEUS, SIMPLE_JSON, SIMPOD_JSON, DataSource
-from iotedge.dashboards.performance import performance_dashboard
-from iotedge.dashboards.sources import SIMPLE, SIMPOD, InfinitySource
+from tools.dashboards.fleet import fleet_dashboard
+from tools.dashboards.layout import INFINITY, PROMETHEUS, SIMPLE_JSON, SIMPOD_JSON, DataSource
+from tools.dashboards.performance import performance_dashboard
+from tools.dashboards.sources import SIMPLE, SIMPOD, InfinitySource
 
 __all__ = ["DATASOURCES", "dashboards", "render", "write"]
 

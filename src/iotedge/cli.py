@@ -10,6 +10,7 @@ import click
 
 from iotedge import __version__
 from iotedge.cli_security import certs, edge_security_options, keys, tls_options
+from iotedge.cli_sim import inject
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
 from iotedge.errors import ConfigError
 from iotedge.serving import run_async, uvicorn_server
@@ -64,7 +65,13 @@ def main(log_level: str) -> None:
     """iotedge: an IoT edge gateway and the device API simulator it polls.
 
     \b
-    iotedge sim    serve the simulated device API (the course's endpoints)
+    iotedge run      the simulator and the edge together, with demo keys (make run)
+    iotedge sim      serve the simulated device API (the course's endpoints)
+    iotedge edge     run the edge: poll, store, detect anomalies, serve the API
+    iotedge keys     create, list and revoke the edge's API keys
+    iotedge certs    development certificates for HTTPS and mTLS
+    iotedge notify   test the webhook and email notifications
+    iotedge inject   start an anomaly now on a running simulator
     Each flag also reads an IOTEDGE_* environment variable; a flag wins over it.
     """
     _setup_logging(log_level)
@@ -210,3 +217,4 @@ def notify_test(**options: Any) -> None:
 
 main.add_command(keys)
 main.add_command(certs)
+main.add_command(inject)

@@ -351,3 +351,18 @@ def test_anomaly_annotations_return_events(live: Stack, path: Path) -> None:
         assert response.status_code == 200
         times = [event["time"] for event in response.json()]
     assert times and all(isinstance(t, int) and t > 1_000_000_000_000 for t in times)
+
+
+def test_dashboards_check_command_passes() -> None:
+    """`python -m tools.dashboards --check` (run from the repository root) finds nothing stale."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dashboards", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

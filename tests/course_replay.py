@@ -42,7 +42,7 @@ def _value(metric: str, rng: random.Random) -> float | int:
 
 def reading(obj: dict[str, str], now: datetime, rng: random.Random) -> dict[str, Any]:
     """A current reading of ``obj`` in the recorded shape, with fresh values and time."""
-    body = json.loads(json.dumps(SHAPES["reading"]))
+    body: dict[str, Any] = json.loads(json.dumps(SHAPES["reading"]))
     body.update(obj)
     wanted = {_PRIMARY[obj["type"]], "battery_level"}
     body["metrics"] = {key: _value(key, rng) if key in wanted else None for key in sorted(body["metrics"])}

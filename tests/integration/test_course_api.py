@@ -35,7 +35,7 @@ def _get(edge: Proc, path: str, client: str = "client_1") -> httpx.Response:
     return httpx.get(edge.url + path, headers={"x-api-key": KEYS[client]}, timeout=10)
 
 
-def test_replay_answers_like_the_real_service(replay: CourseApi):
+def test_replay_answers_like_the_real_service(replay: CourseApi) -> None:
     """The replay itself: /iot_data is an HTML 404, timestamps carry microseconds, history is 10 points."""
     missing = httpx.get(replay.url + "/iot_data/device_1")
     assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
@@ -46,7 +46,7 @@ def test_replay_answers_like_the_real_service(replay: CourseApi):
     assert httpx.get(replay.url + "/iot_objects/by_client/client1").status_code == 404
 
 
-def test_edge_reads_current_values_from_iot_objects(edge: Proc, replay: CourseApi):
+def test_edge_reads_current_values_from_iot_objects(edge: Proc, replay: CourseApi) -> None:
     """The edge finds /iot_data missing, switches to /iot_objects/<id>, and its statistics grow."""
 
     def counted() -> bool:
@@ -63,7 +63,7 @@ def test_edge_reads_current_values_from_iot_objects(edge: Proc, replay: CourseAp
     assert ok is not None and float(ok.group(1)) > 0, text
 
 
-def test_edge_keeps_client_scope_on_the_real_ids(edge: Proc):
+def test_edge_keeps_client_scope_on_the_real_ids(edge: Proc) -> None:
     """client_1's key sees device_1 and device_2; the brief's client1 and object 1 are plain 404s."""
     wait_for(lambda: _get(edge, "/objects").json().get("count") == 2, 30, "client_1's two objects")
     ids = [obj["id"] for obj in _get(edge, "/objects").json()["objects"]]

@@ -21,7 +21,7 @@ def quiet_sim(logs_dir: Path) -> Iterator[Proc]:
         yield proc
 
 
-def test_inject_refuses_bad_orders(quiet_sim: Proc):
+def test_inject_refuses_bad_orders(quiet_sim: Proc) -> None:
     """Unknown object: the course's 404; a metric the object lacks or a bad kind: a 422 naming it."""
     url = quiet_sim.url + "/_sim/anomalies/inject"
     assert httpx.post(url, json={"object_id": "device_99"}).json() == {"error": "Device not found"}
@@ -31,7 +31,7 @@ def test_inject_refuses_bad_orders(quiet_sim: Proc):
     assert kind.status_code == 422 and "kind" in kind.text
 
 
-def test_injected_spike_opens_an_event(quiet_sim: Proc, logs_dir: Path, tmp_path: Path):
+def test_injected_spike_opens_an_event(quiet_sim: Proc, logs_dir: Path, tmp_path: Path) -> None:
     """The CLI injects a spike on device_1; the sim reports it and the edge opens an event within seconds."""
     with start_iotedge(edge_args(quiet_sim.url, tmp_path), log_dir=logs_dir, env=edge_env()) as edge:
         wait_for(lambda: httpx.get(edge.url + "/readyz").status_code == 200, 20, "edge ready")

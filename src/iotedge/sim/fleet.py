@@ -247,9 +247,9 @@ class Fleet:
 
     def anomaly_at(self, obj: DeviceObject, ts: float) -> AnomalyEvent | None:
         """The injected anomaly active on ``obj`` at ``ts`` (end exclusive), if any."""
-        for event in reversed(self.injected):
-            if event.object_id == obj.id and event.start <= ts < event.end:
-                return event
+        for demanded in reversed(self.injected):
+            if demanded.object_id == obj.id and demanded.start <= ts < demanded.end:
+                return demanded
         if self.anomaly_rate <= 0:
             return None
         event = self._event_in_slot(obj, int(ts // self.anomaly_slot_s))

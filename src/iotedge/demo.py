@@ -87,7 +87,6 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
         data_dir=Path(data_dir),
         poll_interval=poll_interval,
         api_keys=",".join(f"{client}={key}" for client, key in keys.items()),
-        env="dev",
     )
     edge_app = create_edge(edge_settings)
     keys_env = Path(data_dir) / "demo-keys.env"

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install install-dev run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
+.PHONY: install install-dev diagram run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
 
 ## What running needs only (make run, make sim).
 install: $(VENV)/.installed
@@ -60,9 +60,13 @@ test: install-dev
 bench: install-dev
 	$(PY) bench/run.py
 
-## Regenerate docs/api.md, docs/configuration.md and the module map of docs/architecture.md.
-docs: install-dev
+## Regenerate docs/api.md, docs/configuration.md, the module map of docs/architecture.md and the picture.
+docs: install-dev diagram
 	$(PY) -m tools.docs_gen
+
+## Render docs/img/overview.svg (the devices -> edge -> cloud picture) from docs/img/overview.json.
+diagram:
+	$(PYTHON) -m tools.diagram
 
 ## Re-run the docs' runnable examples against a fresh `iotedge run` and refresh their shown output.
 docs-examples: install-dev

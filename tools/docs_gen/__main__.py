@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
 
     files = args.files or [args.docs_dir.parent / "README.md", *sorted(args.docs_dir.glob("*.md"))]
     failed = refresh_outputs(files, warmup=args.warmup)
+    from tools.docs_gen.translation import TRANSLATIONS, sync_outputs
+
+    for source, translation in TRANSLATIONS.items():
+        if source in files and sync_outputs(source, translation):
+            sys.stdout.write(f"copied the shown outputs of {source.name} into {translation}\n")
     for where in failed:
         sys.stderr.write(f"example failed (output kept): {where}\n")
     return 1 if failed else 0

@@ -4,7 +4,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.dashboards import render, write
+from tools.dashboards import render, render_grafana11, write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,11 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in write(args.directory):
             sys.stdout.write(f"wrote {path}\n")
         return 0
-    stale = [name for name, text in render().items() if _read(args.directory / name) != text]
+    expected = {args.directory / name: text for name, text in render().items()}
+    grafana11 = args.directory.parent / "grafana11"
+    expected |= {grafana11 / rel: text for rel, text in render_grafana11(args.directory.parent).items()}
+    stale = [path for path, text in expected.items() if _read(path) != text]
     for name in stale:
-        sys.stderr.write(
-            f"{args.directory / name} is not what the generator writes; run python -m tools.dashboards\n"
-        )
+        sys.stderr.write(f"{name} is not what the generator writes; run python -m tools.dashboards\n")
     return 1 if stale else 0
 
 

@@ -174,7 +174,7 @@ def test_shipped_provisioning_matches_compose() -> None:
 
 def _with_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """compose's merge for what the grafana service overrides: image, environment keys, volume targets."""
-    merged = json.loads(json.dumps(base))
+    merged: dict[str, Any] = json.loads(json.dumps(base))
     grafana, extra = merged["services"]["grafana"], override["services"]["grafana"]
     grafana["image"] = extra.get("image", grafana["image"])
     grafana["environment"].update(extra.get("environment", {}))

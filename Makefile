@@ -4,15 +4,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
+.PHONY: install install-dev diagram run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
 
+## What running needs only (make run, make sim).
 install: $(VENV)/.installed
 
+## Plus the tools of the checks and the tests (the suite also covers bench/, hence its extras).
+install-dev: $(VENV)/.installed-dev
+
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	touch $@
+	touch $@ $(VENV)/.installed
 
 ## Start the simulator and the edge together with demo keys (Ctrl-C stops both).
 run: install
@@ -31,32 +41,36 @@ prometheus:
 	  --storage.tsdb.path=$(PROMETHEUS_DATA) --web.listen-address=127.0.0.1:9090
 
 ## Read-only checks: formatting, lint, types.
-check: install
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/ruff check src tests bench
+check: install-dev
+	$(BIN)/ruff format --check src tests bench tools
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 
 lint: check
 
 ## Apply the formatter and the safe lint fixes.
-fix: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+fix: install-dev
+	$(BIN)/ruff format src tests bench tools
+	$(BIN)/ruff check --fix src tests bench tools
 
 ## The test suite (real processes on 127.0.0.1).
-test: install
+test: install-dev
 	$(PY) -m pytest
 
-bench: install
+bench: install-dev
 	$(PY) bench/run.py
 
-## Regenerate docs/api.md, docs/configuration.md and the module map of docs/architecture.md.
-docs: install
-	$(PY) -m iotedge.docs_gen
+## Regenerate docs/api.md, docs/configuration.md, the module map of docs/architecture.md and the picture.
+docs: install-dev diagram
+	$(PY) -m tools.docs_gen
+
+## Render docs/img/overview.svg (the devices -> edge -> cloud picture) from docs/img/overview.json.
+diagram:
+	$(PYTHON) -m tools.diagram
 
 ## Re-run the docs' runnable examples against a fresh `iotedge run` and refresh their shown output.
-docs-examples: install
-	$(PY) -m iotedge.docs_gen examples
+docs-examples: install-dev
+	$(PY) -m tools.docs_gen examples
 
 # Copies an example settings file, replacing each '=change-me' by a fresh random value.
 define FILL_PLACEHOLDERS
@@ -80,7 +94,7 @@ k8s-secrets:
 	@$(PYTHON) -c "$$FILL_PLACEHOLDERS" deploy/k8s/secrets.env.example deploy/k8s/secrets.env
 
 ## Static checks of the Dockerfile, compose.yaml, deploy/k8s and deploy/prometheus (also in make test).
-deliverables-check: install
+deliverables-check: install-dev
 	$(PY) -m pytest tests/delivery
 
 ## Re-pin the image's runtime dependencies (deploy/docker/requirements.txt) from pyproject.toml.

@@ -1,6 +1,6 @@
 """The practical ceiling: a bare Starlette app with a fixed small JSON body.
 
-Served exactly as iotedge serves its apps (``iotedge.cli.uvicorn_server``: uvicorn with
+Served exactly as iotedge serves its apps (``iotedge.serving.uvicorn_server``: uvicorn with
 uvloop and httptools when installed, no access log), so the gap between this and the
 simulator is the cost of the simulator's own work.
 
@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from iotedge.cli import uvicorn_server
+from iotedge.serving import uvicorn_server
 
 __all__ = ["create_app", "main"]
 

@@ -3,16 +3,17 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import click
-import uvicorn
 
 from iotedge import __version__
 from iotedge.cli_security import certs, edge_security_options, keys, tls_options
+from iotedge.cli_sim import inject
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
 from iotedge.errors import ConfigError
+from iotedge.serving import run_async, uvicorn_server
 from iotedge.tls import server_options
 
 __all__ = ["main"]
@@ -41,16 +42,6 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is missing only on unusual platforms
-        asyncio.run(coro)
-        return
-    uvloop.run(coro)
-
-
 def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         for option in reversed(options):
@@ -58,28 +49,6 @@ def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Callable[...
         return func
 
     return decorate
-
-
-GRACEFUL_SHUTDOWN_S = 3
-
-
-def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
-    """A uvicorn server for ``app`` that leaves logging to us and serves no access log."""
-    # No proxy headers: the failed-login cap counts the peer's own address, not a claimed one.
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        proxy_headers=False,
-        server_header=False,
-        # Stop within seconds on SIGTERM even when clients hold requests open (k8s, compose).
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        **extra,
-    )
-    return uvicorn.Server(config)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -96,7 +65,13 @@ def main(log_level: str) -> None:
     """iotedge: an IoT edge gateway and the device API simulator it polls.
 
     \b
-    iotedge sim    serve the simulated device API (the course's endpoints)
+    iotedge run      the simulator and the edge together, with demo keys (make run)
+    iotedge sim      serve the simulated device API (the course's endpoints)
+    iotedge edge     run the edge: poll, store, detect anomalies, serve the API
+    iotedge keys     create, list and revoke the edge's API keys
+    iotedge certs    development certificates for HTTPS and mTLS
+    iotedge notify   test the webhook and email notifications
+    iotedge inject   start an anomaly now on a running simulator
     Each flag also reads an IOTEDGE_* environment variable; a flag wins over it.
     """
     _setup_logging(log_level)
@@ -242,3 +217,4 @@ def notify_test(**options: Any) -> None:
 
 main.add_command(keys)
 main.add_command(certs)
+main.add_command(inject)

@@ -146,7 +146,6 @@ class EdgeSettings(_Settings):
     clients: tuple[str, ...] = Field(
         (), description="Poll only these clients' objects (comma-separated; empty = all): one edge per group."
     )
-    env: Literal["dev", "prod"] = Field("prod", description="'dev' relaxes secret checks.")
     webhook_url: str = Field("", description="Anomaly notifications by webhook: the receiver's URL.")
     webhook_secret: str = Field("", repr=False, description="Shared secret of the webhook's HMAC signature.")
     smtp_host: str = Field("", description="Anomaly notifications by email: the SMTP server.")

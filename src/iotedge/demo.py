@@ -69,8 +69,8 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
 
 async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
     """Serve the simulator and the edge until interrupted."""
-    from iotedge.cli import uvicorn_server
     from iotedge.edge.app import create_app as create_edge
+    from iotedge.serving import uvicorn_server
     from iotedge.sim.app import create_app as create_sim
 
     for bound, flag in ((sim_port, "--sim-port"), (port, "--port"), (metrics_port, "--metrics-port")):
@@ -87,7 +87,6 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
         data_dir=Path(data_dir),
         poll_interval=poll_interval,
         api_keys=",".join(f"{client}={key}" for client, key in keys.items()),
-        env="dev",
     )
     edge_app = create_edge(edge_settings)
     keys_env = Path(data_dir) / "demo-keys.env"

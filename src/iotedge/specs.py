@@ -11,8 +11,6 @@ __all__ = [
     "METRIC_ORDER",
     "DeviceType",
     "MetricSpec",
-    "device_type",
-    "metric_spec",
 ]
 
 
@@ -105,13 +103,3 @@ DEVICE_TYPES: dict[str, DeviceType] = {
         DeviceType(name="activity_tracker", metrics=("activity_level", "battery_level")),
     )
 }
-
-
-def device_type(name: str) -> DeviceType | None:
-    """Return the device type called ``name``, or None when it is unknown."""
-    return DEVICE_TYPES.get(name)
-
-
-def metric_spec(key: str) -> MetricSpec | None:
-    """Return the spec of metric ``key``, or None when it is unknown."""
-    return METRICS.get(key)

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from tools.dashboards import render, render_grafana11
+from tools.dashboards.performance import METRIC_NAMES
 
-from iotedge.dashboards import render
-from iotedge.dashboards.performance import METRIC_NAMES
 from tests.conftest import KEYS, Stack, wait_for
 from tests.delivery.compose_env import REPO
 from tests.grafana_plugins import (
@@ -34,7 +34,11 @@ from tests.grafana_plugins import (
 
 DASHBOARDS = REPO / "deploy/grafana/dashboards"
 DATASOURCES = REPO / "deploy/grafana/provisioning/datasources"
-_FILES = sorted(DASHBOARDS.glob("*.json"))
+GRAFANA11 = REPO / "deploy/grafana/grafana11"  # compose.grafana11.yaml: the default tree + Simple JSON
+# Every dashboard once: the default ones, and those only Grafana 11 with Angular can show.
+_FILES = sorted(DASHBOARDS.glob("*.json")) + sorted(
+    path for path in (GRAFANA11 / "dashboards").glob("*.json") if not (DASHBOARDS / path.name).exists()
+)
 _KEY = KEYS["*"]  # compose gives Grafana the cross-client key (EDGE_API_KEY)
 _STEP_MS = 2000
 _ACCEPT = "application/json;q=0.9,text/plain"  # what Infinity asks for
@@ -47,7 +51,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 def _provisioned() -> dict[str, str]:
     found = {}
-    for path in DATASOURCES.glob("*.yaml"):
+    for path in [*DATASOURCES.glob("*.yaml"), *(GRAFANA11 / "provisioning/datasources").glob("*.yaml")]:
         for ds in yaml.safe_load(path.read_text())["datasources"]:
             found[ds["uid"]] = ds["type"]
     return found
@@ -60,13 +64,20 @@ def _targets(model: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, 
 
 
 def test_committed_dashboards_are_the_generators_output() -> None:
-    """deploy/grafana/dashboards holds exactly what `python -m iotedge.dashboards` writes."""
+    """deploy/grafana/dashboards holds exactly what `python -m tools.dashboards` writes."""
     expected = render()
-    assert sorted(p.name for p in _FILES) == sorted(expected)
-    for path in _FILES:
-        assert path.read_text() == expected[path.name], (
-            f"regenerate {path.name}: python -m iotedge.dashboards"
-        )
+    assert sorted(p.name for p in DASHBOARDS.glob("*.json")) == sorted(expected)
+    for path in DASHBOARDS.glob("*.json"):
+        assert path.read_text() == expected[path.name], f"regenerate {path.name}: python -m tools.dashboards"
+
+
+def test_committed_grafana11_tree_is_the_generators_output() -> None:
+    """deploy/grafana/grafana11 is the default provisioning plus Simple JSON, exactly as generated."""
+    expected = render_grafana11(REPO / "deploy/grafana")
+    committed = {str(p.relative_to(GRAFANA11)): p.read_text() for p in GRAFANA11.rglob("*") if p.is_file()}
+    assert committed == expected, "regenerate: python -m tools.dashboards"
+    assert "grafana-simple-json-datasource" in expected["provisioning/datasources/datasources.yaml"]
+    assert "iot-fleet-simplejson.json" in {p.rsplit("/", 1)[-1] for p in expected}
 
 
 @pytest.mark.parametrize("path", _FILES, ids=lambda p: p.name)
@@ -353,3 +364,18 @@ def test_anomaly_annotations_return_events(live: Stack, path: Path) -> None:
         assert response.status_code == 200
         times = [event["time"] for event in response.json()]
     assert times and all(isinstance(t, int) and t > 1_000_000_000_000 for t in times)
+
+
+def test_dashboards_check_command_passes() -> None:
+    """`python -m tools.dashboards --check` (run from the repository root) finds nothing stale."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.dashboards", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr

@@ -19,8 +19,8 @@ _GRAFANA = REPO / "deploy/grafana"
 # Data source types that ship inside Grafana, and references that are not data sources.
 _CORE_TYPES = {"prometheus", "grafana", "datasource", "loki", "testdata"}
 _SPECIAL_UIDS = {"-- Grafana --", "-- Mixed --", "-- Dashboard --", "grafana"}
-# Angular-only plugins cannot load on the Grafana 12 image compose.yaml pins; they are
-# installed only when GRAFANA_IMAGE is set to an 11.x image (see compose.yaml).
+# Angular-only plugins cannot load on the Grafana 12 image compose.yaml pins: only the
+# Grafana 11 tree (compose.grafana11.yaml, deploy/grafana/grafana11) provisions them.
 _ANGULAR_ONLY = {"grafana-simple-json-datasource"}
 _ENV_REF = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
@@ -81,7 +81,7 @@ def check_grafana(root: Path, compose: dict[str, Any]) -> list[str]:
         if not uid:
             problems.append(f"data source {name}: no uid")
         uids.add(uid)
-        if kind not in _CORE_TYPES | plugins | _ANGULAR_ONLY:
+        if kind not in _CORE_TYPES | plugins:
             problems.append(f"data source {name}: plugin {kind} is not installed")
         text = json.dumps(ds)
         for var in _ENV_REF.findall(text):
@@ -97,7 +97,11 @@ def check_grafana(root: Path, compose: dict[str, Any]) -> list[str]:
     if len(uids) != len(datasources):
         problems.append("duplicate data source uids")
 
-    mount_target = next((t for t, s in mounts.items() if s == "./deploy/grafana/dashboards"), None)
+    inside = root.resolve().is_relative_to(REPO)  # the samples of the checker's own tests live elsewhere
+    dashboards_source = (
+        "./" + str((root / "dashboards").relative_to(REPO)) if inside else "./deploy/grafana/dashboards"
+    )
+    mount_target = next((t for t, s in mounts.items() if s == dashboards_source), None)
     for path in _yaml_files(root / "provisioning/dashboards"):
         data = yaml.safe_load(path.read_text()) or {}
         for provider in data.get("providers", []):
@@ -166,3 +170,36 @@ def test_shipped_provisioning_matches_compose() -> None:
     """deploy/grafana's data sources, plugins and dashboards agree with compose.yaml."""
     assert (_GRAFANA / "provisioning/datasources").is_dir()
     assert check_grafana(_GRAFANA, load_compose()) == []
+
+
+def _with_override(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """compose's merge for what the grafana service overrides: image, environment keys, volume targets."""
+    merged: dict[str, Any] = json.loads(json.dumps(base))
+    grafana, extra = merged["services"]["grafana"], override["services"]["grafana"]
+    grafana["image"] = extra.get("image", grafana["image"])
+    grafana["environment"].update(extra.get("environment", {}))
+    volumes = {v.split(":")[1]: v for v in grafana["volumes"]}
+    volumes |= {v.split(":")[1]: v for v in extra.get("volumes", [])}
+    grafana["volumes"] = list(volumes.values())
+    return merged
+
+
+def test_default_provisioning_has_no_angular_plugin() -> None:
+    """Grafana 12 (compose.yaml's) cannot load Simple JSON, so the default tree does not provision it."""
+    kinds = {ds.get("type") for ds in _datasources(_GRAFANA)}
+    assert not kinds & _ANGULAR_ONLY
+    assert re.search(r"grafana/grafana:12\.", load_compose()["services"]["grafana"]["image"])
+
+
+def test_grafana11_override_provisions_simple_json_where_it_loads() -> None:
+    """compose.grafana11.yaml: Grafana 11 with Angular, Simple JSON installed, its own tree wired right."""
+    override = yaml.safe_load((REPO / "compose.grafana11.yaml").read_text())
+    merged = _with_override(load_compose(), override)
+    grafana = merged["services"]["grafana"]
+    assert re.fullmatch(r"grafana/grafana:11\.\d+\.\d+", grafana["image"])
+    assert grafana["environment"]["GF_SECURITY_ANGULAR_SUPPORT_ENABLED"] == "true"
+    base_targets = {v.split(":")[1] for v in load_compose()["services"]["grafana"]["volumes"]}
+    assert {v.split(":")[1] for v in override["services"]["grafana"]["volumes"]} <= base_targets
+    root = _GRAFANA / "grafana11"
+    assert {ds.get("type") for ds in _datasources(root)} >= _ANGULAR_ONLY
+    assert check_grafana(root, merged) == []

@@ -1,7 +1,7 @@
 """docs/api.md is generated from the two apps' OpenAPI schemas and must match them."""
 
-from iotedge.docs_gen.api import render_api
-from iotedge.docs_gen.generate import DOCS_DIR, openapi_specs
+from tools.docs_gen.api import render_api
+from tools.docs_gen.generate import DOCS_DIR, openapi_specs
 
 API_MD = DOCS_DIR / "api.md"
 

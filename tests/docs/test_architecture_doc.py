@@ -3,8 +3,8 @@
 import importlib
 import re
 
-from iotedge.docs_gen.generate import DOCS_DIR, generated_files
-from iotedge.docs_gen.modules import module_docs
+from tools.docs_gen.generate import DOCS_DIR, generated_files
+from tools.docs_gen.modules import module_docs
 
 ARCHITECTURE_MD = DOCS_DIR / "architecture.md"
 

@@ -1,10 +1,10 @@
 """docs/configuration.md is generated from the settings models and the click commands."""
 
 import pytest
+from tools.docs_gen.configuration import click_options, render_configuration, settings_commands
+from tools.docs_gen.generate import DOCS_DIR
 
 from iotedge.config import env_name
-from iotedge.docs_gen.configuration import click_options, render_configuration, settings_commands
-from iotedge.docs_gen.generate import DOCS_DIR
 
 CONFIG_MD = DOCS_DIR / "configuration.md"
 

@@ -3,10 +3,10 @@
 import re
 from pathlib import Path
 
-from iotedge.docs_gen.markdown import anchor
+from tools.docs_gen.markdown import anchor
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC_FILES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _FENCED = re.compile(r"^ *```.*?^ *```", flags=re.S | re.M)
 

@@ -5,19 +5,35 @@ types it in the repository root while `make run` serves on the default addresses
 `source data/demo-keys.env`. The test starts `iotedge run` on free ports with its data in a
 work directory, rewrites 127.0.0.1:8000/5000/8001 to those ports, exports the demo keys
 ($CLIENT_1_KEY ... $CLOUD_KEY) and runs each block with bash (errexit, pipefail).
+When a ``text output`` block follows, what the block prints must match it under the
+placeholders of ``tools.docs_gen.examples.PLACEHOLDERS`` (``text output varies``: not compared).
+docs/fr/ repeats the English blocks; tests/docs/test_translation.py checks that they agree.
 """
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tools.docs_gen.examples import (
+    DemoStack,
+    find_blocks,
+    format_output,
+    normalise,
+    output_block_of,
+    prepare_workdir,
+    read_keys,
+    rewrite_addresses,
+    run_block,
+)
 
-from iotedge.docs_gen.examples import DemoStack, find_blocks, prepare_workdir, read_keys, run_block
 from tests.procs import free_port, start_iotedge
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCKS = [block for path in DOC_FILES for block in find_blocks(path) if block.runnable]
+SHOWN = {
+    block.where: output_block_of(find_blocks(block.path), block) for block in BLOCKS
+}  # the output block after each runnable block, if any
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +62,18 @@ def test_docs_have_runnable_examples():
 @pytest.mark.integration
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.where for block in BLOCKS])
 def test_runnable_example(block, demo):
-    """The example exits 0 and prints something."""
+    """The example exits 0, prints something, and prints what its output block shows."""
     result = run_block(block, demo, timeout=15)
     assert result.returncode == 0, (
         f"{block.where} exited {result.returncode}:\n{block.code}\n---\n{result.stdout}"
     )
     assert result.stdout.strip(), f"{block.where} printed nothing:\n{block.code}"
+    shown = SHOWN[block.where]
+    if shown is None or "varies" in shown.info.split():
+        return
+    printed = format_output(rewrite_addresses(result.stdout, demo.ports, reverse=True))
+    assert normalise(printed) == normalise(shown.code), (
+        f"{block.where}: the shown output is not what the block prints "
+        "(refresh it with `make docs-examples`, or fix the code):\n"
+        f"--- shown\n{shown.code}\n--- printed\n{printed}"
+    )

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -356,8 +356,3 @@ class RuleEngine:
                     started_at=now,
                 )
             )
-
-
-def rules_summary(rules: RuleSet) -> dict[str, Any]:
-    """The rules as JSON (for docs and the API)."""
-    return rules.model_dump()

@@ -4,7 +4,7 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from pydantic import BaseModel, Field
@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from iotedge import __version__
 from iotedge.config import GarbageKind, SimSettings
 from iotedge.sim.faults import FaultMiddleware, Faults
-from iotedge.sim.fleet import Fleet
+from iotedge.sim.fleet import AnomalyEvent, Fleet
+from iotedge.specs import DEVICE_TYPES
 from iotedge.web import JSONBytes, error_response, install_json_errors
 
 __all__ = ["create_app"]
@@ -64,6 +65,17 @@ class ErrorOut(BaseModel):
 
     error: str
     detail: Any = None
+
+
+class InjectIn(BaseModel):
+    """An anomaly to start now on one object."""
+
+    object_id: str = Field(examples=["device_1"])
+    kind: Literal["spike", "stuck", "missing", "battery_low"] = "spike"
+    metric: str | None = Field(
+        None, description="One of the object's metrics; default its primary one (battery_low: battery_level)."
+    )
+    duration_s: float = Field(120.0, gt=0, le=86_400, description="How long it lasts, in seconds.")
 
 
 class FaultsIn(BaseModel):
@@ -141,6 +153,19 @@ class _CurrentReadingLane:
                         await send({"type": "http.response.body", "body": body})
                         return
         await self.app(scope, receive, send)
+
+
+def _event_json(event: AnomalyEvent) -> dict[str, Any]:
+    return {
+        "object_id": event.object_id,
+        "client": event.client,
+        "kind": event.kind,
+        "metric": event.metric,
+        "start": event.start,
+        "end": event.end,
+        "started_at": _iso(event.start, True),
+        "ended_at": _iso(event.end, True),
+    }
 
 
 def create_app(
@@ -330,20 +355,33 @@ def create_app(
                     }
                 ],
             )
-        events = [
-            {
-                "object_id": event.object_id,
-                "client": event.client,
-                "kind": event.kind,
-                "metric": event.metric,
-                "start": event.start,
-                "end": event.end,
-                "started_at": _iso(event.start, True),
-                "ended_at": _iso(event.end, True),
-            }
-            for event in fleet.anomalies(start, end, objects)
-        ]
+        events = [_event_json(event) for event in fleet.anomalies(start, end, objects)]
         return JSONBytes({"since": start, "until": end, "anomalies": events})
+
+    @app.post("/_sim/anomalies/inject", tags=["simulator"], status_code=201, responses=not_found)
+    async def inject(order: InjectIn) -> JSONBytes:
+        """Start an anomaly now on one object (for live demos of alerts and notifications)."""
+        obj = fleet.by_id.get(order.object_id)
+        if obj is None:
+            return JSONBytes(_NOT_FOUND_DEVICE, status_code=404)
+        metric = order.metric or ("battery_level" if order.kind == "battery_low" else obj.primary)
+        allowed = DEVICE_TYPES[obj.type].metrics
+        if metric not in allowed or (order.kind == "battery_low" and metric != "battery_level"):
+            return error_response(
+                422,
+                "Invalid request parameters",
+                [
+                    {
+                        "parameter": "metric",
+                        "in": "body",
+                        "message": f"{obj.id} ({obj.type}) measures {', '.join(allowed)}; "
+                        "battery_low applies to battery_level only",
+                    }
+                ],
+            )
+        event = fleet.inject(obj, kind=order.kind, metric=metric, start=clock(), duration_s=order.duration_s)
+        rendered.pop(obj.index, None)  # the cached current body predates the anomaly
+        return JSONBytes(_event_json(event), status_code=201)
 
     @app.get("/_sim/faults", tags=["simulator"])
     async def get_faults() -> dict[str, object]:

@@ -111,6 +111,8 @@ class Fleet:
         self.anomaly_rate = anomaly_rate
         self.anomaly_slot_s = anomaly_slot_s
         self.objects: list[DeviceObject] = []
+        self.injected: list[AnomalyEvent] = []
+        """Anomalies injected on demand (``inject``), on top of the seeded schedule."""
         self.by_id: dict[str, DeviceObject] = {}
         self.by_client: dict[str, list[DeviceObject]] = {}
         for index in range(clients * objects_per_client):
@@ -225,8 +227,29 @@ class Fleet:
             object_id=obj.id, client=obj.client, kind=kind, metric=metric, start=start, end=end
         )
 
+    def inject(
+        self, obj: DeviceObject, *, kind: str, metric: str, start: float, duration_s: float
+    ) -> AnomalyEvent:
+        """Add an anomaly on demand from ``start`` for ``duration_s``; it wins over the schedule."""
+        begin = self.bucket_start(start)
+        event = AnomalyEvent(
+            object_id=obj.id,
+            client=obj.client,
+            kind=kind,
+            metric=metric,
+            start=begin,
+            end=max(begin + self.interval_s, self.bucket_start(start + duration_s)),
+        )
+        # Forget the ones long over, so a demo that injects all day keeps a short list.
+        self.injected = [old for old in self.injected if old.end > start - _DAY_S]
+        self.injected.append(event)
+        return event
+
     def anomaly_at(self, obj: DeviceObject, ts: float) -> AnomalyEvent | None:
         """The injected anomaly active on ``obj`` at ``ts`` (end exclusive), if any."""
+        for demanded in reversed(self.injected):
+            if demanded.object_id == obj.id and demanded.start <= ts < demanded.end:
+                return demanded
         if self.anomaly_rate <= 0:
             return None
         event = self._event_in_slot(obj, int(ts // self.anomaly_slot_s))
@@ -237,8 +260,15 @@ class Fleet:
     def anomalies(
         self, since: float, until: float, objects: list[DeviceObject] | None = None
     ) -> Iterator[AnomalyEvent]:
-        """Every injected anomaly that overlaps [since, until), oldest slot first."""
+        """Every injected anomaly overlapping [since, until): scheduled ones by slot, then those on demand."""
+        wanted = {obj.id for obj in objects} if objects is not None else None
+        on_demand = [
+            event
+            for event in self.injected
+            if event.start < until and event.end > since and (wanted is None or event.object_id in wanted)
+        ]
         if self.anomaly_rate <= 0:
+            yield from on_demand
             return
         first, last = int(since // self.anomaly_slot_s), int(until // self.anomaly_slot_s)
         for slot in range(first, last + 1):
@@ -246,3 +276,4 @@ class Fleet:
                 event = self._event_in_slot(obj, slot)
                 if event is not None and event.start < until and event.end > since:
                     yield event
+        yield from on_demand

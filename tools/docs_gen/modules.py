@@ -4,7 +4,7 @@ import importlib
 import pkgutil
 
 import iotedge
-from iotedge.docs_gen.markdown import code, table
+from tools.docs_gen.markdown import code, table
 
 __all__ = ["module_docs", "render_module_map"]
 

@@ -7,7 +7,13 @@ may use ``http://127.0.0.1:8000`` (simulator), ``:5000`` (edge API), ``:8001`` (
 ``$CLIENT_1_KEY`` ... ``$CLOUD_KEY``, ``data/`` and ``.venv/bin/iotedge``. A runner starts
 ``iotedge run`` on free ports, rewrites those addresses, and runs each block with bash.
 A ``text output`` block right after a runnable block shows what it printed in a real run;
-``python -m iotedge.docs_gen examples`` refreshes those from a fresh run.
+``python -m tools.docs_gen examples`` refreshes those from a fresh run.
+
+The tests compare each shown output with what the block prints now, after both pass
+through :func:`normalise`, which replaces what legitimately differs between two runs by a
+placeholder (see :data:`PLACEHOLDERS`). A block whose output depends on the clock or on
+earlier blocks (which anomalies happened in the last hours) is fenced ``text output varies``:
+it is run, but its output is not compared.
 """
 
 import contextlib
@@ -25,16 +31,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from iotedge.docs_gen.markdown import compact_json
+from tools.docs_gen.markdown import compact_json
 
 __all__ = [
     "DEFAULT_PORTS",
+    "PLACEHOLDERS",
     "Block",
     "DemoStack",
     "block_env",
     "demo_stack",
     "find_blocks",
     "format_output",
+    "normalise",
+    "output_block_of",
     "prepare_workdir",
     "read_keys",
     "refresh_outputs",
@@ -44,6 +53,29 @@ __all__ = [
 
 DEFAULT_PORTS = {"sim": 8000, "edge": 5000, "metrics": 8001}
 """The addresses examples are written for (what ``make run`` serves)."""
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
+PLACEHOLDERS: tuple[tuple[str, str, str], ...] = (
+    # (placeholder, regular expression, what it stands for), applied in this order.
+    (
+        "<TIME>",
+        r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?"
+        r"|\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT",
+        "a date and time: ISO 8601, the keys table's, an HTTP date",
+    ),
+    ("<KEY>", r"\bdemo_[\w-]{32}(?![\w-])", "a demo API key"),
+    ("<HASH>", r"\b[0-9a-f]{64}\b", "a SHA-256 in hex (key hashes)"),
+    ("<ID>", r"(?<![\w-])[0-9a-f]{8}(?![\w-])", "a key id"),
+    ("<EDGE>", r'(?<="edge_id": ")[^"]*', "the edge id (the host name by default)"),
+    (
+        "<NUM>",
+        rf"(?<![\w.])-?\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])\d{{10,}}(?![\w.])"
+        rf'|(?<=": ){_NUMBER}|(?<=\[){_NUMBER}(?=[,\]])|(?<=, ){_NUMBER}(?=[,\]])|(?<=\()\d+(?= more\))',
+        "a measurement, count or time: decimals, JSON values, epochs, the size of a cut list",
+    ),
+)
+"""The placeholders shown output is compared under (see :func:`normalise`)."""
+_LAYOUT = re.compile(r"\s*([\[\]{},:])\s*")
 
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _MAX_LIST = 8  # longer JSON lists are cut to their first _KEEP items
@@ -78,6 +110,14 @@ class Block:
     def where(self) -> str:
         """``file:line`` of the opening fence (1-based)."""
         return f"{self.path.name}:{self.start + 1}"
+
+
+def normalise(text: str) -> str:
+    """``text`` with each run-dependent value replaced by its placeholder."""
+    for placeholder, pattern, _ in PLACEHOLDERS:
+        text = re.sub(pattern, placeholder, text)
+    # JSON may be laid out on one line or several depending on how long its values are.
+    return _LAYOUT.sub(r"\1", text).strip()
 
 
 def find_blocks(path: Path) -> list[Block]:

@@ -7,7 +7,7 @@ Infinity reads the REST endpoints; simPod JSON and Simple JSON send protocol tar
 
 from typing import Any
 
-from iotedge.dashboards.layout import INFINITY, SIMPLE_JSON, SIMPOD_JSON, DataSource
+from tools.dashboards.layout import INFINITY, SIMPLE_JSON, SIMPOD_JSON, DataSource
 
 __all__ = ["InfinitySource", "ProtocolSource", "Source"]
 

@@ -1,14 +1,14 @@
 """The IoT fleet dashboard: series, statistics, battery, objects offline, anomalies.
 
-Built once per data source plugin (see :mod:`iotedge.dashboards.sources`), so whichever
+Built once per data source plugin (see :mod:`tools.dashboards.sources`), so whichever
 plugin a Grafana has, one provisioned fleet dashboard shows live data.
 """
 
 from typing import Any
 
-from iotedge.dashboards.layout import Grid, dashboard, metric_field, panel, thresholds
-from iotedge.dashboards.sources import Source
 from iotedge.specs import METRICS
+from tools.dashboards.layout import Grid, dashboard, metric_field, panel, thresholds
+from tools.dashboards.sources import Source
 
 __all__ = ["SERIES_METRICS", "fleet_dashboard"]
 

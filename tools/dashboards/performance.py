@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from iotedge.dashboards.layout import PROMETHEUS, Grid, dashboard, panel
+from tools.dashboards.layout import PROMETHEUS, Grid, dashboard, panel
 
 __all__ = ["METRIC_NAMES", "performance_dashboard"]
 

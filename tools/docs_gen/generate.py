@@ -3,14 +3,14 @@
 from pathlib import Path
 from typing import Any
 
-from iotedge.docs_gen.api import render_api
-from iotedge.docs_gen.configuration import render_configuration
-from iotedge.docs_gen.markdown import replace_region
-from iotedge.docs_gen.modules import render_module_map
+from tools.docs_gen.api import render_api
+from tools.docs_gen.configuration import render_configuration
+from tools.docs_gen.markdown import replace_region
+from tools.docs_gen.modules import render_module_map
 
 __all__ = ["DOCS_DIR", "generated_files", "openapi_specs", "write_generated"]
 
-DOCS_DIR = Path(__file__).resolve().parents[3] / "docs"
+DOCS_DIR = Path(__file__).resolve().parents[2] / "docs"
 """docs/ of the source checkout this package is installed from (editable install)."""
 
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from iotedge.config import EDGE_ENV_PREFIX, SIM_ENV_PREFIX, EdgeSettings, SimSettings, env_name
-from iotedge.docs_gen.markdown import GENERATED_NOTE, code, compact_json, table
 from iotedge.edge.auth import KeyRecord
 from iotedge.edge.rules import DEFAULT_RULES, RuleSet
+from tools.docs_gen.markdown import GENERATED_NOTE, code, compact_json, table
 
 __all__ = ["click_options", "render_configuration", "settings_commands"]
 
@@ -124,7 +124,7 @@ _DATA_DIR_FILES = [
 
 # Sections of the edge's settings, by field name; fields not listed go under "Other".
 _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
-    "Server": ("host", "port", "metrics_port", "edge_id", "env"),
+    "Server": ("host", "port", "metrics_port", "edge_id"),
     "Device API and collector": ("upstream", "poll_interval", "poll_concurrency", "upstream_timeout"),
     "Store and data": ("data_dir", "retention", "stale_after", "rules_file"),
     "Keys": ("keys_file", "api_keys"),
@@ -161,7 +161,8 @@ _COMMAND_NOTES = {
         "`iotedge run` builds both roles' settings like `iotedge sim` and `iotedge edge` do, so "
         "their other `IOTEDGE_SIM_*` and `IOTEDGE_*` variables apply too (e.g. `IOTEDGE_SIM_SEED`, "
         "`IOTEDGE_RULES_FILE`), except the ones it sets itself: the ports and data directory above, "
-        "the upstream URL, `IOTEDGE_API_KEYS` (fresh demo keys) and `IOTEDGE_ENV=dev`."
+        "the upstream URL and `IOTEDGE_API_KEYS` (fresh demo keys). The notification variables "
+        "apply as well, so `IOTEDGE_WEBHOOK_URL=... iotedge run` notifies."
     ),
 }
 

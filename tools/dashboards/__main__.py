@@ -1,15 +1,15 @@
-"""``python -m iotedge.dashboards [--check] [DIRECTORY]``: write or check the dashboard JSON files."""
+"""``python -m tools.dashboards [--check] [DIRECTORY]``: write or check the dashboard JSON files."""
 
 import argparse
 import sys
 from pathlib import Path
 
-from iotedge.dashboards import render, write
+from tools.dashboards import render, render_grafana11, write
 
 
 def main(argv: list[str] | None = None) -> int:
     """Write the dashboards (default deploy/grafana/dashboards), or with --check compare them."""
-    parser = argparse.ArgumentParser(prog="python -m iotedge.dashboards", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.dashboards", description=__doc__)
     parser.add_argument("directory", nargs="?", type=Path, default=Path("deploy/grafana/dashboards"))
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
     args = parser.parse_args(argv)
@@ -17,11 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in write(args.directory):
             sys.stdout.write(f"wrote {path}\n")
         return 0
-    stale = [name for name, text in render().items() if _read(args.directory / name) != text]
+    expected = {args.directory / name: text for name, text in render().items()}
+    grafana11 = args.directory.parent / "grafana11"
+    expected |= {grafana11 / rel: text for rel, text in render_grafana11(args.directory.parent).items()}
+    stale = [path for path, text in expected.items() if _read(path) != text]
     for name in stale:
-        sys.stderr.write(
-            f"{args.directory / name} is not what the generator writes; run python -m iotedge.dashboards\n"
-        )
+        sys.stderr.write(f"{name} is not what the generator writes; run python -m tools.dashboards\n")
     return 1 if stale else 0
 
 

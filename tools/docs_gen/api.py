@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from iotedge.docs_gen.markdown import GENERATED_NOTE, anchor, code, table
+from tools.docs_gen.markdown import GENERATED_NOTE, anchor, code, table
 
 __all__ = ["render_api"]
 

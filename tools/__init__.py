@@ -1,0 +1,1 @@
+"""Build-time tools (documentation and dashboard generators): not part of the installed package."""

@@ -9,7 +9,7 @@ export function el(tag, attrs = {}, ...children) {
     if (!SAFE_ATTRS.test(name)) throw new Error(`attribute not allowed: ${name}`);
     node.setAttribute(name, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -22,7 +22,7 @@ export function clear(node) {
 
 export function replace(node, ...children) {
   clear(node);
-  for (const child of children.flat()) if (child) node.append(child);
+  for (const child of children.flat(Infinity)) if (child) node.append(child);
 }
 
 export function select(id, labelText, options, current) {

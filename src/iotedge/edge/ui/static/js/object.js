@@ -107,7 +107,7 @@ export function mount(container, route) {
       cursor: { show: true },
       legend: { show: false },
       scales: {
-        x: { time: true },
+        x: { time: true, range: () => shownRange },
         y: {
           range: (u, lo, hi) => {
             const all = [lo, hi, ...levels].filter((v) => v !== null && v !== undefined && Number.isFinite(v));
@@ -129,12 +129,15 @@ export function mount(container, route) {
   }
 
   let lastStatus = null;
+  let shownRange = [Date.now() / 1000 - 3600, Date.now() / 1000];
   const view = {
     async refresh(status) {
       lastStatus = status;
       if (!picker.firstChild) buildPicker();
       const range = rangeOf(windowName, atShown);
       const step = Math.max(1, Math.round(range.seconds / BUCKETS));
+      const now = Date.now() / 1000;
+      shownRange = range.params.from ? [range.params.from, range.params.to] : [now - range.seconds, now];
       info = await api(`/objects/${segment(id)}`);
       subtitle.textContent = `${t("client")} ${info.client} · ${t("type")} ${info.type}`
         + (atShown ? ` · ${t("shown_at", { t: dateTime(atShown) })}` : "");

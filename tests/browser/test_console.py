@@ -1,0 +1,215 @@
+"""The web console at /ui/ in a real headless Chromium, against real sim and edge processes."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser.harness import axe_violations, browser, dump, login, open_page, wait_until
+from tests.conftest import KEYS, Stack, edge_args, edge_env, wait_for
+from tests.procs import start_iotedge
+
+__all__ = ["browser"]  # the module-scoped fixture, re-exported so pytest finds it here
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+# A wrong key answers 401 and Chromium logs the failed load: expected on the login test only.
+_FAILED_LOAD = "Failed to load resource: the server responded with a status of 401"
+
+
+@pytest.fixture(scope="module")
+def stack(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Three clients of two objects, one-second buckets and an anomaly in most 12 s slots."""
+    data_dir = tmp_path_factory.mktemp("console-edge")
+    sim_args = ["sim", "--seed", "5", "--interval", "1", "--anomaly-rate", "0.9", "--anomaly-slot", "12"]
+    with start_iotedge(sim_args, log_dir=logs_dir) as sim_proc:
+        started = time.time()
+        with start_iotedge(edge_args(sim_proc.url, data_dir), log_dir=logs_dir, env=edge_env()) as edge_proc:
+            result = Stack(sim=sim_proc, edge=edge_proc, data_dir=data_dir, started_at=started)
+            wait_for(lambda: result.get("/readyz").status_code == 200, 20, "edge ready")
+            yield result
+
+
+def _rows(page: Any, selector: str, attribute: str) -> list[str]:
+    return list(page.eval_on_selector_all(selector, f"rows => rows.map(r => r.getAttribute('{attribute}'))"))
+
+
+def test_client_key_sees_only_its_client(stack: Stack, browser: Any) -> None:
+    """client_1's key shows client_1's objects with values and freshness, and none of client_2's."""
+    watched = open_page(browser)
+    login(watched, stack.edge.url, KEYS["client_1"])
+    page = watched.page
+    page.wait_for_selector("#fleet-results tbody tr")
+    expected = {o["id"] for o in stack.get("/objects", client="client_1").json()["objects"]}
+    others = {o["id"] for o in stack.get("/objects", client="client_2").json()["objects"]}
+    shown = set(_rows(page, "#fleet-results tbody tr", "data-object"))
+    assert shown == expected
+    assert not shown & others
+    assert set(_rows(page, "#fleet-results tbody tr", "data-client")) == {"client_1"}
+    assert page.inner_text("#who") == "client client_1"
+    assert page.locator("[data-freshness=fresh]").count() == len(expected)
+    assert page.evaluate("sessionStorage.getItem('iotedge.key')") == KEYS["client_1"]
+    assert KEYS["client_1"] not in page.url
+    assert page.context.cookies() == []
+    assert watched.problems() == []
+    page.context.close()
+
+
+def test_wrong_key_shows_the_error(stack: Stack, browser: Any) -> None:
+    """A wrong key gets a clear message, no data, and is not kept."""
+    watched = open_page(browser, ignore=(_FAILED_LOAD,))
+    login(watched, stack.edge.url, "not-a-real-key-0000000000")
+    page = watched.page
+    wait_until(lambda: bool(page.inner_text("#login-error")), 10, "the login error")
+    assert "refused" in page.inner_text("#login-error")
+    assert page.locator("#fleet-results").count() == 0
+    assert page.evaluate("sessionStorage.getItem('iotedge.key')") is None
+    assert watched.problems() == []
+    page.context.close()
+
+
+def test_each_chart_draws_the_points_the_series_returned(stack: Stack, browser: Any) -> None:
+    """Every metric's chart holds exactly as many points as its /readings answer had."""
+    watched = open_page(browser)
+    page = watched.page
+    returned: dict[str, int] = {}
+
+    def on_response(response: Any) -> None:
+        if "/readings?" in response.url and response.status == 200:
+            body = response.json()
+            returned[body["metric"]] = len(body["points"])
+
+    page.on("response", on_response)
+    login(watched, stack.edge.url, KEYS["client_1"])
+    page.wait_for_selector("#fleet-results tbody tr")
+    page.click("#fleet-results tbody tr a >> nth=0")
+    page.wait_for_selector(".chart canvas")
+    page.click("button[data-window='15m']")
+
+    def drawn() -> dict[str, int]:
+        items = page.eval_on_selector_all(".chart", "cs => cs.map(c => [c.dataset.metric, c.dataset.points])")
+        return {metric: int(points) for metric, points in items}
+
+    wait_until(lambda: bool(returned) and drawn() == returned and min(returned.values()) > 0, 15, "charts drawn")
+    assert len(drawn()) == 2
+    assert page.locator(".stats [data-stat=count]").count() == 2
+    assert watched.problems() == []
+    page.context.close()
+
+
+def test_new_anomaly_appears_without_reload(stack: Stack, browser: Any) -> None:
+    """An anomaly the simulator injects shows up in the open anomalies view while the page stays."""
+    watched = open_page(browser)
+    page = watched.page
+    login(watched, stack.edge.url, KEYS["*"])
+    page.wait_for_selector("#fleet-results tbody tr")
+    page.click("nav a[data-view=anomalies]")
+    page.wait_for_selector("#filter-state")
+    page.select_option("#filter-state", "open")
+    page.evaluate("window.__sameDocument = true")
+    before = set(_rows(page, "#anomaly-results tbody tr", "data-event"))
+    known = {str(e["event_id"]) for e in stack.get("/anomalies", client="*", limit=10000).json()["anomalies"]}
+
+    def new_open_event() -> str | None:
+        events = stack.get("/anomalies", client="*", state="open").json()["anomalies"]
+        fresh = [str(e["event_id"]) for e in events if str(e["event_id"]) not in known | before]
+        return fresh[0] if fresh else None
+
+    wait_until(lambda: new_open_event() is not None, 40, "the edge to open a new anomaly")
+    event_id = new_open_event()
+    seen_by_api = time.monotonic()
+    page.wait_for_selector(f"#anomaly-results tr[data-event='{event_id}']", timeout=10_000, state="attached")
+    # One poll interval (1 s) plus the page's own request time.
+    assert time.monotonic() - seen_by_api < 3.0
+    assert page.evaluate("window.__sameDocument === true")
+    row = page.locator(f"#anomaly-results tr[data-event='{event_id}'] a")
+    assert "at=" in (row.get_attribute("href") or "")
+    assert watched.problems() == []
+    page.context.close()
+
+
+def test_french_and_english_render(stack: Stack, browser: Any) -> None:
+    """Accept-Language picks French; the switch goes to English; both render the fleet."""
+    watched = open_page(browser, locale="fr-FR")
+    page = watched.page
+    page.goto(stack.edge.url + "/ui/")
+    assert page.get_attribute("html", "lang") == "fr"
+    assert page.inner_text("#login-title") == "Connexion avec votre clé d’API"
+    page.fill("#key-input", KEYS["client_1"])
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#fleet-results tbody tr")
+    assert page.inner_text("#view h1") == "Parc"
+    assert page.locator("[data-freshness=fresh]").first.inner_text() == "à jour"
+    page.select_option("#lang-switch", "en")
+    wait_until(lambda: page.inner_text("#view h1") == "Fleet", 10, "the English fleet")
+    page.wait_for_selector("#fleet-results tbody tr")
+    assert page.inner_text("nav a[data-view=status]") == "Edge status"
+    assert page.get_attribute("html", "lang") == "en"
+    assert watched.problems() == []
+    page.context.close()
+
+
+def _views(page: Any, object_id: str) -> list[tuple[str, str]]:
+    return [
+        ("fleet", "#fleet-results tbody tr"),
+        (f"object/{object_id}", ".chart canvas"),
+        ("anomalies", "#anomaly-results table, #anomaly-results p"),
+        ("status", "#status-cards .card"),
+    ]
+
+
+def test_every_view_is_clean_accessible_and_keyboard_reachable(stack: Stack, browser: Any) -> None:
+    """In each view: no console error, no CSP violation, no serious axe finding, Tab reaches every control."""
+    watched = open_page(browser)
+    page = watched.page
+    login(watched, stack.edge.url, KEYS["*"])
+    page.wait_for_selector("#fleet-results tbody tr")
+    for view, ready in _views(page, "device_1"):
+        page.evaluate(f"window.location.hash = '#/{view}'")
+        page.wait_for_selector(ready)
+        wait_until(lambda: page.get_attribute("#view", "data-refreshes") is not None, 10, f"{view} loaded")
+        assert axe_violations(page) == [], f"{view}: {dump(axe_violations(page))}"
+        controls = page.evaluate(
+            """() => {
+              const all = [...document.querySelectorAll('a[href], button, select, input')]
+                .filter(e => e.offsetParent !== null && !e.disabled);
+              all.forEach((e, i) => e.dataset.kbd = String(i));
+              return all.map(e => e.dataset.kbd);
+            }"""
+        )
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        reached: set[str] = set()
+        for _ in range(len(controls) * 2 + 5):
+            page.keyboard.press("Tab")
+            mark = page.evaluate("document.activeElement ? document.activeElement.dataset.kbd || '' : ''")
+            if mark:
+                reached.add(mark)
+            if reached >= set(controls):
+                break
+        assert set(controls) <= reached, f"{view}: Tab never reached {sorted(set(controls) - reached)}"
+    assert watched.problems() == []
+    page.context.close()
+
+
+def test_stopping_the_simulator_turns_freshness_stale(stack: Stack, browser: Any) -> None:
+    """With the device API gone, values stay on screen marked stale, with a banner (runs last)."""
+    watched = open_page(browser)
+    page = watched.page
+    login(watched, stack.edge.url, KEYS["client_1"])
+    page.wait_for_selector("[data-freshness=fresh]")
+    values = page.inner_text("#fleet-results tbody tr td.value >> nth=0")
+    stack.sim.stop()
+    wait_until(
+        lambda: page.locator("[data-freshness=fresh]").count() == 0
+        and page.locator("[data-freshness=stale]").count() > 0,
+        15,
+        "stale markers",
+    )
+    assert page.inner_text("#fleet-results tbody tr td.value >> nth=0") == values
+    assert page.is_visible("#banner")
+    assert httpx.get(stack.edge.url + "/healthz").status_code == 200
+    assert watched.problems() == []
+    page.context.close()

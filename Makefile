@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
+.PHONY: install run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples assets screenshots
 
 install: $(VENV)/.installed
 
@@ -57,6 +57,14 @@ docs: install
 ## Re-run the docs' runnable examples against a fresh `iotedge run` and refresh their shown output.
 docs-examples: install
 	$(PY) -m iotedge.docs_gen examples
+
+## Refresh the vendored front-end files (uPlot; axe-core for tests) from the npm registry, with their manifests.
+assets: install
+	$(PY) tools/vendor_assets.py
+
+## Regenerate docs/images/console-*.png from a seeded simulator and edge, in headless chromium.
+screenshots: install
+	$(PY) tools/console_screenshots.py
 
 # Copies an example settings file, replacing each '=change-me' by a fresh random value.
 define FILL_PLACEHOLDERS

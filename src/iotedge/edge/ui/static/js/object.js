@@ -118,7 +118,7 @@ export function mount(container, route) {
           },
         },
       },
-      series: [{}, { label: metric, stroke: "#0a58ca", width: 1.5, points: { show: false } }],
+      series: [{}, { label: metric, stroke: "#0a58ca", width: 1.5, points: { show: (u) => u.data[0].length < 40, size: 6 } }],
       axes: [{ stroke: "#1b1f24" }, { stroke: "#1b1f24", label: unit === "celsius" ? "°C" : unit === "percent" ? "%" : unit }],
       hooks: { drawClear: [drawBands(() => events.filter((e) => e.metric === metric))], draw: [drawThresholds(levels)] },
     };

@@ -56,7 +56,9 @@ class Watched:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the module."""
-    require(shutil.which("chromium") is not None, "Debian chromium is not installed (apt-get install chromium)")
+    require(
+        shutil.which("chromium") is not None, "Debian chromium is not installed (apt-get install chromium)"
+    )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:

@@ -40,9 +40,12 @@ def _rows(page: Any, selector: str, attribute: str) -> list[str]:
 def test_client_key_sees_only_its_client(stack: Stack, browser: Any) -> None:
     """client_1's key shows client_1's objects with values and freshness, and none of client_2's."""
     watched = open_page(browser)
-    login(watched, stack.edge.url, KEYS["client_1"])
     page = watched.page
+    weights: list[int] = []
+    page.on("response", lambda r: weights.append(len(r.body())) if "/ui/" in r.url else None)
+    login(watched, stack.edge.url, KEYS["client_1"])
     page.wait_for_selector("#fleet-results tbody tr")
+    assert 0 < sum(weights) < 300 * 1024, f"page weight {sum(weights)} bytes"
     expected = {o["id"] for o in stack.get("/objects", client="client_1").json()["objects"]}
     others = {o["id"] for o in stack.get("/objects", client="client_2").json()["objects"]}
     shown = set(_rows(page, "#fleet-results tbody tr", "data-object"))
@@ -56,6 +59,23 @@ def test_client_key_sees_only_its_client(stack: Stack, browser: Any) -> None:
     assert page.context.cookies() == []
     assert watched.problems() == []
     page.context.close()
+
+
+def test_status_is_scoped_and_the_console_has_its_own_csp(stack: Stack) -> None:
+    """GET /status hides the pending backlog from client keys; /ui/ allows only its own files."""
+    client = stack.get("/status", client="client_1").json()
+    cloud = stack.get("/status", client="*").json()
+    assert client["scope"] == "client_1" and client["notifications"]["pending"] is None
+    assert cloud["scope"] == "*" and isinstance(cloud["notifications"]["pending"], int)
+    assert {t["name"] for t in cloud["thresholds"]} >= {"temperature_high", "battery_level_low"}
+    assert httpx.get(stack.edge.url + "/status").status_code == 401
+    page = httpx.get(stack.edge.url + "/ui/", headers={"accept-language": "fr-CA,fr;q=0.9,en;q=0.5"})
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe" not in csp
+    assert '<html lang="fr">' in page.text
+    asset = httpx.get(stack.edge.url + "/ui/static/js/app.js")
+    assert asset.status_code == 200 and asset.headers["content-security-policy"] == csp
+    assert "script-src" not in stack.get("/objects").headers["content-security-policy"]
 
 
 def test_wrong_key_shows_the_error(stack: Stack, browser: Any) -> None:
@@ -93,7 +113,9 @@ def test_each_chart_draws_the_points_the_series_returned(stack: Stack, browser: 
         items = page.eval_on_selector_all(".chart", "cs => cs.map(c => [c.dataset.metric, c.dataset.points])")
         return {metric: int(points) for metric, points in items}
 
-    wait_until(lambda: bool(returned) and drawn() == returned and min(returned.values()) > 0, 15, "charts drawn")
+    wait_until(
+        lambda: bool(returned) and drawn() == returned and min(returned.values()) > 0, 15, "charts drawn"
+    )
     assert len(drawn()) == 2
     assert page.locator(".stats [data-stat=count]").count() == 2
     assert watched.problems() == []
@@ -137,7 +159,7 @@ def test_french_and_english_render(stack: Stack, browser: Any) -> None:
     page = watched.page
     page.goto(stack.edge.url + "/ui/")
     assert page.get_attribute("html", "lang") == "fr"
-    assert page.inner_text("#login-title") == "Connexion avec votre clé d’API"
+    assert page.inner_text("#login-title").startswith("Connexion avec votre clé")
     page.fill("#key-input", KEYS["client_1"])
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#fleet-results tbody tr")
@@ -184,7 +206,11 @@ def test_every_view_is_clean_accessible_and_keyboard_reachable(stack: Stack, bro
         reached: set[str] = set()
         for _ in range(len(controls) * 2 + 5):
             page.keyboard.press("Tab")
-            reached.add(page.evaluate(f"(() => {{ const e = document.activeElement; return e ? ({name})(e) : ''; }})()"))
+            reached.add(
+                page.evaluate(
+                    f"(() => {{ const e = document.activeElement; return e ? ({name})(e) : ''; }})()"
+                )
+            )
             if reached >= controls:
                 break
         assert controls <= reached, f"{view}: Tab never reached {sorted(controls - reached)}"
@@ -200,8 +226,10 @@ def test_stopping_the_simulator_turns_freshness_stale(stack: Stack, browser: Any
     page.wait_for_selector("[data-freshness=fresh]")
     stack.sim.stop()
     wait_until(
-        lambda: page.locator("[data-freshness=fresh]").count() == 0
-        and page.locator("[data-freshness=stale]").count() > 0,
+        lambda: (
+            page.locator("[data-freshness=fresh]").count() == 0
+            and page.locator("[data-freshness=stale]").count() > 0
+        ),
         15,
         "stale markers",
     )

@@ -42,6 +42,7 @@ def _csp(path: str) -> str:
         return DOCS_CSP
     return UI_CSP if path == "/ui" or path.startswith("/ui/") else API_CSP
 
+
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),

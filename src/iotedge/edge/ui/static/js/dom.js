@@ -1,4 +1,4 @@
-// DOM helpers: every text goes through textContent, never innerHTML (ids and values come
+// DOM helpers: every text goes through text nodes, never HTML parsing (ids and values come
 // from devices and from the URL).
 const SAFE_ATTRS = /^(class|id|href|for|type|value|title|role|scope|hidden|lang|min|max|low|high|optimum|tabindex|aria-[a-z]+|data-[a-z-]+)$/;
 

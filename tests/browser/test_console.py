@@ -144,8 +144,8 @@ def test_new_anomaly_appears_without_reload(stack: Stack, browser: Any) -> None:
     event_id = new_open_event()
     seen_by_api = time.monotonic()
     page.wait_for_selector(f"#anomaly-results tr[data-event='{event_id}']", timeout=10_000, state="attached")
-    # One poll interval (1 s) plus the page's own request time.
-    assert time.monotonic() - seen_by_api < 3.0
+    # One poll interval (1 s) plus the page's own requests, with slack for a loaded CI machine.
+    assert time.monotonic() - seen_by_api < 5.0
     assert page.evaluate("window.__sameDocument === true")
     row = page.locator(f"#anomaly-results tr[data-event='{event_id}'] a")
     assert "at=" in (row.get_attribute("href") or "")

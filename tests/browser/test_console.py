@@ -218,6 +218,26 @@ def test_every_view_is_clean_accessible_and_keyboard_reachable(stack: Stack, bro
     page.context.close()
 
 
+def test_rate_limited_login_says_so(stack: Stack, browser: Any, logs_dir: Path, tmp_path: Path) -> None:
+    """Once the per-address cap on failed logins is spent, the form shows the 429 as such."""
+    env = {**edge_env(), "IOTEDGE_AUTH_FAILURES": "2"}
+    with start_iotedge(edge_args(stack.sim.url, tmp_path), log_dir=logs_dir, env=env) as edge:
+        watched = open_page(browser, ignore=("Failed to load resource",))
+        page = watched.page
+        page.goto(edge.url + "/ui/")
+        messages = []
+        for _ in range(3):
+            page.fill("#key-input", "wrong-key-000000000000")
+            page.evaluate("document.getElementById('login-error').textContent = ''")
+            page.click("#login-form button[type=submit]")
+            wait_until(lambda: bool(page.inner_text("#login-error")), 10, "a login message")
+            messages.append(page.inner_text("#login-error"))
+        assert "refused" in messages[0]
+        assert "429" in messages[-1] and "Too many requests" in messages[-1]
+        assert watched.problems() == []
+        page.context.close()
+
+
 def test_stopping_the_simulator_turns_freshness_stale(stack: Stack, browser: Any) -> None:
     """With the device API gone, values stay on screen marked stale, with a banner (runs last)."""
     watched = open_page(browser)

@@ -238,9 +238,25 @@ def test_rate_limited_login_says_so(stack: Stack, browser: Any, logs_dir: Path, 
         page.context.close()
 
 
+def test_hostile_object_id_in_the_url_is_only_text(stack: Stack, browser: Any) -> None:
+    """An object id with markup in the URL is shown as text, never parsed, and answered 'not found'."""
+    watched = open_page(browser, ignore=("status of 404",))
+    page = watched.page
+    login(watched, stack.edge.url, KEYS["client_1"])
+    page.wait_for_selector("#fleet-results tbody tr")
+    hostile = '<img src=x onerror="window.__pwned=1">'
+    page.evaluate("id => { window.location.hash = '#/object/' + encodeURIComponent(id); }", hostile)
+    page.wait_for_selector("#view .error")
+    assert page.inner_text("#view h1").endswith(hostile)
+    assert page.locator("#view img").count() == 0
+    assert page.evaluate("window.__pwned === undefined")
+    assert watched.problems() == []
+    page.context.close()
+
+
 def test_stopping_the_simulator_turns_freshness_stale(stack: Stack, browser: Any) -> None:
-    """With the device API gone, values stay on screen marked stale, with a banner (runs last)."""
-    watched = open_page(browser)
+    """Device API gone: values stay, marked stale; then edge gone: still shown, with a banner (runs last)."""
+    watched = open_page(browser, ignore=("net::ERR_CONNECTION_REFUSED",))
     page = watched.page
     login(watched, stack.edge.url, KEYS["client_1"])
     page.wait_for_selector("[data-freshness=fresh]")
@@ -256,5 +272,10 @@ def test_stopping_the_simulator_turns_freshness_stale(stack: Stack, browser: Any
     assert "battery_level" in page.inner_text("#fleet-results tbody tr td.value >> nth=0")
     assert page.is_visible("#banner")
     assert httpx.get(stack.edge.url + "/healthz").status_code == 200
+    shown = page.locator("#fleet-results tbody tr").count()
+    stack.edge.stop()
+    wait_until(lambda: "does not answer" in page.inner_text("#banner"), 15, "the edge-down banner")
+    assert page.locator("#fleet-results tbody tr").count() == shown
+    assert page.locator("[data-freshness=fresh]").count() == 0
     assert watched.problems() == []
     page.context.close()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from iotedge.edge.container import ContainerSample
 from iotedge.edge.deps import ContextDep, PrincipalDep
@@ -23,6 +24,70 @@ router = APIRouter(tags=["status"])
 ContainerProbe = Callable[[], ContainerSample | None]
 
 _COUNTED_ROWS = 1000
+
+
+class CollectorOut(BaseModel):
+    """The polling loop's health."""
+
+    ok: bool
+    cycles: int
+    last_success_at: str | None
+    last_cycle_seconds: float
+    readings_ingested: int
+    store_error: str | None
+
+
+class UpstreamOut(BaseModel):
+    """The device API as the edge sees it; ``circuit`` is closed, open or half_open."""
+
+    ok: bool
+    consecutive_failures: int
+    last_error: str | None
+    circuit: str
+
+
+class NotificationCountsOut(BaseModel):
+    """Deliveries of the key's clients by status; ``pending`` only for the cloud key."""
+
+    channels: list[str]
+    by_status: dict[str, int]
+    pending: int | None
+
+
+class GaugesOut(BaseModel):
+    """The course's container gauges (percent of the limit, or of the host without one)."""
+
+    cpu_percent: float | None
+    memory_percent: float | None
+    memory_bytes: int
+    disk_percent: float | None
+    disk_used_bytes: int
+
+
+class ThresholdOut(BaseModel):
+    """A threshold rule, drawn as a line on the console's charts."""
+
+    metric: str
+    name: str
+    above: float | None
+    below: float | None
+
+
+class StatusOut(BaseModel):
+    """The edge's state for one key."""
+
+    edge_id: str
+    now: str
+    scope: str
+    poll_interval_seconds: float
+    stale_after_seconds: float
+    collector: CollectorOut
+    upstream: UpstreamOut
+    store: dict[str, int]
+    notifications: NotificationCountsOut
+    container: GaugesOut | None
+    units: dict[str, str]
+    thresholds: list[ThresholdOut]
 
 
 def _finite(value: float) -> float | None:
@@ -41,7 +106,7 @@ def _gauges(sample: ContainerSample | None) -> dict[str, Any] | None:
     }
 
 
-@router.get("/status")
+@router.get("/status", response_model=StatusOut)
 async def status(request: Request, ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
     """Collector, device API, store, notifications and container state, for this key."""
     health = ctx.collector.health

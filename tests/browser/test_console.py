@@ -46,7 +46,9 @@ def test_client_key_sees_only_its_client(stack: Stack, browser: Any) -> None:
     login(watched, stack.edge.url, KEYS["client_1"])
     page.wait_for_selector("#fleet-results tbody tr")
     assert 0 < sum(weights) < 300 * 1024, f"page weight {sum(weights)} bytes"
-    expected = {o["id"] for o in stack.get("/objects", client="client_1").json()["objects"]}
+    mine = stack.get("/objects", client="client_1").json()["objects"]
+    expected = {o["id"] for o in mine}
+    expected_types = {o["id"]: o["type"] for o in mine}
     others = {o["id"] for o in stack.get("/objects", client="client_2").json()["objects"]}
     shown = set(_rows(page, "#fleet-results tbody tr", "data-object"))
     assert shown == expected
@@ -57,6 +59,18 @@ def test_client_key_sees_only_its_client(stack: Stack, browser: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('iotedge.key')") == KEYS["client_1"]
     assert KEYS["client_1"] not in page.url
     assert page.context.cookies() == []
+    page.select_option("#filter-state", "stale")
+    wait_until(lambda: page.locator("#fleet-results tbody tr").count() == 0, 5, "the stale filter")
+    page.select_option("#filter-state", "")
+    page.select_option("#filter-type", "temperature_sensor")
+    wait_until(
+        lambda: (
+            set(_rows(page, "#fleet-results tbody tr", "data-object"))
+            == {o for o, kind in expected_types.items() if kind == "temperature_sensor"}
+        ),
+        5,
+        "the type filter",
+    )
     assert watched.problems() == []
     page.context.close()
 

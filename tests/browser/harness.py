@@ -7,14 +7,12 @@ records its console errors and its CSP violations so tests can assert there are 
 import json
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from tests.conftest import require
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -51,23 +49,6 @@ class Watched:
     def problems(self) -> list[str]:
         """Console errors, uncaught exceptions and CSP violations."""
         return [*self.errors, *(f"CSP: {v}" for v in self.csp_violations())]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    require(
-        shutil.which("chromium") is not None, "Debian chromium is not installed (apt-get install chromium)"
-    )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "the playwright package is not installed (pip install -e '.[dev]')")
-        raise
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser: Any, *, locale: str = "en-GB", ignore: tuple[str, ...] = ()) -> Watched:

@@ -8,11 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.harness import axe_violations, browser, dump, login, open_page, wait_until
+from tests.browser.harness import axe_violations, dump, login, open_page, wait_until
 from tests.conftest import KEYS, Stack, edge_args, edge_env, wait_for
 from tests.procs import start_iotedge
-
-__all__ = ["browser"]  # the module-scoped fixture, re-exported so pytest finds it here
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -90,10 +90,11 @@ def main() -> None:
         edge_cmd = [*py, "edge", "--port", str(edge_port), "--upstream", sim_url, "--data-dir", data,
                     "--poll-interval", "2s", "--metrics-port", "0", "--edge-id", "demo-edge"]  # fmt: skip
         edge_env = {**env, "IOTEDGE_API_KEYS": f"*={KEY}", "IOTEDGE_ENV": "dev"}
-        procs = [subprocess.Popen(sim_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # noqa: S603
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        procs = [subprocess.Popen(sim_cmd, env=env, **quiet)]  # noqa: S603 - our own command line
         try:
             _wait(sim_url + "/healthz")
-            procs.append(subprocess.Popen(edge_cmd, env=edge_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # noqa: S603
+            procs.append(subprocess.Popen(edge_cmd, env=edge_env, **quiet))  # noqa: S603
             _wait(edge_url + "/readyz")
             _shoot(edge_url)
         finally:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 
-.PHONY: install install-dev diagram run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples
+.PHONY: install install-dev diagram run sim check lint fix test cov bench clean env k8s-secrets deliverables-check lock prometheus docs docs-examples assets screenshots
 
 ## What running needs only (make run, make sim).
 install: $(VENV)/.installed
@@ -71,6 +71,14 @@ diagram:
 ## Re-run the docs' runnable examples against a fresh `iotedge run` and refresh their shown output.
 docs-examples: install-dev
 	$(PY) -m tools.docs_gen examples
+
+## Refresh the vendored front-end files (uPlot; axe-core for tests) from the npm registry, with their manifests.
+assets: install
+	$(PY) tools/vendor_assets.py
+
+## Regenerate docs/images/console-*.png from a seeded simulator and edge, in headless chromium.
+screenshots: install-dev
+	$(PY) tools/console_screenshots.py
 
 # Copies an example settings file, replacing each '=change-me' by a fresh random value.
 define FILL_PLACEHOLDERS

@@ -50,6 +50,7 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
         "iotedge is running (Ctrl-C stops it)",
         f"  device API simulator  {sim_url}      docs: {sim_url}/docs",
         f"  edge API              {edge_url}      docs: {edge_url}/docs",
+        f"  web console           {edge_url}/ui/   (sign in with a key below)",
     ]
     if metrics_url:
         lines.append(f"  edge metrics          {metrics_url}")

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
 from iotedge.config import EdgeSettings
-from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed
+from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
@@ -35,6 +35,7 @@ from iotedge.edge.notify import (
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
+from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
 from iotedge.errors import ConfigError
 from iotedge.tls import client_context
@@ -218,7 +219,7 @@ def create_app(
             _log.info("metrics on %s", metrics_server.url)
         reload_on_hangup = _on_sighup(keys)
         try:
-            yield {"ctx": ctx}
+            yield {"ctx": ctx, "container": lambda: monitor.latest}  # container: for GET /status
         finally:
             reload_on_hangup()
             keys.flush_usage()
@@ -247,6 +248,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
     app.state.metrics = metrics
     # grafana serves GET / (welcome and Grafana's "Save & test") and the JSON data source protocol.
-    for module in (health, processed, objects, anomalies, notifications, fleet, grafana):
+    for module in (health, processed, objects, anomalies, notifications, fleet, grafana, status):
         app.include_router(module.router)
+    install_console(app)
     return app

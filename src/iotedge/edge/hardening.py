@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotedge.web import error_response
 
-__all__ = ["API_CSP", "DOCS_CSP", "SecurityMiddleware"]
+__all__ = ["API_CSP", "DOCS_CSP", "UI_CSP", "SecurityMiddleware"]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 """The policy of API answers: JSON loads nothing."""
@@ -29,6 +29,19 @@ DOCS_CSP = (
 """The policy of /docs and /redoc."""
 
 _DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+"""The policy of the web console under /ui/: its own files only, nothing inline."""
+
+
+def _csp(path: str) -> str:
+    if path in _DOCS_PATHS:
+        return DOCS_CSP
+    return UI_CSP if path == "/ui" or path.startswith("/ui/") else API_CSP
+
 
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),
@@ -67,7 +80,7 @@ class SecurityMiddleware:
             return
         path: str = scope.get("path", "")
         headers = list(_COMMON)
-        headers.append((b"content-security-policy", (DOCS_CSP if path in _DOCS_PATHS else API_CSP).encode()))
+        headers.append((b"content-security-policy", _csp(path).encode()))
         if scope.get("scheme") == "https":
             headers.append(_HSTS)
 

@@ -89,12 +89,12 @@ def main() -> None:
                    "--anomaly-rate", "0.5", "--anomaly-slot", "300s"]  # fmt: skip
         edge_cmd = [*py, "edge", "--port", str(edge_port), "--upstream", sim_url, "--data-dir", data,
                     "--poll-interval", "2s", "--metrics-port", "0", "--edge-id", "demo-edge"]  # fmt: skip
-        edge_env = {**env, "IOTEDGE_API_KEYS": f"*={KEY}", "IOTEDGE_ENV": "dev"}
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        procs = [subprocess.Popen(sim_cmd, env=env, **quiet)]  # noqa: S603 - our own command line
+        edge_env = {**env, "IOTEDGE_API_KEYS": f"*={KEY}"}
+        quiet = subprocess.DEVNULL
+        procs = [subprocess.Popen(sim_cmd, env=env, stdout=quiet, stderr=quiet)]  # noqa: S603 - our own command line
         try:
             _wait(sim_url + "/healthz")
-            procs.append(subprocess.Popen(edge_cmd, env=edge_env, **quiet))  # noqa: S603
+            procs.append(subprocess.Popen(edge_cmd, env=edge_env, stdout=quiet, stderr=quiet))  # noqa: S603
             _wait(edge_url + "/readyz")
             _shoot(edge_url)
         finally:

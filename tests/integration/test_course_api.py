@@ -55,7 +55,7 @@ def test_edge_reads_current_values_from_iot_objects(edge: Proc, replay: CourseAp
             return False
         body = answer.json()
         # Battery comes only from current readings; the 10 backfilled points are temperatures.
-        return body["metrics"]["battery_level"]["count"] >= 2 and body["statistics"]["count"] >= 10
+        return bool(body["metrics"]["battery_level"]["count"] >= 2 and body["statistics"]["count"] >= 10)
 
     wait_for(counted, 30, "current readings of device_1 from /iot_objects/device_1")
     assert "/iot_objects/device_1" in replay.paths

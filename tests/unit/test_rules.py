@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
-from iotedge.edge.rules import DEFAULT_RULES, RuleEngine, RuleSet, load_rules
+from iotedge.edge.rules import DEFAULT_RULES, RuleEngine, RuleSet, Transitions, load_rules
 from iotedge.edge.store import Store
 from iotedge.errors import ConfigError
 
@@ -18,7 +18,20 @@ OBJECTS = {TEMP.id: TEMP}
 def _engine(tmp_path: Path, rules: RuleSet = DEFAULT_RULES) -> tuple[RuleEngine, Store]:
     store = Store(tmp_path / "s.sqlite3")
     store.upsert_objects([TEMP], T0)
-    return RuleEngine(rules, store=store, edge_id="t", poll_interval=5.0), store
+    return RuleEngine(rules, poll_interval=5.0), store
+
+
+def _record(store: Store, transitions: Transitions, now: float) -> None:
+    """What the collector does with an evaluation: record it."""
+    store.record_transitions(transitions.opened, transitions.closed, edge_id="t", now=now)
+
+
+def _evaluate(
+    engine: RuleEngine, store: Store, readings: list[Reading], now: float, *, check_offline: bool = False
+) -> Transitions:
+    transitions = engine.evaluate(readings, OBJECTS, now=now, check_offline=check_offline)
+    _record(store, transitions, now)
+    return transitions
 
 
 def _feed(
@@ -27,7 +40,7 @@ def _feed(
     for i, value in enumerate(values):
         reading = Reading("device_1", "client_1", metric, start + 5 * i, value)
         store.insert_readings([reading])
-        engine.evaluate([reading], OBJECTS, now=reading.ts, check_offline=False)
+        _evaluate(engine, store, [reading], reading.ts)
 
 
 def _events(store: Store, rule: str) -> list[tuple[float, float | None]]:
@@ -75,10 +88,10 @@ def test_offline_opens_when_silent_and_closes_on_data(tmp_path: Path) -> None:
     """No primary reading for more than 3 intervals (+1) opens 'offline'; a reading closes it."""
     engine, store = _engine(tmp_path)
     _feed(engine, store, [23.0])
-    engine.evaluate([], OBJECTS, now=T0 + 15, check_offline=True)
+    _evaluate(engine, store, [], T0 + 15, check_offline=True)
     assert _events(store, "offline") == []
-    engine.evaluate([], OBJECTS, now=T0 + 25, check_offline=True)
-    engine.evaluate([], OBJECTS, now=T0 + 30, check_offline=True)
+    _evaluate(engine, store, [], T0 + 25, check_offline=True)
+    _evaluate(engine, store, [], T0 + 30, check_offline=True)
     assert _events(store, "offline") == [(T0 + 25, None)]
     _feed(engine, store, [23.1], start=T0 + 35)
     assert _events(store, "offline") == [(T0 + 25, T0 + 35)]
@@ -88,17 +101,17 @@ def test_repeated_readings_are_evaluated_once(tmp_path: Path) -> None:
     """The same reading seen in two polls (one device bucket) does not double-count."""
     engine, store = _engine(tmp_path)
     reading = Reading("device_1", "client_1", "temperature", T0, 35.0)
-    engine.evaluate([reading], OBJECTS, now=T0, check_offline=False)
-    engine.evaluate([reading], OBJECTS, now=T0 + 1, check_offline=False)
+    _evaluate(engine, store, [reading], T0)
+    _evaluate(engine, store, [reading], T0 + 1)
     assert len(_events(store, "temperature_high")) == 1
-    assert store._query("SELECT COUNT(*) FROM outbox")[0][0] == 1
+    assert store.database.query("SELECT COUNT(*) FROM outbox")[0][0] == 1
 
 
 def test_open_events_resume_after_restart(tmp_path: Path) -> None:
     """A new engine on the same store closes the event the old one opened."""
     engine, store = _engine(tmp_path)
     _feed(engine, store, [35.0])
-    resumed = RuleEngine(DEFAULT_RULES, store=store, edge_id="t", poll_interval=5.0)
+    resumed = RuleEngine(DEFAULT_RULES, poll_interval=5.0, open_events=store.open_anomalies())
     assert resumed.open_count == 1
     _feed(resumed, store, [25.0], start=T0 + 10)
     assert _events(store, "temperature_high") == [(T0, T0 + 10)]
@@ -137,8 +150,8 @@ def test_an_excursion_inside_one_batch_opens_and_closes(tmp_path: Path) -> None:
         for i, v in enumerate([25, 35, 25, 36, 25])
     ]
     store.insert_readings(batch)
-    engine.evaluate(batch, OBJECTS, now=T0 + 300, check_offline=False)
+    _evaluate(engine, store, batch, T0 + 300)
     assert sorted(_events(store, "temperature_high")) == [(T0 + 60, T0 + 120), (T0 + 180, T0 + 240)]
     assert engine.open_count == 0
-    transitions = store._query("SELECT transition FROM outbox ORDER BY id")
+    transitions = store.database.query("SELECT transition FROM outbox ORDER BY id")
     assert [t for (t,) in transitions] == ["opened", "resolved", "opened", "resolved"]

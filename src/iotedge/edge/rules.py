@@ -1,28 +1,40 @@
-"""Anomaly rules as data, and the engine that turns readings into anomaly events.
+"""Anomaly rules as data, and the pure engine that turns readings into anomaly transitions.
 
 Rules: thresholds per metric, a z-score against the object's recent window, a stuck-value
-rule and an offline rule (no reading of the primary metric for N poll intervals). With
-hysteresis, one excursion is one event with a start and an end, however many readings
-it spans. Events and their outbox rows are written by the store in one transaction.
+rule and an offline rule (the newest primary reading older than N of the device's own
+reporting periods). With hysteresis, one excursion is one event with a start and an end,
+however many readings it spans. The engine never touches the store: what it needs from
+history (open events, last reading times, recent values) comes in as data, and the
+transitions it returns are recorded by the collector (events and outbox rows in one
+transaction).
 """
 
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from iotedge.edge.cadence import Cadence
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.stats import zscore
-from iotedge.edge.store import NewAnomaly, Store
+from iotedge.edge.store.records import AnomalyEvent, EventEnd, new_event_id
 from iotedge.errors import ConfigError
 from iotedge.specs import DEVICE_TYPES, METRICS
 
-__all__ = ["DEFAULT_RULES", "RuleEngine", "RuleSet", "ThresholdRule", "Transitions", "load_rules"]
+__all__ = [
+    "DEFAULT_RULES",
+    "Baseline",
+    "RuleEngine",
+    "RuleSet",
+    "ThresholdRule",
+    "Transitions",
+    "load_rules",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -67,7 +79,11 @@ class StuckRule(_Model):
 
 
 class OfflineRule(_Model):
-    """Fires when an object's primary metric has no reading for ``intervals`` poll intervals."""
+    """Fires when an object's newest primary reading is ``intervals`` reporting periods old.
+
+    The period is the device's observed cadence (never less than the poll interval), plus
+    one poll interval of slack.
+    """
 
     enabled: bool = True
     intervals: float = Field(3.0, gt=0)
@@ -118,13 +134,25 @@ def load_rules(path: Path | None) -> RuleSet:
 
 @dataclass
 class Transitions:
-    """What one evaluation changed."""
+    """What one evaluation changed: events opened (ids already drawn) and events that cleared."""
 
-    opened: list[NewAnomaly] = field(default_factory=list)
-    closed: list[tuple[int, float, float | None]] = field(default_factory=list)
+    opened: list[AnomalyEvent] = field(default_factory=list)
+    closed: list[EventEnd] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed)
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A series' stored history before the readings being evaluated, oldest first."""
+
+    times: Sequence[float] = ()
+    values: Sequence[float] = ()
 
 
 _Key = tuple[str, str, str]  # object_id, metric, rule name
+_Series = tuple[str, str]  # object_id, metric
 
 
 class RuleEngine:
@@ -132,27 +160,65 @@ class RuleEngine:
 
     Args:
         rules: the rules.
-        store: where events (and their outbox rows) are recorded.
-        edge_id: written into notification idempotency keys.
-        poll_interval: the collector's interval, the unit of the offline rule.
+        poll_interval: the collector's interval (the offline rule's slack and floor).
+        open_events: events still open in the store, to resume after a restart.
+        last_seen: (object_id, metric) -> time of the newest stored reading.
+        new_id: draws the id of each event opened.
     """
 
-    def __init__(self, rules: RuleSet, *, store: Store, edge_id: str, poll_interval: float) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        poll_interval: float,
+        open_events: Iterable[AnomalyEvent] = (),
+        last_seen: Mapping[_Series, float] | None = None,
+        new_id: Callable[[], int] = new_event_id,
+    ) -> None:
         self.rules = rules
-        self._store = store
-        self._edge_id = edge_id
         self._poll_interval = poll_interval
+        self._new_id = new_id
         self._thresholds: dict[str, list[ThresholdRule]] = {}
         for rule in rules.thresholds:
             self._thresholds.setdefault(rule.metric, []).append(rule)
-        self._open: dict[_Key, int] = {}
-        self._last_ts: dict[tuple[str, str], float] = {}
-        self._windows: dict[tuple[str, str], deque[float]] = {}
-        self._repeats: dict[tuple[str, str], tuple[float, int]] = {}
-        for record in store.open_anomalies():
-            self._open[(record.object_id, record.metric, record.rule)] = record.id
-        for object_id, _, metric, ts, _ in store.latest():
-            self._last_ts[(object_id, metric)] = ts
+        self._open: dict[_Key, int] = {(e.object_id, e.metric, e.rule): e.id for e in open_events}
+        self._last_ts: dict[_Series, float] = dict(last_seen or {})
+        self._windows: dict[_Series, deque[float]] = {}
+        self._cadence: dict[_Series, Cadence] = {}
+        self._repeats: dict[_Series, tuple[float, int]] = {}
+
+    @property
+    def baseline_size(self) -> int:
+        """How many stored values a :class:`Baseline` should carry."""
+        return self.rules.zscore.window
+
+    def baseline_needs(
+        self, readings: Sequence[Reading], objects: Mapping[str, CatalogueEntry]
+    ) -> dict[_Series, float]:
+        """Series whose history the engine has not seen yet, with the time to look before.
+
+        The primary series of every known object qualifies once (its cadence judges the
+        offline rule, its values seed the z-score window); the value maps to the time of
+        the first new reading of it (``inf`` when the batch has none).
+        """
+        needs: dict[_Series, float] = {}
+        for entry in objects.values():
+            key = (entry.id, DEVICE_TYPES[entry.type].primary)
+            if key not in self._cadence:
+                needs[key] = float("inf")
+        for reading in readings:
+            key = (reading.object_id, reading.metric)
+            if key in needs:
+                needs[key] = min(needs[key], reading.ts)
+        return needs
+
+    def give_baselines(self, baselines: Mapping[_Series, Baseline]) -> None:
+        """Seed cadence and z-score windows of series not seen yet with their stored history."""
+        for key, baseline in baselines.items():
+            if key in self._cadence:
+                continue
+            self._cadence[key] = Cadence(baseline.times)
+            self._windows[key] = deque(baseline.values, maxlen=self.rules.zscore.window)
 
     @property
     def open_count(self) -> int:
@@ -189,8 +255,15 @@ class RuleEngine:
         *,
         now: float,
         check_offline: bool,
+        baselines: Mapping[_Series, Baseline] | None = None,
     ) -> Transitions:
-        """Apply every rule to the readings newer than what was seen; record the transitions."""
+        """Apply every rule to the readings newer than what was seen; return the transitions.
+
+        ``baselines`` answers :meth:`baseline_needs` (a series without one starts empty).
+        The caller records the transitions; the engine already counts opened events as open.
+        """
+        if baselines:
+            self.give_baselines(baselines)
         out = Transitions()
         for reading in sorted(readings, key=lambda r: r.ts):
             key = (reading.object_id, reading.metric)
@@ -203,11 +276,9 @@ class RuleEngine:
             self._apply(reading, entry, out)
         if check_offline and self.rules.offline.enabled:
             self._offline(objects, now, out)
-        if out.opened or out.closed:
-            ids = self._store.record_transitions(out.opened, out.closed, edge_id=self._edge_id, now=now)
-            for event, event_id in zip(out.opened, ids, strict=True):
-                if event.ended_at is None:
-                    self._open[(event.object_id, event.metric, event.rule)] = event_id
+        for event in out.opened:
+            if event.ended_at is None:
+                self._open[(event.object_id, event.metric, event.rule)] = event.id
         return out
 
     def _set(
@@ -230,7 +301,8 @@ class RuleEngine:
             out.opened[pending] = replace(out.opened[pending], ended_at=reading.ts, last_value=reading.value)
         elif active and key not in self._open and pending is None:
             out.opened.append(
-                NewAnomaly(
+                AnomalyEvent(
+                    id=self._new_id(),
                     object_id=entry.id,
                     client=entry.client,
                     type=entry.type,
@@ -244,7 +316,7 @@ class RuleEngine:
                 )
             )
         elif active is False and key in self._open:
-            out.closed.append((self._open.pop(key), reading.ts, reading.value))
+            out.closed.append(EventEnd(self._open.pop(key), reading.ts, reading.value))
 
     @staticmethod
     def _pending(out: Transitions, key: _Key) -> int | None:
@@ -280,9 +352,10 @@ class RuleEngine:
         if reading.metric != primary:
             return
         key = (entry.id, reading.metric)
+        self._cadence.setdefault(key, Cadence()).observe(reading.ts)
         offline_key = (entry.id, reading.metric, "offline")
         if offline_key in self._open:
-            out.closed.append((self._open.pop(offline_key), reading.ts, value))
+            out.closed.append(EventEnd(self._open.pop(offline_key), reading.ts, value))
         self._zscore(reading, entry, key, out)
         self._stuck(reading, entry, key, out)
 
@@ -294,8 +367,7 @@ class RuleEngine:
             return
         window = self._windows.get(key)
         if window is None:
-            recent = self._store.recent_values(entry.id, reading.metric, rule.window + 1)[:-1]
-            window = self._windows[key] = deque(recent, maxlen=rule.window)
+            window = self._windows[key] = deque(maxlen=rule.window)
         spec = METRICS[reading.metric]
         floor = 0.5 * 10 ** (-spec.decimals) if spec.decimals else 0.5
         z = zscore(reading.value, window, min_stddev=floor) if len(window) >= rule.min_count else None
@@ -335,15 +407,19 @@ class RuleEngine:
 
     def _offline(self, objects: Mapping[str, CatalogueEntry], now: float, out: Transitions) -> None:
         rule = self.rules.offline
-        limit = rule.intervals * self._poll_interval + self._poll_interval
         for entry in objects.values():
             metric = DEVICE_TYPES[entry.type].primary
             key = (entry.id, metric, "offline")
             last = self._last_ts.get((entry.id, metric))
-            if last is None or key in self._open or now - last <= limit:
+            if last is None or key in self._open:
+                continue
+            cadence = self._cadence.get((entry.id, metric)) or Cadence()
+            limit = cadence.silence_limit(intervals=rule.intervals, poll_interval=self._poll_interval)
+            if now - last <= limit:
                 continue
             out.opened.append(
-                NewAnomaly(
+                AnomalyEvent(
+                    id=self._new_id(),
                     object_id=entry.id,
                     client=entry.client,
                     type=entry.type,
@@ -356,8 +432,3 @@ class RuleEngine:
                     started_at=now,
                 )
             )
-
-
-def rules_summary(rules: RuleSet) -> dict[str, Any]:
-    """The rules as JSON (for docs and the API)."""
-    return rules.model_dump()

@@ -40,9 +40,13 @@ def _connect(path: Path, *, reader: bool) -> sqlite3.Connection:
 
 
 def quick_check(conn: sqlite3.Connection) -> str | None:
-    """None when ``PRAGMA quick_check`` finds the file sound, else its first complaint."""
-    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)").fetchall()]
-    return None if rows == ["ok"] else "; ".join(rows)
+    """None when ``PRAGMA quick_check`` finds the file sound, else its first complaint (one line)."""
+    rows = [str(row[0]) for row in conn.execute("PRAGMA quick_check(20)").fetchall()]
+    if rows == ["ok"]:
+        return None
+    lines = [line for row in rows for line in row.splitlines() if line.strip() and not line.startswith("***")]
+    more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+    return (lines[0] if lines else "failed") + more
 
 
 class SqliteDatabase:

@@ -85,9 +85,9 @@ def test_stuck_value(tmp_path: Path) -> None:
 
 
 def test_offline_opens_when_silent_and_closes_on_data(tmp_path: Path) -> None:
-    """No primary reading for more than 3 intervals (+1) opens 'offline'; a reading closes it."""
+    """No primary reading for more than 3 of its periods (+1 poll) opens 'offline'; a reading closes it."""
     engine, store = _engine(tmp_path)
-    _feed(engine, store, [23.0])
+    _feed(engine, store, [23.0, 23.1], start=T0 - 5)  # a 5 s cadence, the poll interval
     _evaluate(engine, store, [], T0 + 15, check_offline=True)
     assert _events(store, "offline") == []
     _evaluate(engine, store, [], T0 + 25, check_offline=True)
@@ -155,3 +155,67 @@ def test_an_excursion_inside_one_batch_opens_and_closes(tmp_path: Path) -> None:
     assert engine.open_count == 0
     transitions = store.database.query("SELECT transition FROM outbox ORDER BY id")
     assert [t for (t,) in transitions] == ["opened", "resolved", "opened", "resolved"]
+
+
+def test_fast_polling_of_a_slow_device_opens_no_offline_event(tmp_path: Path) -> None:
+    """Polled every second, a device reporting every 5 s is judged by its own cadence (finding 8)."""
+    store = Store(tmp_path / "s.sqlite3")
+    store.upsert_objects([TEMP], T0)
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=1.0)
+    opened = 0
+    for tick in range(120):  # two minutes of 1 s polls; the reading changes every 5 s
+        now = T0 + tick + 0.7  # a poll lands mid-second: the newest reading can be 4.7 s old
+        reading = Reading(
+            "device_1", "client_1", "temperature", T0 + 5 * (tick // 5), 23.0 + 0.01 * (tick // 5)
+        )
+        opened += len(_evaluate(engine, store, [reading], now, check_offline=True).opened)
+    assert opened == 0
+    assert _events(store, "offline") == []
+
+
+def test_a_silent_device_is_offline_after_three_of_its_own_periods(tmp_path: Path) -> None:
+    """The same device falls silent: offline opens once its newest reading is 3 periods (+1 poll) old."""
+    store = Store(tmp_path / "s.sqlite3")
+    store.upsert_objects([TEMP], T0)
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=1.0)
+    for i in range(6):
+        _evaluate(
+            engine, store, [Reading("device_1", "client_1", "temperature", T0 + 5 * i, 23.0)], T0 + 5 * i
+        )
+    last = T0 + 25
+    _evaluate(engine, store, [], last + 16, check_offline=True)
+    assert _events(store, "offline") == []
+    _evaluate(engine, store, [], last + 16.5, check_offline=True)
+    assert _events(store, "offline") == [(last + 16.5, None)]
+
+
+def test_the_cadence_comes_from_stored_history_after_a_restart(tmp_path: Path) -> None:
+    """A baseline (stored times) gives a restarted engine the cadence before any new reading."""
+    from iotedge.edge.rules import Baseline
+
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=1.0, last_seen={("device_1", "temperature"): T0 + 25})
+    assert engine.baseline_needs([], OBJECTS) == {("device_1", "temperature"): float("inf")}
+    times = [T0 + 5 * i for i in range(6)]
+    baseline = Baseline(times=times, values=[23.0] * 6)
+    quiet = engine.evaluate(
+        [], OBJECTS, now=T0 + 35, check_offline=True, baselines={("device_1", "temperature"): baseline}
+    )
+    assert quiet.opened == []
+    assert engine.baseline_needs([], OBJECTS) == {}
+
+
+def test_evaluate_is_pure_and_draws_event_ids() -> None:
+    """No store: the engine returns transitions whose ids come from the injected source."""
+    ids = iter([101, 102])
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=5.0, new_id=lambda: next(ids))
+    out = engine.evaluate(
+        [Reading("device_1", "client_1", "temperature", T0, 35.0)], OBJECTS, now=T0, check_offline=False
+    )
+    assert [(e.id, e.rule) for e in out.opened] == [(101, "temperature_high")]
+    out = engine.evaluate(
+        [Reading("device_1", "client_1", "temperature", T0 + 5, 25.0)],
+        OBJECTS,
+        now=T0 + 5,
+        check_offline=False,
+    )
+    assert [(c.event_id, c.ended_at) for c in out.closed] == [(101, T0 + 5)]

@@ -8,9 +8,13 @@ import statistics
 from collections import deque
 from collections.abc import Iterable
 
-__all__ = ["Cadence"]
+__all__ = ["UNKNOWN_PERIOD_S", "Cadence"]
 
 _GAPS = 9  # gaps remembered; the median of a few ignores one missed or doubled report
+# Until a device has reported twice its period is unknown: assume it reports at least once a
+# minute (the device API's history spacing) rather than as often as we poll, which would call
+# a device offline between its first and its second report.
+UNKNOWN_PERIOD_S = 60.0
 
 
 class Cadence:
@@ -41,7 +45,8 @@ class Cadence:
         """How old the newest reading may be before the device counts as offline.
 
         ``intervals`` reporting periods (never shorter than the poll interval, since a
-        reading cannot be seen sooner than it is polled) plus one poll interval of slack.
+        reading cannot be seen sooner than it is polled; :data:`UNKNOWN_PERIOD_S` while
+        unknown) plus one poll interval of slack.
         """
-        period = max(self.period or 0.0, poll_interval)
+        period = max(UNKNOWN_PERIOD_S if self.period is None else self.period, poll_interval)
         return intervals * period + poll_interval

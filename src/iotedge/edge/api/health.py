@@ -19,12 +19,7 @@ async def healthz(ctx: ContextDep) -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready: see the checks."}})
 async def readyz(ctx: ContextDep) -> JSONBytes:
-    """Ready when the store is writable and the device API answered recently.
-
-    Each check stands on its own and ``failing`` names the components at fault: a store
-    that cannot write is the store's failure, even though the cycle it broke is not a
-    success either.
-    """
+    """Ready when the store is writable and the device API answered recently; `failing` names what is not."""
     health = ctx.collector.health
     now = ctx.clock()
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)

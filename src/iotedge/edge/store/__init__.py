@@ -15,11 +15,12 @@ from iotedge.edge.store.events import anomaly_json
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope, new_event_id
 from iotedge.edge.store.schema import SCHEMA_VERSION, migrate, schema_version
 from iotedge.edge.store.sqlite import SqliteStore
-from iotedge.edge.store.summaries import EMPTY, Bucket, Summary, pool
+from iotedge.edge.store.summaries import EMPTY, STATISTICS, Bucket, Summary, pool
 
 __all__ = [
     "EMPTY",
     "SCHEMA_VERSION",
+    "STATISTICS",
     "AnomalyEvent",
     "Bucket",
     "EdgeStore",

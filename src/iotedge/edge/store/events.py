@@ -11,7 +11,13 @@ from iotedge.edge.store.readings import in_scope
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, Scope
 from iotedge.edge.timefmt import epoch_ms, iso_utc
 
-__all__ = ["EventsMixin", "anomaly_json"]
+__all__ = ["ANOMALY_FIELDS", "EventsMixin", "anomaly_json"]
+
+ANOMALY_FIELDS = (
+    "object_id", "client", "type", "metric", "rule", "severity",
+    "value", "threshold", "last_value", "message",
+)  # fmt: skip
+"""Fields of :class:`AnomalyEvent` the public JSON shows as they are, in its order."""
 
 _COLUMNS = (
     "id, object_id, client, type, metric, rule, severity, value, threshold, message, "
@@ -146,16 +152,7 @@ def anomaly_json(event: AnomalyEvent, *, edge_id: str | None = None) -> dict[str
     """The public JSON form of an anomaly event (API responses, Grafana and notifications)."""
     body: dict[str, Any] = {
         "event_id": event.id,
-        "object_id": event.object_id,
-        "client": event.client,
-        "type": event.type,
-        "metric": event.metric,
-        "rule": event.rule,
-        "severity": event.severity,
-        "value": event.value,
-        "threshold": event.threshold,
-        "last_value": event.last_value,
-        "message": event.message,
+        **{name: getattr(event, name) for name in ANOMALY_FIELDS},
         "started_at": iso_utc(event.started_at),
         "ended_at": iso_utc(event.ended_at) if event.ended_at is not None else None,
         "started_at_ms": epoch_ms(event.started_at),

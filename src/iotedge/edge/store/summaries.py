@@ -8,7 +8,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["EMPTY", "Bucket", "Summary", "from_moments", "pool"]
+__all__ = ["EMPTY", "STATISTICS", "Bucket", "Summary", "from_moments", "pool"]
+
+STATISTICS = ("count", "average", "min", "max", "stddev", "last")
+"""The fields of :class:`Summary` the API shows, in its order (boundary models derive from it)."""
+_ROUNDED = frozenset({"average", "stddev"})  # computed, so shown to 4 decimals; the others are readings
 
 
 def _round(value: float | None) -> float | None:
@@ -33,12 +37,8 @@ class Summary:
     def as_json(self) -> dict[str, float | int | None]:
         """The API's ``statistics`` object."""
         return {
-            "count": self.count,
-            "average": _round(self.average),
-            "min": self.min,
-            "max": self.max,
-            "stddev": _round(self.stddev),
-            "last": self.last,
+            name: _round(getattr(self, name)) if name in _ROUNDED else getattr(self, name)
+            for name in STATISTICS
         }
 
 

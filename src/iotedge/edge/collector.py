@@ -47,7 +47,7 @@ class CollectorHealth:
     last_success_at: float | None = None
     upstream_ok_at: float | None = None
     last_attempt_at: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # the device API's last trouble
     last_cycle_seconds: float = 0.0
     readings_ingested: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -313,7 +313,10 @@ class Collector:
             _log.warning("device API trouble: %s", report.error)
         health.ok = False
         health.consecutive_failures += 1
-        health.last_error = report.error
+        if (
+            health.store_error is None
+        ):  # a store failure is the store's (health.store_error), not the device API's
+            health.last_error = report.error
 
     def _count(self, report: CycleReport, result: Normalised, transitions: Transitions, now: float) -> None:
         """Update rejection counts, the latest values and the metrics after a cycle."""

@@ -19,6 +19,8 @@ __all__ = ["ReadingsMixin", "in_scope"]
 _MAX_SQL_IDS = 5_000  # ids per IN (...) list, far below SQLite's variable limit
 # Readings of an object recorded under the owner the catalogue names now.
 _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
+# The same for one object (bound to its id): looked up once, not joined row by row.
+_OWNER_OF = "r.client = (SELECT client FROM objects WHERE id = ?)"
 
 
 def in_scope(scope: Scope, column: str) -> tuple[str, list[str]]:
@@ -82,16 +84,16 @@ class ReadingsMixin:
     ) -> list[tuple[float, float]]:
         """The newest ``limit`` readings in [since, until), ascending in time."""
         rows = self._db.query(
-            f"SELECT r.ts, r.value FROM readings r {_OWNED} WHERE r.object_id=? AND r.metric=? "  # noqa: S608
-            "AND r.ts>=? AND r.ts<? ORDER BY r.ts DESC LIMIT ?",
-            (object_id, metric, since, until, limit),
+            "SELECT r.ts, r.value FROM readings r WHERE r.object_id=? AND r.metric=? "  # noqa: S608
+            f"AND r.ts>=? AND r.ts<? AND {_OWNER_OF} ORDER BY r.ts DESC LIMIT ?",
+            (object_id, metric, since, until, object_id, limit),
         )
         return [(ts, value) for ts, value in reversed(rows)]
 
     def summary(self, object_id: str, metric: str, since: float, until: float) -> Summary:
         """Statistics of one object's metric over [since, until)."""
-        window = f"FROM readings r {_OWNED} WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<?"
-        params = (object_id, metric, since, until)
+        window = f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND {_OWNER_OF}"
+        params = (object_id, metric, since, until, object_id)
         moments = (
             f"COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value) {window}"
         )
@@ -170,9 +172,9 @@ class ReadingsMixin:
     def recent_values(self, object_id: str, metric: str, limit: int) -> list[float]:
         """The newest ``limit`` values of one metric under its current owner, oldest first."""
         rows = self._db.query(
-            f"SELECT r.value FROM readings r {_OWNED} WHERE r.object_id=? AND r.metric=? "  # noqa: S608
+            f"SELECT r.value FROM readings r WHERE r.object_id=? AND r.metric=? AND {_OWNER_OF} "  # noqa: S608
             "ORDER BY r.ts DESC LIMIT ?",
-            (object_id, metric, limit),
+            (object_id, metric, object_id, limit),
         )
         return [row[0] for row in reversed(rows)]
 

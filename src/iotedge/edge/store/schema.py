@@ -169,6 +169,9 @@ def migrate(conn: sqlite3.Connection, *, now: float | None = None) -> list[int]:
         if step.version <= current:
             continue
         conn.execute("BEGIN IMMEDIATE")
+        if schema_version(conn) >= step.version:  # another process applied it meanwhile
+            conn.execute("ROLLBACK")
+            continue
         try:
             conn.execute(_VERSION_DDL)
             for statement in step.statements:

@@ -66,4 +66,3 @@ def test_a_store_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer than this release"):
         Store(path)
-

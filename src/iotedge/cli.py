@@ -36,6 +36,8 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except ConfigError as exc:
             raise click.ClickException(f"invalid configuration: {exc}") from exc
+        except StoreError as exc:  # a bad store file: its message names the file and the way out
+            raise click.ClickException(str(exc)) from exc
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -187,11 +189,7 @@ def edge(**options: Any) -> None:
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
     KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
-    try:
-        checked = open_store(settings.data_dir / STORE_FILENAME)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    app = create_app(settings, store=checked)
+    app = create_app(settings, store=open_store(settings.data_dir / STORE_FILENAME))
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
     _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)

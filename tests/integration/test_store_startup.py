@@ -71,6 +71,13 @@ def test_a_file_that_is_no_database_is_one_line_and_exit_1(tmp_path: Path) -> No
     assert "store check" in line
 
 
+def test_iotedge_run_refuses_a_bad_store_the_same_way(tmp_path: Path) -> None:
+    """`iotedge run` (simulator and edge in one process) checks the store before serving too."""
+    (tmp_path / STORE).write_bytes(b"this is not a database\n" * 200)
+    ports = ["--sim-port", str(free_port()), "--port", str(free_port()), "--metrics-port", "0"]
+    _one_line_error(_iotedge("run", "--data-dir", str(tmp_path), *ports), str(tmp_path / STORE))
+
+
 def test_a_damaged_store_is_found_by_quick_check_and_moved_aside(tmp_path: Path, logs_dir: Path) -> None:
     """Corrupt pages stop the edge; `store check` says so; `--move-aside` lets a real edge start."""
     path = _damaged_store(tmp_path)

@@ -219,3 +219,17 @@ def test_evaluate_is_pure_and_draws_event_ids() -> None:
         check_offline=False,
     )
     assert [(c.event_id, c.ended_at) for c in out.closed] == [(101, T0 + 5)]
+
+
+def test_a_moved_object_is_judged_without_its_old_owners_values() -> None:
+    """forget() empties the z-score window: the new owner's first readings set no baseline yet."""
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=5.0)
+    calm = [
+        Reading("device_1", "client_1", "temperature", T0 + 5 * i, 22.0 + 0.1 * (i % 3)) for i in range(30)
+    ]
+    engine.evaluate(calm, OBJECTS, now=T0 + 150, check_offline=False)
+    jump = Reading("device_1", "client_2", "temperature", T0 + 155, 28.0)
+    moved = {TEMP.id: CatalogueEntry("device_1", "client_2", "temperature_sensor")}
+    engine.forget("device_1")
+    out = engine.evaluate([jump], moved, now=T0 + 155, check_offline=False)
+    assert [e.rule for e in out.opened] == []  # with the old window this jump was a z-score event

@@ -209,6 +209,14 @@ class Collector:
                 )
             return False
         self.store.upsert_objects(entries, now)
+        for entry in entries:
+            known = self._catalogue.get(entry.id)
+            if known is not None and known.client != entry.client:
+                # A new owner starts with none of the old owner's history, in memory too.
+                _log.info("%s moved from %s to %s", entry.id, known.client, entry.client)
+                self.engine.forget(entry.id)
+                for key in [key for key in self.latest if key[0] == entry.id]:
+                    del self.latest[key]
         self._catalogue = {entry.id: entry for entry in entries}
         if self._metrics is not None:
             self._metrics.init_anomaly_labels(

@@ -114,6 +114,16 @@ class RuleEngine:
                 needs[key] = min(needs[key], reading.ts)
         return needs
 
+    def forget(self, object_id: str) -> None:
+        """Drop what the rules learnt from an object's values (it changed owner).
+
+        Its cadence and last reading times stay (they describe the device, and keep old
+        readings from being judged again); its events stay open until they clear.
+        """
+        for state in (self._windows, self._repeats):
+            for key in [key for key in state if key[0] == object_id]:
+                del state[key]
+
     def give_baselines(self, baselines: Mapping[_Series, Baseline]) -> None:
         """Seed cadence and z-score windows of series not seen yet with their stored history."""
         for key, baseline in baselines.items():

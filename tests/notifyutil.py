@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from iotedge.edge.notify import DeliveryError, Notification
-from iotedge.edge.store import OUTBOX_DDL
+from iotedge.edge.store import migrate
 from tests.procs import free_port
 
 __all__ = [
@@ -61,7 +61,7 @@ class OutboxWriter:
         self.edge_id = edge_id
         self.conn = sqlite3.connect(path, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(OUTBOX_DDL)
+        migrate(self.conn)  # every table of the store, the outbox included
 
     def add(
         self,

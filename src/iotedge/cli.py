@@ -11,8 +11,9 @@ import click
 from iotedge import __version__
 from iotedge.cli_security import certs, edge_security_options, keys, tls_options
 from iotedge.cli_sim import inject
+from iotedge.cli_store import store
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
-from iotedge.errors import ConfigError
+from iotedge.errors import ConfigError, StoreError
 from iotedge.serving import run_async, uvicorn_server
 from iotedge.tls import server_options
 
@@ -36,6 +37,8 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except ConfigError as exc:
             raise click.ClickException(f"invalid configuration: {exc}") from exc
+        except StoreError as exc:  # a bad store file: its message names the file and the way out
+            raise click.ClickException(str(exc)) from exc
 
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
@@ -152,11 +155,16 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def edge(**options: Any) -> None:
     """Run the edge server: poll the device API, store, detect anomalies, serve the API."""
     from iotedge.config import load_edge_settings
-    from iotedge.edge.app import create_app
+    from iotedge.edge.app import STORE_FILENAME, create_app
+    from iotedge.edge.auth import KeyRing
+    from iotedge.edge.store import open_store
 
     settings = load_edge_settings(**options)
     tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
-    app = create_app(settings)
+    # Check the keys and the store before serving: a bad file is one clear line and exit 1,
+    # never a traceback from inside the server's startup, and a corrupt store is never served.
+    KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
+    app = create_app(settings, store=open_store(settings.data_dir / STORE_FILENAME))
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
     _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)
@@ -218,3 +226,4 @@ def notify_test(**options: Any) -> None:
 main.add_command(keys)
 main.add_command(certs)
 main.add_command(inject)
+main.add_command(store)

@@ -70,7 +70,8 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
 
 async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
     """Serve the simulator and the edge until interrupted."""
-    from iotedge.edge.app import create_app as create_edge
+    from iotedge.edge.app import STORE_FILENAME, create_app as create_edge
+    from iotedge.edge.store import open_store
     from iotedge.serving import uvicorn_server
     from iotedge.sim.app import create_app as create_sim
 
@@ -89,7 +90,8 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
         poll_interval=poll_interval,
         api_keys=",".join(f"{client}={key}" for client, key in keys.items()),
     )
-    edge_app = create_edge(edge_settings)
+    # Opened (and checked) before serving: a bad store is one line from the CLI, not a traceback.
+    edge_app = create_edge(edge_settings, store=open_store(edge_settings.data_dir / STORE_FILENAME))
     keys_env = Path(data_dir) / "demo-keys.env"
     _write_keys_env(keys_env, keys)
     servers: list[Any] = [

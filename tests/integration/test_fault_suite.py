@@ -335,15 +335,18 @@ def test_disk_full(stack: FaultStack, logs_dir: Path, tmp_path: Path) -> None:
                 time.sleep(5)
                 during = acknowledged(edge)
                 ready = httpx.get(edge.url + "/readyz", timeout=5)
-                error = ready.json()["checks"]["upstream"]["last_error"]
             finally:
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (hard, hard))
             recover(edge, during, "disk full")
         check(watch, edge)
         assert edge.popen.pid == pid
         assert during == full_from > 0, "readings kept being stored with the file-size limit on"
-        assert error is not None and "store" in error
         assert ready.status_code == 503
-        assert ready.json()["checks"]["store"]["ok"] is False
+        store_check = ready.json()["checks"]["store"]
+        assert store_check["ok"] is False
+        assert "store write failed" in str(store_check["last_error"])
+        assert ready.json()["failing"] == ["store"], (
+            "a full disk is the store's failure, not the device API's"
+        )
         assert "store write failed" in edge.log()
         assert os.path.getsize(tmp_path / "iotedge.sqlite3") > 0

@@ -21,7 +21,6 @@ def test_submodules_export_only_what_they_define() -> None:
         "mail",
         "message",
         "noise",
-        "schema",
         "settings",
         "state",
         "webhook",

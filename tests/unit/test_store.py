@@ -7,7 +7,7 @@ import pytest
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.stats import summarise
-from iotedge.edge.store import NewAnomaly, Store
+from iotedge.edge.store import AnomalyEvent, EventEnd, Store
 
 T0 = 1_795_953_600.0
 OBJECTS = [
@@ -113,7 +113,8 @@ def test_data_survives_reopening(tmp_path: Path, store: Store) -> None:
 
 def test_transitions_write_events_and_outbox_together(store: Store) -> None:
     """Opening and closing an event adds one outbox row each, with an idempotency key."""
-    event = NewAnomaly(
+    event = AnomalyEvent(
+        id=1 << 52 | 7,
         object_id="device_1",
         client="client_1",
         type="temperature_sensor",
@@ -126,8 +127,8 @@ def test_transitions_write_events_and_outbox_together(store: Store) -> None:
         started_at=T0,
     )
     [event_id] = store.record_transitions([event], [], edge_id="e1", now=T0)
-    store.record_transitions([], [(event_id, T0 + 60, 25.0)], edge_id="e1", now=T0 + 60)
-    rows = store._query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
+    store.record_transitions([], [EventEnd(event_id, T0 + 60, 25.0)], edge_id="e1", now=T0 + 60)
+    rows = store.database.query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
     assert rows == [("opened", f"e1:{event_id}:opened"), ("resolved", f"e1:{event_id}:resolved")]
     [record] = store.anomalies(frozenset({"client_1"}))
     assert record.ended_at == T0 + 60

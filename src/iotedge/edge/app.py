@@ -24,17 +24,10 @@ from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
 from iotedge.edge.normalise import REJECTION_REASONS
-from iotedge.edge.notify import (
-    Drainer,
-    NotifySettings,
-    connect,
-    ensure_schema,
-    parse_routes,
-    pending_count,
-)
+from iotedge.edge.notify import Drainer, NotifySettings, parse_routes, pending_count
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
-from iotedge.edge.store import Store
+from iotedge.edge.store import SqliteStore, open_store
 from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
 from iotedge.errors import ConfigError
@@ -115,6 +108,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Callable[[], float] = time.time,
     run_collector: bool = True,
+    store: SqliteStore | None = None,
 ) -> FastAPI:
     """Build an edge app for ``settings``.
 
@@ -123,6 +117,8 @@ def create_app(
         transport: httpx transport for the device API (tests faking an upstream we do not own).
         clock: wall clock used for reading times, windows and staleness.
         run_collector: start the polling loop (tests may drive ``collector.refresh()`` instead).
+        store: the store, already opened and checked (the CLI opens it before serving so a
+            bad file is one clear error); the lifespan opens it when None, and closes it.
     """
 
     edge_id = settings.resolved_edge_id
@@ -144,12 +140,12 @@ def create_app(
                 "`iotedge keys create --client CLIENT --keys-file %s`",
                 settings.resolved_keys_file,
             )
-        store = Store(settings.data_dir / STORE_FILENAME)
-        notifications_db = connect(store.path)
-        ensure_schema(notifications_db)
+        # One owner of the store's connections: the drainer and the notification views
+        # share them (see iotedge.edge.store.connection for why one writer and one reader).
+        db = store if store is not None else open_store(settings.data_dir / STORE_FILENAME)
         notifying = notify_settings(settings, edge_id)
         drainer = (
-            Drainer(store.path, notifying, clock=clock, on_outcome=metrics.record_notification)
+            Drainer(db.database, notifying, clock=clock, on_outcome=metrics.record_notification)
             if notifying.enabled_channels()
             else None
         )
@@ -161,11 +157,17 @@ def create_app(
             on_outcome=metrics.observe_upstream,
             verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,
         )
-        engine = RuleEngine(rules, store=store, edge_id=edge_id, poll_interval=settings.poll_interval)
+        engine = RuleEngine(
+            rules,
+            poll_interval=settings.poll_interval,
+            open_events=db.open_anomalies(),
+            last_seen={(object_id, metric): ts for object_id, _, metric, ts, _ in db.latest()},
+        )
         collector = Collector(
             upstream=upstream,
-            store=store,
+            store=db,
             engine=engine,
+            edge_id=edge_id,
             interval=settings.poll_interval,
             concurrency=settings.poll_concurrency,
             retention=settings.retention,
@@ -180,19 +182,19 @@ def create_app(
             latest_values=collector.latest_values,
             open_anomalies=lambda: engine.open_by_label(collector.catalogue),
         )
-        metrics.store_size.set_function(lambda: float(store.size_bytes()))
+        metrics.store_size.set_function(lambda: float(db.size_bytes()))
         metrics.objects.set_function(lambda: float(len(collector.catalogue)))
-        metrics.notifications_pending.set_function(lambda: float(pending_count(notifications_db)))
+        metrics.notifications_pending.set_function(lambda: float(pending_count(db.database)))
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
-            store=store,
+            store=db,
             keys=keys,
             upstream=upstream,
             engine=engine,
             collector=collector,
             clock=clock,
-            notifications_db=notifications_db,
+            notifications_db=db.database,
             drainer=drainer,
             limits=RateLimits(
                 rate=settings.rate_limit, burst=settings.rate_burst, auth_failures=settings.auth_failures
@@ -210,7 +212,7 @@ def create_app(
             edge_id,
             settings.upstream,
             settings.poll_interval,
-            store.path,
+            db.path,
             len(keys),
         )
         metrics_server = MetricsServer(metrics.registry, host=settings.host, port=settings.metrics_port)
@@ -231,8 +233,7 @@ def create_app(
             await upstream.aclose()
             if drainer is not None:
                 await drainer.aclose()
-            notifications_db.close()
-            store.close()
+            db.close()
 
     app = FastAPI(
         title="iotedge edge API",

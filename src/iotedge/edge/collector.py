@@ -1,4 +1,4 @@
-"""The collector: polls the device API, stores readings, runs the rules.
+"""The collector: polls the device API, stores readings, runs the rules, records their transitions.
 
 ``refresh()`` runs exactly one cycle and never raises; ``run()`` only loops around it,
 booking the next cycle after the current one ends (cycles never overlap) with a little
@@ -21,8 +21,8 @@ from iotedge.edge.normalise import (
     normalise_data,
     normalise_history,
 )
-from iotedge.edge.rules import RuleEngine, Transitions
-from iotedge.edge.store import Store
+from iotedge.edge.rules import Baseline, RuleEngine, Transitions
+from iotedge.edge.store import EdgeStore
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import IotedgeError, StoreError, UpstreamError
 
@@ -45,8 +45,9 @@ class CollectorHealth:
     cycles: int = 0
     consecutive_failures: int = 0
     last_success_at: float | None = None
+    upstream_ok_at: float | None = None
     last_attempt_at: float | None = None
-    last_error: str | None = None
+    last_error: str | None = None  # the device API's last trouble
     last_cycle_seconds: float = 0.0
     readings_ingested: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -73,8 +74,9 @@ class Collector:
 
     Args:
         upstream: the device API client.
-        store: where readings go.
-        engine: the anomaly rules.
+        store: where readings and anomaly transitions go.
+        engine: the anomaly rules (pure: the collector records what they return).
+        edge_id: written into notification idempotency keys.
         interval: seconds between cycle starts.
         concurrency: device requests in flight at once.
         retention: seconds of readings to keep.
@@ -89,8 +91,9 @@ class Collector:
         self,
         *,
         upstream: DeviceApiClient,
-        store: Store,
+        store: EdgeStore,
         engine: RuleEngine,
+        edge_id: str,
         interval: float,
         concurrency: int = 32,
         retention: float = 7 * 86400.0,
@@ -103,6 +106,7 @@ class Collector:
         self.upstream = upstream
         self.store = store
         self.engine = engine
+        self.edge_id = edge_id
         self.interval = interval
         self.retention = retention
         self.backfill = backfill
@@ -162,13 +166,12 @@ class Collector:
             )
         outcomes = await self._each(list(self._catalogue.values()), lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
-        stored += self.store.insert_readings(result.readings)
         polled_ok = bool(outcomes) and failed < len(outcomes)
-        evaluated = self.engine.evaluate(
-            result.readings, self._catalogue, now=now, check_offline=polled_ok and catalogue_ok
+        if polled_ok:
+            self.health.upstream_ok_at = now  # the device API answered, whatever the store does next
+        stored += self._store_and_evaluate(
+            result.readings, now, transitions, check_offline=polled_ok and catalogue_ok
         )
-        transitions.opened.extend(evaluated.opened)
-        transitions.closed.extend(evaluated.closed)
         if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
             self._on_anomaly()
         if self.health.cycles % _PRUNE_EVERY == 0:
@@ -206,6 +209,14 @@ class Collector:
                 )
             return False
         self.store.upsert_objects(entries, now)
+        for entry in entries:
+            known = self._catalogue.get(entry.id)
+            if known is not None and known.client != entry.client:
+                # A new owner starts with none of the old owner's history, in memory too.
+                _log.info("%s moved from %s to %s", entry.id, known.client, entry.client)
+                self.engine.forget(entry.id)
+                for key in [key for key in self.latest if key[0] == entry.id]:
+                    del self.latest[key]
         self._catalogue = {entry.id: entry for entry in entries}
         if self._metrics is not None:
             self._metrics.init_anomaly_labels(
@@ -236,14 +247,37 @@ class Collector:
         await self._each(entries, lambda entry: self._backfill(entry, chunk))
         return chunk
 
+    def _store_and_evaluate(
+        self, readings: list[Reading], now: float, transitions: Transitions, *, check_offline: bool
+    ) -> int:
+        """Store a batch, run the rules over it and record what they changed; returns how many were new.
+
+        Series the rules have not seen yet get their stored history first, read before the
+        batch is written so that it never contains the readings being judged.
+        """
+        needs = self.engine.baseline_needs(readings, self._catalogue)
+        size = self.engine.baseline_size
+        baselines: dict[tuple[str, str], Baseline] = {}
+        for (object_id, metric), before in needs.items():
+            history = self.store.raw_series(object_id, metric, float("-inf"), before, size)
+            baselines[(object_id, metric)] = Baseline(
+                times=[ts for ts, _ in history], values=[value for _, value in history]
+            )
+        stored = self.store.insert_readings(readings)
+        evaluated = self.engine.evaluate(
+            readings, self._catalogue, now=now, check_offline=check_offline, baselines=baselines
+        )
+        if evaluated:
+            self.store.record_transitions(evaluated.opened, evaluated.closed, edge_id=self.edge_id, now=now)
+        transitions.opened.extend(evaluated.opened)
+        transitions.closed.extend(evaluated.closed)
+        return stored
+
     def _settle_backfill(
         self, chunk: Normalised, now: float, result: Normalised, transitions: Transitions
     ) -> int:
         """Store and evaluate one chunk of history; its readings are not kept afterwards."""
-        stored = self.store.insert_readings(chunk.readings)
-        evaluated = self.engine.evaluate(chunk.readings, self._catalogue, now=now, check_offline=False)
-        transitions.opened.extend(evaluated.opened)
-        transitions.closed.extend(evaluated.closed)
+        stored = self._store_and_evaluate(chunk.readings, now, transitions, check_offline=False)
         self._remember_latest(chunk.readings)
         for reason, count in chunk.rejected.items():
             result.reject(reason, count)
@@ -287,7 +321,10 @@ class Collector:
             _log.warning("device API trouble: %s", report.error)
         health.ok = False
         health.consecutive_failures += 1
-        health.last_error = report.error
+        if (
+            health.store_error is None
+        ):  # a store failure is the store's (health.store_error), not the device API's
+            health.last_error = report.error
 
     def _count(self, report: CycleReport, result: Normalised, transitions: Transitions, now: float) -> None:
         """Update rejection counts, the latest values and the metrics after a cycle."""

@@ -1,6 +1,5 @@
 """The edge's long-lived resources, built by the lifespan and shared with every request."""
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,7 +9,7 @@ from iotedge.edge.collector import Collector
 from iotedge.edge.notify import Drainer
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine
-from iotedge.edge.store import Store
+from iotedge.edge.store import EdgeStore, SqliteDatabase
 from iotedge.edge.upstream import DeviceApiClient
 
 __all__ = ["EdgeContext"]
@@ -22,13 +21,13 @@ class EdgeContext:
 
     settings: EdgeSettings
     edge_id: str
-    store: Store
+    store: EdgeStore
     keys: KeyRing
     upstream: DeviceApiClient
     engine: RuleEngine
     collector: Collector
     clock: Callable[[], float]
-    notifications_db: sqlite3.Connection
+    notifications_db: SqliteDatabase
     drainer: Drainer | None
     limits: RateLimits = field(default_factory=RateLimits)
 

@@ -1,130 +1,60 @@
-"""Anomaly rules as data, and the engine that turns readings into anomaly events.
+"""The pure rule engine: readings in, anomaly transitions out (the rules as data: ruleset.py).
 
 Rules: thresholds per metric, a z-score against the object's recent window, a stuck-value
-rule and an offline rule (no reading of the primary metric for N poll intervals). With
-hysteresis, one excursion is one event with a start and an end, however many readings
-it spans. Events and their outbox rows are written by the store in one transaction.
+rule and an offline rule (the newest primary reading older than N of the device's own
+reporting periods). With hysteresis, one excursion is one event with a start and an end,
+however many readings it spans. The engine never touches the store: what it needs from
+history (open events, last reading times, recent values) comes in as data, and the
+transitions it returns are recorded by the collector (events and outbox rows in one
+transaction).
 """
 
-import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from iotedge.edge.cadence import Cadence
 from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.ruleset import DEFAULT_RULES, RuleSet, ThresholdRule, load_rules
 from iotedge.edge.stats import zscore
-from iotedge.edge.store import NewAnomaly, Store
-from iotedge.errors import ConfigError
+from iotedge.edge.store.records import AnomalyEvent, EventEnd, new_event_id
 from iotedge.specs import DEVICE_TYPES, METRICS
 
-__all__ = ["DEFAULT_RULES", "RuleEngine", "RuleSet", "ThresholdRule", "Transitions", "load_rules"]
+__all__ = [
+    "DEFAULT_RULES",
+    "Baseline",
+    "RuleEngine",
+    "RuleSet",
+    "ThresholdRule",
+    "Transitions",
+    "load_rules",
+]
 
 _log = logging.getLogger(__name__)
-
-Severity = Literal["info", "warning", "critical"]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ThresholdRule(_Model):
-    """Fires while ``metric`` is above ``above`` or below ``below``."""
-
-    metric: str
-    above: float | None = None
-    below: float | None = None
-    severity: Severity = "warning"
-
-    @property
-    def name(self) -> str:
-        """A stable rule name, e.g. ``temperature_high``."""
-        return f"{self.metric}_{'high' if self.above is not None else 'low'}"
-
-
-class ZScoreRule(_Model):
-    """Fires when a primary metric strays ``z`` standard deviations from its recent window."""
-
-    enabled: bool = True
-    window: int = Field(60, ge=5, le=10_000)
-    z: float = Field(4.0, gt=0)
-    clear_z: float = Field(2.0, gt=0)
-    min_count: int = Field(20, ge=3)
-    severity: Severity = "warning"
-
-
-class StuckRule(_Model):
-    """Fires when a primary metric repeats the same value ``readings`` times in a row."""
-
-    enabled: bool = True
-    readings: int = Field(20, ge=3, le=10_000)
-    severity: Severity = "warning"
-
-
-class OfflineRule(_Model):
-    """Fires when an object's primary metric has no reading for ``intervals`` poll intervals."""
-
-    enabled: bool = True
-    intervals: float = Field(3.0, gt=0)
-    severity: Severity = "warning"
-
-
-class RuleSet(_Model):
-    """Every rule the edge applies; the rules file has this shape (JSON)."""
-
-    thresholds: tuple[ThresholdRule, ...]
-    hysteresis: float = Field(
-        0.02,
-        ge=0,
-        le=0.5,
-        description="Share of the metric's normal range a value must recover by.",
-    )
-    zscore: ZScoreRule = ZScoreRule()
-    stuck: StuckRule = StuckRule()
-    offline: OfflineRule = OfflineRule()
-
-
-DEFAULT_RULES = RuleSet(
-    thresholds=(
-        ThresholdRule(metric="temperature", above=30.0),
-        ThresholdRule(metric="temperature", below=20.0),
-        ThresholdRule(metric="humidity", above=80),
-        ThresholdRule(metric="humidity", below=40),
-        ThresholdRule(metric="activity_level", above=95),
-        ThresholdRule(metric="battery_level", below=20, severity="critical"),
-    )
-)
-
-
-def load_rules(path: Path | None) -> RuleSet:
-    """The rules in ``path`` (JSON), or the defaults when None."""
-    if path is None:
-        return DEFAULT_RULES
-    try:
-        data = json.loads(path.read_text())
-        rules = RuleSet.model_validate(data)
-    except (OSError, ValueError, ValidationError) as exc:
-        raise ConfigError(f"rules file {path}: {exc}") from exc
-    for rule in rules.thresholds:
-        if rule.metric not in METRICS or (rule.above is None) == (rule.below is None):
-            raise ConfigError(f"rules file {path}: {rule!r} needs a known metric and one of above/below")
-    return rules
 
 
 @dataclass
 class Transitions:
-    """What one evaluation changed."""
+    """What one evaluation changed: events opened (ids already drawn) and events that cleared."""
 
-    opened: list[NewAnomaly] = field(default_factory=list)
-    closed: list[tuple[int, float, float | None]] = field(default_factory=list)
+    opened: list[AnomalyEvent] = field(default_factory=list)
+    closed: list[EventEnd] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.opened or self.closed)
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """A series' stored history before the readings being evaluated, oldest first."""
+
+    times: Sequence[float] = ()
+    values: Sequence[float] = ()
 
 
 _Key = tuple[str, str, str]  # object_id, metric, rule name
+_Series = tuple[str, str]  # object_id, metric
 
 
 class RuleEngine:
@@ -132,27 +62,75 @@ class RuleEngine:
 
     Args:
         rules: the rules.
-        store: where events (and their outbox rows) are recorded.
-        edge_id: written into notification idempotency keys.
-        poll_interval: the collector's interval, the unit of the offline rule.
+        poll_interval: the collector's interval (the offline rule's slack and floor).
+        open_events: events still open in the store, to resume after a restart.
+        last_seen: (object_id, metric) -> time of the newest stored reading.
+        new_id: draws the id of each event opened.
     """
 
-    def __init__(self, rules: RuleSet, *, store: Store, edge_id: str, poll_interval: float) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        *,
+        poll_interval: float,
+        open_events: Iterable[AnomalyEvent] = (),
+        last_seen: Mapping[_Series, float] | None = None,
+        new_id: Callable[[], int] = new_event_id,
+    ) -> None:
         self.rules = rules
-        self._store = store
-        self._edge_id = edge_id
         self._poll_interval = poll_interval
+        self._new_id = new_id
         self._thresholds: dict[str, list[ThresholdRule]] = {}
         for rule in rules.thresholds:
             self._thresholds.setdefault(rule.metric, []).append(rule)
-        self._open: dict[_Key, int] = {}
-        self._last_ts: dict[tuple[str, str], float] = {}
-        self._windows: dict[tuple[str, str], deque[float]] = {}
-        self._repeats: dict[tuple[str, str], tuple[float, int]] = {}
-        for record in store.open_anomalies():
-            self._open[(record.object_id, record.metric, record.rule)] = record.id
-        for object_id, _, metric, ts, _ in store.latest():
-            self._last_ts[(object_id, metric)] = ts
+        self._open: dict[_Key, int] = {(e.object_id, e.metric, e.rule): e.id for e in open_events}
+        self._last_ts: dict[_Series, float] = dict(last_seen or {})
+        self._windows: dict[_Series, deque[float]] = {}
+        self._cadence: dict[_Series, Cadence] = {}
+        self._repeats: dict[_Series, tuple[float, int]] = {}
+
+    @property
+    def baseline_size(self) -> int:
+        """How many stored values a :class:`Baseline` should carry."""
+        return self.rules.zscore.window
+
+    def baseline_needs(
+        self, readings: Sequence[Reading], objects: Mapping[str, CatalogueEntry]
+    ) -> dict[_Series, float]:
+        """Series whose history the engine has not seen yet, with the time to look before.
+
+        The primary series of every known object qualifies once (its cadence judges the
+        offline rule, its values seed the z-score window); the value maps to the time of
+        the first new reading of it (``inf`` when the batch has none).
+        """
+        needs: dict[_Series, float] = {}
+        for entry in objects.values():
+            key = (entry.id, DEVICE_TYPES[entry.type].primary)
+            if key not in self._cadence:
+                needs[key] = float("inf")
+        for reading in readings:
+            key = (reading.object_id, reading.metric)
+            if key in needs:
+                needs[key] = min(needs[key], reading.ts)
+        return needs
+
+    def forget(self, object_id: str) -> None:
+        """Drop what the rules learnt from an object's values (it changed owner).
+
+        Its cadence and last reading times stay (they describe the device, and keep old
+        readings from being judged again); its events stay open until they clear.
+        """
+        for state in (self._windows, self._repeats):
+            for key in [key for key in state if key[0] == object_id]:
+                del state[key]
+
+    def give_baselines(self, baselines: Mapping[_Series, Baseline]) -> None:
+        """Seed cadence and z-score windows of series not seen yet with their stored history."""
+        for key, baseline in baselines.items():
+            if key in self._cadence:
+                continue
+            self._cadence[key] = Cadence(baseline.times)
+            self._windows[key] = deque(baseline.values, maxlen=self.rules.zscore.window)
 
     @property
     def open_count(self) -> int:
@@ -189,8 +167,15 @@ class RuleEngine:
         *,
         now: float,
         check_offline: bool,
+        baselines: Mapping[_Series, Baseline] | None = None,
     ) -> Transitions:
-        """Apply every rule to the readings newer than what was seen; record the transitions."""
+        """Apply every rule to the readings newer than what was seen; return the transitions.
+
+        ``baselines`` answers :meth:`baseline_needs` (a series without one starts empty).
+        The caller records the transitions; the engine already counts opened events as open.
+        """
+        if baselines:
+            self.give_baselines(baselines)
         out = Transitions()
         for reading in sorted(readings, key=lambda r: r.ts):
             key = (reading.object_id, reading.metric)
@@ -203,11 +188,9 @@ class RuleEngine:
             self._apply(reading, entry, out)
         if check_offline and self.rules.offline.enabled:
             self._offline(objects, now, out)
-        if out.opened or out.closed:
-            ids = self._store.record_transitions(out.opened, out.closed, edge_id=self._edge_id, now=now)
-            for event, event_id in zip(out.opened, ids, strict=True):
-                if event.ended_at is None:
-                    self._open[(event.object_id, event.metric, event.rule)] = event_id
+        for event in out.opened:
+            if event.ended_at is None:
+                self._open[(event.object_id, event.metric, event.rule)] = event.id
         return out
 
     def _set(
@@ -230,7 +213,8 @@ class RuleEngine:
             out.opened[pending] = replace(out.opened[pending], ended_at=reading.ts, last_value=reading.value)
         elif active and key not in self._open and pending is None:
             out.opened.append(
-                NewAnomaly(
+                AnomalyEvent(
+                    id=self._new_id(),
                     object_id=entry.id,
                     client=entry.client,
                     type=entry.type,
@@ -244,7 +228,7 @@ class RuleEngine:
                 )
             )
         elif active is False and key in self._open:
-            out.closed.append((self._open.pop(key), reading.ts, reading.value))
+            out.closed.append(EventEnd(self._open.pop(key), reading.ts, reading.value))
 
     @staticmethod
     def _pending(out: Transitions, key: _Key) -> int | None:
@@ -280,9 +264,10 @@ class RuleEngine:
         if reading.metric != primary:
             return
         key = (entry.id, reading.metric)
+        self._cadence.setdefault(key, Cadence()).observe(reading.ts)
         offline_key = (entry.id, reading.metric, "offline")
         if offline_key in self._open:
-            out.closed.append((self._open.pop(offline_key), reading.ts, value))
+            out.closed.append(EventEnd(self._open.pop(offline_key), reading.ts, value))
         self._zscore(reading, entry, key, out)
         self._stuck(reading, entry, key, out)
 
@@ -294,8 +279,7 @@ class RuleEngine:
             return
         window = self._windows.get(key)
         if window is None:
-            recent = self._store.recent_values(entry.id, reading.metric, rule.window + 1)[:-1]
-            window = self._windows[key] = deque(recent, maxlen=rule.window)
+            window = self._windows[key] = deque(maxlen=rule.window)
         spec = METRICS[reading.metric]
         floor = 0.5 * 10 ** (-spec.decimals) if spec.decimals else 0.5
         z = zscore(reading.value, window, min_stddev=floor) if len(window) >= rule.min_count else None
@@ -335,15 +319,19 @@ class RuleEngine:
 
     def _offline(self, objects: Mapping[str, CatalogueEntry], now: float, out: Transitions) -> None:
         rule = self.rules.offline
-        limit = rule.intervals * self._poll_interval + self._poll_interval
         for entry in objects.values():
             metric = DEVICE_TYPES[entry.type].primary
             key = (entry.id, metric, "offline")
             last = self._last_ts.get((entry.id, metric))
-            if last is None or key in self._open or now - last <= limit:
+            if last is None or key in self._open:
+                continue
+            cadence = self._cadence.get((entry.id, metric)) or Cadence()
+            limit = cadence.silence_limit(intervals=rule.intervals, poll_interval=self._poll_interval)
+            if now - last <= limit:
                 continue
             out.opened.append(
-                NewAnomaly(
+                AnomalyEvent(
+                    id=self._new_id(),
                     object_id=entry.id,
                     client=entry.client,
                     type=entry.type,

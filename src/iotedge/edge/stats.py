@@ -2,30 +2,19 @@
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-__all__ = ["ValueSummary", "summarise", "zscore"]
+from iotedge.edge.store.summaries import EMPTY, Summary
 
-
-@dataclass(frozen=True, slots=True)
-class ValueSummary:
-    """count, average, min, max, population stddev and last of a series."""
-
-    count: int
-    average: float | None
-    min: float | None
-    max: float | None
-    stddev: float | None
-    last: float | None
+__all__ = ["summarise", "zscore"]
 
 
-def summarise(values: Sequence[float]) -> ValueSummary:
-    """Summarise values in time order (``last`` is the final one)."""
+def summarise(values: Sequence[float]) -> Summary:
+    """Summarise values in time order (``last`` is the final one; ``last_at`` stays unknown)."""
     if not values:
-        return ValueSummary(0, None, None, None, None, None)
+        return EMPTY
     mean = math.fsum(values) / len(values)
     variance = math.fsum((v - mean) ** 2 for v in values) / len(values)
-    return ValueSummary(len(values), mean, min(values), max(values), math.sqrt(variance), values[-1])
+    return Summary(len(values), mean, min(values), max(values), math.sqrt(variance), values[-1])
 
 
 def zscore(value: float, window: Sequence[float], *, min_stddev: float) -> float | None:

@@ -19,22 +19,22 @@ async def healthz(ctx: ContextDep) -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready: see the checks."}})
 async def readyz(ctx: ContextDep) -> JSONBytes:
-    """Ready when the store is writable and the device API answered recently."""
+    """Ready when the store is writable and the device API answered recently; `failing` names what is not."""
     health = ctx.collector.health
     now = ctx.clock()
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)
-    upstream_ok = health.last_success_at is not None and now - health.last_success_at <= recent
+    answered = health.upstream_ok_at
+    upstream_ok = answered is not None and now - answered <= recent
     store_ok = ctx.store.writable() and health.store_error is None
     body: dict[str, Any] = {
         "ready": store_ok and upstream_ok,
+        "failing": [name for name, ok in (("store", store_ok), ("upstream", upstream_ok)) if not ok],
         "edge_id": ctx.edge_id,
         "checks": {
             "store": {"ok": store_ok, "last_error": health.store_error},
             "upstream": {
                 "ok": upstream_ok,
-                "last_success_age_seconds": None
-                if health.last_success_at is None
-                else round(now - health.last_success_at, 3),
+                "last_success_age_seconds": None if answered is None else round(now - answered, 3),
                 "consecutive_failures": health.consecutive_failures,
                 "last_error": health.last_error,
                 "circuit": ctx.upstream.breaker.state,

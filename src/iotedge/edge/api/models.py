@@ -1,6 +1,17 @@
-"""Response models of the edge API (they document /docs and validate what we send)."""
+"""Response models of the edge API (they document /docs and validate what we send).
 
-from pydantic import BaseModel, Field
+The statistics and anomaly models take their shared fields from the domain types
+(``Summary``, ``AnomalyEvent``) instead of repeating the list, so the two cannot drift.
+"""
+
+import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, create_model
+
+from iotedge.edge.store import STATISTICS, AnomalyEvent, Summary
+from iotedge.edge.store.events import ANOMALY_FIELDS
 
 __all__ = [
     "AnomaliesOut",
@@ -21,15 +32,22 @@ __all__ = [
 ]
 
 
-class StatisticsOut(BaseModel):
-    """Statistics of one metric over the window (population standard deviation)."""
+def _fields(source: type, names: Sequence[str]) -> dict[str, Any]:
+    """Required pydantic fields named ``names``, typed as the domain dataclass ``source`` types them."""
+    types = {field.name: field.type for field in dataclasses.fields(source)}
+    return {name: (types[name], ...) for name in names}
 
-    count: int
-    average: float | None
-    min: float | None
-    max: float | None
-    stddev: float | None
-    last: float | None
+
+if TYPE_CHECKING:  # built at run time from the domain types; mypy sees plain models
+    StatisticsOut = BaseModel
+    AnomalyOut = BaseModel
+    StatisticsRowOut = BaseModel
+else:
+    StatisticsOut = create_model(
+        "StatisticsOut",
+        __doc__="Statistics of one metric over the window (population standard deviation).",
+        **_fields(Summary, STATISTICS),
+    )
 
 
 class ClientMetricOut(StatisticsOut):
@@ -141,25 +159,18 @@ class ReadingsOut(BaseModel):
     points: list[PointOut]
 
 
-class AnomalyOut(BaseModel):
-    """An anomaly event: open while ``ended_at`` is null."""
-
-    event_id: int
-    object_id: str
-    client: str
-    type: str
-    metric: str
-    rule: str
-    severity: str
-    value: float | None
-    threshold: float | None
-    last_value: float | None
-    message: str
-    started_at: str
-    ended_at: str | None
-    started_at_ms: int
-    ended_at_ms: int | None
-    state: str
+if not TYPE_CHECKING:
+    AnomalyOut = create_model(
+        "AnomalyOut",
+        __doc__="An anomaly event: open while ``ended_at`` is null.",
+        event_id=(int, ...),
+        **_fields(AnomalyEvent, ANOMALY_FIELDS),
+        started_at=(str, ...),
+        ended_at=(str | None, ...),
+        started_at_ms=(int, ...),
+        ended_at_ms=(int | None, ...),
+        state=(str, ...),
+    )
 
 
 class AnomaliesOut(BaseModel):
@@ -184,21 +195,18 @@ class ReadingRowOut(BaseModel):
     count: int
 
 
-class StatisticsRowOut(BaseModel):
-    """Statistics of one metric for one client, one object, or every selected object."""
-
-    client_id: str | None
-    object_id: str | None
-    type: str | None
-    metric: str
-    objects: int = Field(description="Objects with readings of this metric in the window.")
-    count: int
-    average: float | None
-    min: float | None
-    max: float | None
-    stddev: float | None
-    last: float | None
-    last_reading_at_ms: int | None
+if not TYPE_CHECKING:
+    StatisticsRowOut = create_model(
+        "StatisticsRowOut",
+        __doc__="Statistics of one metric for one client, one object, or every selected object.",
+        client_id=(str | None, ...),
+        object_id=(str | None, ...),
+        type=(str | None, ...),
+        metric=(str, ...),
+        objects=(int, Field(description="Objects with readings of this metric in the window.")),
+        **_fields(Summary, STATISTICS),
+        last_reading_at_ms=(int | None, ...),
+    )
 
 
 class ClientRowOut(BaseModel):

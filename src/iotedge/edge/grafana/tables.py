@@ -11,7 +11,7 @@ from typing import Any
 
 from iotedge.edge.grafana.query import Evaluator, Window
 from iotedge.edge.grafana.targets import TableTarget, split_values
-from iotedge.edge.store import Summary, anomaly_json
+from iotedge.edge.store import EMPTY, Summary, anomaly_json, pool
 from iotedge.edge.timefmt import epoch_ms
 from iotedge.errors import BadRequest
 from iotedge.specs import METRIC_ORDER
@@ -30,7 +30,7 @@ __all__ = [
 STAT_BY: tuple[str, ...] = ("client", "object", "metric")
 """How statistics rows may be grouped."""
 
-_EMPTY = Summary(0, None, None, None, None, None, None)
+_EMPTY = EMPTY
 _PER_OBJECT_QUERIES = 20  # above this many objects of one client, one grouped query is cheaper
 _STATS = ["count", "average", "min", "max", "stddev", "last"]
 _ANOMALY_LIMIT = 500
@@ -52,24 +52,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
-def combine(parts: Sequence[Summary]) -> Summary:
-    """One summary of the union of the readings ``parts`` summarise (exact pooled variance)."""
-    parts = [p for p in parts if p.count and p.average is not None]
-    if not parts:
-        return _EMPTY
-    count = sum(p.count for p in parts)
-    mean = sum(p.count * (p.average or 0.0) for p in parts) / count
-    squares = sum(p.count * ((p.stddev or 0.0) ** 2 + (p.average or 0.0) ** 2) for p in parts) / count
-    newest = max((p for p in parts if p.last_at is not None), key=lambda p: p.last_at or 0.0, default=None)
-    return Summary(
-        count=count,
-        average=mean,
-        min=min(p.min for p in parts if p.min is not None),
-        max=max(p.max for p in parts if p.max is not None),
-        stddev=math.sqrt(max(0.0, squares - mean * mean)),
-        last=newest.last if newest else None,
-        last_at=newest.last_at if newest else None,
-    )
+combine = pool
+"""One summary of the union of the readings the parts summarise (the store's pooling)."""
 
 
 def _stat_row(summary: Summary, **labels: Any) -> dict[str, Any]:

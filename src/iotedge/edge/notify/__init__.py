@@ -11,13 +11,11 @@ from iotedge.edge.notify.message import (
     email_text,
     webhook_body,
 )
-from iotedge.edge.notify.schema import OUTBOX_DDL, connect, ensure_schema
 from iotedge.edge.notify.settings import NotifySettings, Route, parse_routes
 from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
 from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
 
 __all__ = [
-    "OUTBOX_DDL",
     "SCHEMA_VERSION",
     "Channel",
     "ChannelResult",
@@ -34,10 +32,8 @@ __all__ = [
     "backoff_delay",
     "build_channels",
     "build_email",
-    "connect",
     "email_subject",
     "email_text",
-    "ensure_schema",
     "notification_rows",
     "parse_routes",
     "pending_count",

@@ -2,8 +2,8 @@
 
 At least once: a message is marked sent only after its channel returned (the receiver
 accepted it), so a crash in between sends it again after restart, with the same
-idempotency key. All database work runs in a worker thread on the drainer's own
-connection, in short transactions that never span network I/O.
+idempotency key. All database work runs in a worker thread, on the store's connections
+(its writer for short transactions that never span network I/O, its reader for listings).
 """
 
 import asyncio
@@ -32,8 +32,9 @@ from iotedge.edge.notify.noise import (
     settle_flapping,
     triage,
 )
-from iotedge.edge.notify.schema import connect, ensure_schema
 from iotedge.edge.notify.settings import CHANNELS, NotifySettings
+from iotedge.edge.store import SqliteDatabase
+from iotedge.errors import StoreError
 
 __all__ = ["DeliveryStats", "DrainReport", "Drainer", "backoff_delay"]
 
@@ -79,7 +80,8 @@ class Drainer:
     """Delivers the outbox on every configured channel, with noise control and retries.
 
     Args:
-        db_path: the store's SQLite file (WAL); the drainer opens its own connection.
+        database: the store's connections (the edge shares its store's), or the path of a
+            store file to open for the drainer alone (tools and tests).
         settings: channels, routes, noise control and retry settings.
         channels: channel objects by name; built from ``settings`` when omitted.
         http_client: used by the webhook channel when ``channels`` is omitted; the
@@ -91,7 +93,7 @@ class Drainer:
 
     def __init__(
         self,
-        db_path: str | Path,
+        database: SqliteDatabase | str | Path,
         settings: NotifySettings,
         *,
         channels: Mapping[str, Channel] | None = None,
@@ -116,14 +118,19 @@ class Drainer:
             for counter in (self.stats.sent, self.stats.failed, self.stats.retried):
                 counter.setdefault(name, 0)
             self.stats.suppressed.setdefault(name, 0)
-        self._conn = connect(db_path)
-        ensure_schema(self._conn)
+        self._owned_db: SqliteDatabase | None = None
+        if isinstance(database, SqliteDatabase):
+            self._database = database
+        else:
+            self._database = self._owned_db = SqliteDatabase(Path(database))
         # A restart is a good moment to retry: the receiver may have come back while we were
         # down, so messages waiting out a long backoff become due now (once each).
-        self._conn.execute(
-            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?",
-            (clock(), clock()),
-        )
+        with self._database.write() as conn:
+            conn.execute(
+                "UPDATE outbox_delivery SET next_attempt_at = ?"
+                " WHERE status = 'pending' AND next_attempt_at > ?",
+                (clock(), clock()),
+            )
         # One thread owns every database call, so a cancelled pass can never overlap the
         # next call or aclose() on the connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
@@ -135,7 +142,8 @@ class Drainer:
         async with self._lock:
             if self._owned_client is not None:
                 await self._owned_client.aclose()
-            await self._db(self._conn.close)
+            if self._owned_db is not None:
+                await self._db(self._owned_db.close)
             self._executor.shutdown(wait=False)
 
     def wake(self) -> None:
@@ -167,7 +175,7 @@ class Drainer:
                 logger.warning(
                     "notification pass failed: %s",
                     report.error,
-                    exc_info=not isinstance(exc, sqlite3.Error),
+                    exc_info=not isinstance(exc, sqlite3.Error | StoreError),
                 )
         self.stats.passes += 1
         self.stats.last_pass_at = self._clock()
@@ -188,19 +196,26 @@ class Drainer:
                 continue
             await self._deliver(row, down, report)
 
-    def _triage(self, now: float) -> tuple[TriageResult, int]:
-        result = triage(self._conn, self.settings, now)
-        return result, settle_flapping(self._conn, self.settings, now)
+    def _triage(self, conn: sqlite3.Connection, now: float) -> tuple[TriageResult, int]:
+        result = triage(conn, self.settings, now)
+        return result, settle_flapping(conn, self.settings, now)
+
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
+        """Rows of a read-only statement on the store's reader, by column name."""
+        with self._database.read() as conn:
+            cursor = conn.cursor()
+            cursor.row_factory = sqlite3.Row
+            return cursor.execute(sql, params).fetchall()
 
     def _due(self, now: float) -> list[sqlite3.Row]:
-        return self._conn.execute(
+        return self._rows(
             "SELECT d.*, o.event_id, o.transition, o.payload, o.idempotency_key,"
             " o.created_at AS recorded_at FROM outbox_delivery d"
             " LEFT JOIN outbox o ON o.id = d.outbox_id"
             " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
             " ORDER BY d.outbox_id, d.kind LIMIT ?",
             (now, self.settings.batch_size),
-        ).fetchall()
+        )
 
     async def _deliver(self, row: sqlite3.Row, down: set[str], report: DrainReport) -> None:
         name, now = row["channel"], self._clock()
@@ -231,7 +246,7 @@ class Drainer:
                 return
         grouped = row["n_grouped"]
         if row["reason"] == HELD:
-            grouped = await self._tx(release_held, self._conn, row["outbox_id"], row["series"], name, now)
+            grouped = await self._tx(release_held, row["outbox_id"], row["series"], name, now)
         note = self._note(row, grouped)
         try:
             await channel.send(note)
@@ -273,15 +288,15 @@ class Drainer:
         )
 
     def _opened_status(self, event_id: int, before_id: int, channel: str) -> tuple[str | None, float | None]:
-        row = self._conn.execute(
+        rows = self._rows(
             "SELECT d.status, d.next_attempt_at FROM outbox_delivery d"
             " JOIN outbox o ON o.id = d.outbox_id"
             " WHERE o.event_id = ? AND o.transition = 'opened' AND o.id < ?"
             " AND d.channel = ? AND d.kind IN ('event', 'stable')"
             " ORDER BY d.status = 'sent' DESC, d.status = 'pending' DESC LIMIT 1",
             (event_id, before_id, channel),
-        ).fetchone()
-        return (None, None) if row is None else (str(row[0]), float(row[1]))
+        )
+        return (None, None) if not rows else (str(rows[0][0]), float(rows[0][1]))
 
     async def _retry(self, row: sqlite3.Row, error: str, report: DrainReport) -> None:
         attempts = row["attempts"] + 1
@@ -348,8 +363,9 @@ class Drainer:
             self._tally("suppressed", channel)
             report.suppressed += 1
 
+    @staticmethod
     def _update(
-        self,
+        conn: sqlite3.Connection,
         ident: tuple[int, str, str],
         status: str,
         now: float,
@@ -359,7 +375,7 @@ class Drainer:
         attempts_delta: int = 0,
         next_at: float | None = None,
     ) -> None:
-        self._conn.execute(
+        conn.execute(
             "UPDATE outbox_delivery SET status = ?, updated_at = ?,"
             " last_error = COALESCE(?, last_error), reason = COALESCE(?, reason),"
             " attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at)"
@@ -375,11 +391,6 @@ class Drainer:
         return await self._db(self._in_tx, fn, args, kwargs)
 
     def _in_tx(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _T:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        return result
+        """``fn(conn, *args, **kwargs)`` in one write transaction on the store's writer."""
+        with self._database.write() as conn:
+            return fn(conn, *args, **kwargs)

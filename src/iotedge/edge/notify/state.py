@@ -4,10 +4,21 @@ import json
 import sqlite3
 from collections.abc import Set
 from dataclasses import dataclass
+from typing import Any
 
 from iotedge.edge.notify.message import iso
+from iotedge.edge.store import SqliteDatabase
 
 __all__ = ["NotificationRow", "notification_rows", "pending_count"]
+
+Db = SqliteDatabase | sqlite3.Connection
+"""The store's connections (the edge) or a plain connection to the file (tools, tests)."""
+
+
+def _query(db: Db, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    if isinstance(db, SqliteDatabase):
+        return db.query(sql, params)
+    return db.execute(sql, params).fetchall()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,15 +45,14 @@ class NotificationRow:
     updated_at: str | None
 
 
-def notification_rows(
-    conn: sqlite3.Connection, clients: Set[str] | None, limit: int = 100
-) -> list[NotificationRow]:
+def notification_rows(db: Db, clients: Set[str] | None, limit: int = 100) -> list[NotificationRow]:
     """The newest deliveries first, only for ``clients`` (``None`` means every client)."""
     if clients is not None and not clients:
         return []
     everyone = clients is None
     scope = json.dumps(sorted(clients or ()))
-    rows = conn.execute(
+    rows = _query(
+        db,
         "SELECT d.outbox_id, d.channel, d.kind, d.status, d.reason, d.attempts, d.last_error,"
         " d.next_attempt_at, d.updated_at, o.event_id, o.client, o.severity, o.transition,"
         " o.idempotency_key, o.created_at,"
@@ -54,7 +64,7 @@ def notification_rows(
         " WHERE ? OR o.client IN (SELECT value FROM json_each(?))"
         " ORDER BY d.outbox_id DESC, d.channel, d.kind LIMIT ?",
         (everyone, scope, max(0, limit)),
-    ).fetchall()
+    )
     return [
         NotificationRow(
             outbox_id=r[0],
@@ -80,11 +90,12 @@ def notification_rows(
     ]
 
 
-def pending_count(conn: sqlite3.Connection) -> int:
+def pending_count(db: Db) -> int:
     """Messages not yet delivered: pending deliveries plus outbox rows not yet triaged."""
-    pending = conn.execute("SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'").fetchone()[0]
-    untriaged = conn.execute(
+    pending = _query(db, "SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'")[0][0]
+    untriaged = _query(
+        db,
         "SELECT COUNT(*) FROM outbox WHERE id > COALESCE("
-        "(SELECT last_outbox_id FROM notify_cursor WHERE id = 1), 0)"
-    ).fetchone()[0]
+        "(SELECT last_outbox_id FROM notify_cursor WHERE id = 1), 0)",
+    )[0][0]
     return int(pending) + int(untriaged)

@@ -1,0 +1,52 @@
+"""How often a device actually reports: the typical gap between its own reading times.
+
+The offline rule measures a reading's age against this, not against the poll interval, so
+polling every second a device that reports every five seconds opens no false offline events.
+"""
+
+import statistics
+from collections import deque
+from collections.abc import Iterable
+
+__all__ = ["UNKNOWN_PERIOD_S", "Cadence"]
+
+_GAPS = 9  # gaps remembered; the median of a few ignores one missed or doubled report
+# Until a device has reported twice its period is unknown: assume it reports at least once a
+# minute (the device API's history spacing) rather than as often as we poll, which would call
+# a device offline between its first and its second report.
+UNKNOWN_PERIOD_S = 60.0
+
+
+class Cadence:
+    """The median gap between the last few distinct reading times of one series."""
+
+    __slots__ = ("_gaps", "_last")
+
+    def __init__(self, times: Iterable[float] = ()) -> None:
+        self._gaps: deque[float] = deque(maxlen=_GAPS)
+        self._last: float | None = None
+        for ts in sorted(times):
+            self.observe(ts)
+
+    def observe(self, ts: float) -> None:
+        """Note a reading taken at ``ts`` (older or repeated times are ignored)."""
+        if self._last is not None:
+            if ts <= self._last:
+                return
+            self._gaps.append(ts - self._last)
+        self._last = ts
+
+    @property
+    def period(self) -> float | None:
+        """The typical gap in seconds, None until two reading times are known."""
+        return statistics.median(self._gaps) if self._gaps else None
+
+    def silence_limit(self, *, intervals: float, poll_interval: float) -> float:
+        """How old the newest reading may be before the device counts as offline.
+
+        ``intervals`` reporting periods (never shorter than the poll interval, since a
+        reading cannot be seen sooner than it is polled; :data:`UNKNOWN_PERIOD_S` while
+        unknown) plus one poll interval of slack.
+        """
+        period = max(UNKNOWN_PERIOD_S if self.period is None else self.period, poll_interval)
+        return intervals * period + poll_interval

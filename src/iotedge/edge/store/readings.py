@@ -1,0 +1,197 @@
+"""Readings: batched idempotent writes, latest values, windows, statistics and down-sampling.
+
+Every read of one object's history is limited to the readings recorded while its current
+owner owned it (``readings.client`` = ``objects.client``): a device moved to another client
+brings none of its past with it.
+"""
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from iotedge.edge.normalise import Reading
+from iotedge.edge.store.connection import SqliteDatabase
+from iotedge.edge.store.records import Scope
+from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
+
+__all__ = ["ReadingsMixin", "in_scope"]
+
+_MAX_SQL_IDS = 5_000  # ids per IN (...) list, far below SQLite's variable limit
+# Readings of an object recorded under the owner the catalogue names now.
+_OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
+# The same for one object (bound to its id): looked up once, not joined row by row.
+_OWNER_OF = "r.client = (SELECT client FROM objects WHERE id = ?)"
+
+
+def in_scope(scope: Scope, column: str) -> tuple[str, list[str]]:
+    """A SQL condition restricting ``column`` to the scope, and its parameters."""
+    if scope is None:
+        return "1", []
+    if not scope:
+        return "0", []
+    return f"{column} IN ({','.join('?' * len(scope))})", sorted(scope)
+
+
+class ReadingsMixin:
+    """The readings half of the SQLite store."""
+
+    _db: SqliteDatabase
+    path: Path
+
+    def insert_readings(self, readings: list[Reading]) -> int:
+        """Store a batch in one transaction; duplicates (same object, metric, time) are ignored.
+
+        Each reading keeps the client it names (the owner when it was taken). Returns how
+        many readings were new.
+        """
+        if not readings:
+            return 0
+        rows = [(r.object_id, r.metric, r.ts, r.value, r.client) for r in readings]
+        with self._db.write() as db:
+            before = db.total_changes
+            db.executemany(
+                "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)",
+                rows,
+            )
+            inserted = db.total_changes - before
+            db.executemany(
+                "INSERT INTO latest (object_id, metric, ts, value, client) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (object_id, metric) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
+                "client=excluded.client WHERE excluded.ts >= latest.ts",
+                rows,
+            )
+        return inserted
+
+    def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:
+        """(object_id, client, metric, ts, value) of the newest reading per object and metric."""
+        condition, params = in_scope(scope, "o.client")
+        return self._db.query(
+            "SELECT r.object_id, o.client, r.metric, r.ts, r.value FROM latest r "  # noqa: S608
+            f"{_OWNED} WHERE {condition}",
+            params,
+        )
+
+    def latest_of(self, object_id: str) -> dict[str, tuple[float, float]]:
+        """metric -> (ts, value) of one object's newest readings."""
+        rows = self._db.query(
+            f"SELECT r.metric, r.ts, r.value FROM latest r {_OWNED} WHERE r.object_id=?",  # noqa: S608
+            (object_id,),
+        )
+        return {metric: (ts, value) for metric, ts, value in rows}
+
+    def raw_series(
+        self, object_id: str, metric: str, since: float, until: float, limit: int
+    ) -> list[tuple[float, float]]:
+        """The newest ``limit`` readings in [since, until), ascending in time."""
+        rows = self._db.query(
+            "SELECT r.ts, r.value FROM readings r WHERE r.object_id=? AND r.metric=? "  # noqa: S608
+            f"AND r.ts>=? AND r.ts<? AND {_OWNER_OF} ORDER BY r.ts DESC LIMIT ?",
+            (object_id, metric, since, until, object_id, limit),
+        )
+        return [(ts, value) for ts, value in reversed(rows)]
+
+    def summary(self, object_id: str, metric: str, since: float, until: float) -> Summary:
+        """Statistics of one object's metric over [since, until)."""
+        window = f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND {_OWNER_OF}"
+        params = (object_id, metric, since, until, object_id)
+        moments = (
+            f"COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value) {window}"
+        )
+        count, total, low, high, squares = self._db.query(f"SELECT {moments}", params)[0]
+        last = self._db.query(f"SELECT r.ts, r.value {window} ORDER BY r.ts DESC LIMIT 1", params)
+        return from_moments(count, total, low, high, squares, last[0] if last else None)
+
+    def client_summaries(
+        self, client: str, since: float, until: float
+    ) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
+        """Per-metric statistics across a client's objects, and per object and metric."""
+        rows = self._db.query(
+            "SELECT r.object_id, r.metric, COUNT(r.value), TOTAL(r.value), MIN(r.value), "  # noqa: S608
+            f"MAX(r.value), TOTAL(r.value*r.value) FROM readings r {_OWNED} "
+            "WHERE o.client=? AND r.ts>=? AND r.ts<? GROUP BY r.object_id, r.metric",
+            (client, since, until),
+        )
+        latest = {
+            (object_id, metric): (ts, value)
+            for object_id, _, metric, ts, value in self.latest(frozenset({client}))
+            if since <= ts < until
+        }
+        per_object: dict[str, dict[str, Summary]] = {}
+        by_metric: dict[str, list[Summary]] = {}
+        for object_id, metric, count, total, low, high, squares in rows:
+            summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
+            per_object.setdefault(object_id, {})[metric] = summary
+            by_metric.setdefault(metric, []).append(summary)
+        return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
+
+    def bucketed(
+        self,
+        object_ids: Sequence[str],
+        metric: str,
+        since: float,
+        until: float,
+        step: float,
+        *,
+        origin: float | None = None,
+    ) -> list[Bucket]:
+        """Down-sampled series of several objects together (one object: its own series).
+
+        Buckets start at ``origin + k * step`` (default ``since``) so that a moving window
+        keeps the same grid; each holds the average, min, max and count of the readings of
+        all ``object_ids`` in [since, until) that fall into it.
+        """
+        start = since if origin is None else origin
+        merged: dict[int, list[float]] = {}
+        for first in range(0, len(object_ids), _MAX_SQL_IDS):
+            chunk = list(object_ids[first : first + _MAX_SQL_IDS])
+            rows = self._db.query(
+                "SELECT CAST((r.ts - ?) / ? AS INTEGER) AS b, TOTAL(r.value), MIN(r.value), "  # noqa: S608
+                f"MAX(r.value), COUNT(r.value) FROM readings r {_OWNED} "
+                f"WHERE r.object_id IN ({','.join('?' * len(chunk))}) "
+                "AND r.metric=? AND r.ts>=? AND r.ts<? GROUP BY b",
+                (start, step, *chunk, metric, since, until),
+            )
+            for b, total, low, high, count in rows:
+                acc = merged.setdefault(b, [0.0, math.inf, -math.inf, 0])
+                acc[0] += total
+                acc[1] = min(acc[1], low)
+                acc[2] = max(acc[2], high)
+                acc[3] += count
+        return [
+            Bucket(
+                start + b * step,
+                clamped_mean(acc[0], int(acc[3]), acc[1], acc[2]),
+                acc[1],
+                acc[2],
+                int(acc[3]),
+            )
+            for b, acc in sorted(merged.items())
+            if acc[3]
+        ]
+
+    def recent_values(self, object_id: str, metric: str, limit: int) -> list[float]:
+        """The newest ``limit`` values of one metric under its current owner, oldest first."""
+        rows = self._db.query(
+            f"SELECT r.value FROM readings r WHERE r.object_id=? AND r.metric=? AND {_OWNER_OF} "  # noqa: S608
+            "ORDER BY r.ts DESC LIMIT ?",
+            (object_id, metric, object_id, limit),
+        )
+        return [row[0] for row in reversed(rows)]
+
+    def prune(self, before: float) -> int:
+        """Delete readings older than ``before``; returns how many."""
+        with self._db.write() as db:
+            return int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
+
+    def count_readings(self) -> int:
+        """How many readings are stored."""
+        return int(self._db.query("SELECT COUNT(*) FROM readings")[0][0])
+
+    def size_bytes(self) -> int:
+        """Size of the database files on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            candidate = Path(str(self.path) + suffix)
+            if candidate.exists():
+                total += candidate.stat().st_size
+        return total

@@ -1,0 +1,62 @@
+"""The store's domain types: objects, anomaly events and the client scope of a read."""
+
+import secrets
+from dataclasses import dataclass
+
+__all__ = ["AnomalyEvent", "EventEnd", "ObjectRow", "Scope", "new_event_id"]
+
+Scope = frozenset[str] | None
+"""Clients a caller may see; None means every client."""
+
+# Event ids are random (issue 13, finding 7): a counter shared by every client would tell
+# one client how busy the others are. 52 random bits above 2**52 stay exact in JavaScript
+# (Grafana) and never meet the small sequential ids of stores from earlier releases.
+_ID_BITS = 52
+
+
+def new_event_id() -> int:
+    """A fresh random anomaly event id in [2**52, 2**53)."""
+    return (1 << _ID_BITS) | secrets.randbits(_ID_BITS)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRow:
+    """An object the edge knows."""
+
+    id: str
+    client: str
+    type: str
+    first_seen: float
+    last_listed: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnomalyEvent:
+    """An anomaly event: open while ``ended_at`` is None.
+
+    ``client`` is the device's owner when the event opened. ``last_value`` is the newest
+    value seen while it lasted (None: the opening ``value``).
+    """
+
+    id: int
+    object_id: str
+    client: str
+    type: str
+    metric: str
+    rule: str
+    severity: str
+    value: float | None
+    threshold: float | None
+    message: str
+    started_at: float
+    ended_at: float | None = None
+    last_value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnd:
+    """An open event that cleared at ``ended_at`` with ``last_value``."""
+
+    event_id: int
+    ended_at: float
+    last_value: float | None

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -10,10 +11,11 @@ import click
 import uvicorn
 
 from iotedge import __version__
-from iotedge.cli_security import certs, edge_security_options, keys, tls_options
-from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
+from iotedge.cli_security import certs, edge_security_options, keys, metrics_options, tls_options
+from iotedge.config import SIM_ENV_PREFIX, EdgeSettings, load_sim_settings
 from iotedge.errors import ConfigError
-from iotedge.tls import server_options
+from iotedge.guard import Limits, guarded_protocol
+from iotedge.tls import server_context
 
 __all__ = ["main"]
 
@@ -61,15 +63,41 @@ def _with_options(options: list[Callable[[Any], Any]]) -> Callable[[Callable[...
 
 
 GRACEFUL_SHUTDOWN_S = 3
+DEFAULT_LIMITS = Limits()
 
 
-def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
-    """A uvicorn server for ``app`` that leaves logging to us and serves no access log."""
+def edge_limits(settings: EdgeSettings) -> Limits:
+    """The connection limits of the edge API."""
+    return Limits(
+        max_head=settings.max_header,
+        max_url=settings.max_url,
+        head_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
+def uvicorn_server(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    tls: ssl.SSLContext | None = None,
+    on_event: Callable[[str], None] | None = None,
+    **extra: Any,
+) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that leaves logging to us and serves no access log.
+
+    Connections go through :mod:`iotedge.guard` (head size, slow clients, connection cap,
+    and TLS with ``tls``, whose failed handshakes are logged and passed to ``on_event``).
+    """
     # No proxy headers: the failed-login cap counts the peer's own address, not a claimed one.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(limits, tls=tls, on_event=on_event),
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -140,8 +168,8 @@ def sim(**options: Any) -> None:
         settings.host,
         settings.port,
     )
-    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
-    server = uvicorn_server(app, settings.host, settings.port, **tls)
+    tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
+    server = uvicorn_server(app, settings.host, settings.port, tls=tls)
     run_async(server.serve())
 
 
@@ -153,6 +181,7 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", help="Address the API listens on. [default: 127.0.0.1]"),
         click.option("--port", type=int, help="API port. [default: 5000]"),
         click.option("--metrics-port", type=int, help="Prometheus metrics port, 0 = off. [default: 8001]"),
+        *metrics_options(),
         click.option("--upstream", help="Device API base URL. [default: http://127.0.0.1:8000]"),
         click.option("--data-dir", type=click.Path(), help="Store directory. [default: data]"),
         click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
@@ -180,15 +209,29 @@ def edge(**options: Any) -> None:
     from iotedge.edge.app import create_app
 
     settings = load_edge_settings(**options)
-    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
+    tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     app = create_app(settings)
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
     _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)
-    run_async(uvicorn_server(app, settings.host, settings.port, **tls).serve())
+    server = uvicorn_server(
+        app,
+        settings.host,
+        settings.port,
+        limits=edge_limits(settings),
+        tls=tls,
+        on_event=app.state.metrics.record_connection_event,
+    )
+    run_async(server.serve())
 
 
 @main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the edge API and metrics (0.0.0.0: reachable from containers and other hosts).",
+)
 @click.option("--sim-port", type=int, default=8000, show_default=True, help="Simulator port.")
 @click.option("--port", type=int, default=5000, show_default=True, help="Edge API port.")
 @click.option("--metrics-port", type=int, default=8001, show_default=True, help="Edge metrics port.")
@@ -197,12 +240,13 @@ def edge(**options: Any) -> None:
 )
 @click.option("--poll-interval", default="5s", show_default=True, help="Time between polls.")
 @_fail_on_config_error
-def run(sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
+def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
     run_async(
         run_demo(
+            host=host,
             sim_port=sim_port,
             port=port,
             metrics_port=metrics_port,

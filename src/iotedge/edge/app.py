@@ -22,7 +22,7 @@ from iotedge.edge.context import EdgeContext
 from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
-from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
+from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.normalise import REJECTION_REASONS
 from iotedge.edge.notify import (
     Drainer,
@@ -131,7 +131,10 @@ def create_app(
         upstream_endpoints=UPSTREAM_ENDPOINTS,
         reject_reasons=(*REJECTION_REASONS, "not_json"),
         clock=clock,
+        per_object=settings.metrics_per_object,
     )
+    # Built here, so a bad token file or certificate fails at start with one clear line.
+    metrics_server = metrics_server_for(settings, metrics.registry, metrics.record_connection_event)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -212,7 +215,6 @@ def create_app(
             store.path,
             len(keys),
         )
-        metrics_server = MetricsServer(metrics.registry, host=settings.host, port=settings.metrics_port)
         if settings.metrics_port:
             await metrics_server.start()
             _log.info("metrics on %s", metrics_server.url)

@@ -50,6 +50,7 @@ TLS_REASONS = (
 """Why a TLS handshake failed, as counted (a bounded set)."""
 
 CONNECTION_EVENTS = (
+    "bad_request",
     "head_too_large",
     "url_too_long",
     "head_timeout",
@@ -59,6 +60,7 @@ CONNECTION_EVENTS = (
 )
 """Why the guard closed a connection, as counted (a bounded set)."""
 
+_LINGER_S = 1.0  # how long a refused client may go on sending before the socket closes
 _LOG_EVERY_S = 60.0  # one log line per peer and minute, whatever the rate of failures
 _MAX_PEERS_REMEMBERED = 4096
 
@@ -130,7 +132,7 @@ class _PeerLog:
 
 def _raw_json(status: int, error: str, detail: str) -> bytes:
     """A complete HTTP/1.1 error answer that closes the connection, with the API's headers."""
-    body = json.dumps({"error": error, "detail": detail}).encode()
+    body = json.dumps({"error": error, "detail": detail}, separators=(",", ":")).encode()
     head = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
         "content-type: application/json",
@@ -171,10 +173,10 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._refusal: tuple[int, str, str, str] | None = None
         self._handshake: asyncio.Task[None] | None = None
+        self._draining = False
 
     # -- connection life ----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - a stream server
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         if not self._make_room():
             self._emit("too_many_connections")
             transport.abort()
@@ -243,7 +245,10 @@ class _GuardedProtocol(HttpToolsProtocol):
             return
         if answer is not None and (self.cycle is None or not self.cycle.response_started):
             transport.write(answer)
-            transport.close()  # sends what was written, then closes
+            # Closing with unread input resets the connection, and a client still sending
+            # (a huge head) would never read the answer: read and drop its input for a moment.
+            self._draining = True
+            self.loop.call_later(_LINGER_S, transport.close)
         else:
             transport.abort()
 
@@ -269,6 +274,8 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     # -- parsing ----------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
         self._unset_keepalive_if_required()
         head_before = self._in_head
         try:
@@ -281,7 +288,7 @@ class _GuardedProtocol(HttpToolsProtocol):
             return
         except httptools.HttpParserError:
             if self._refusal is None:
-                self._refusal = (400, "Bad Request", "malformed HTTP request", "")
+                self._refusal = (400, "Bad Request", "malformed HTTP request", "bad_request")
         if self._refusal is None and head_before and self._in_head:
             # The whole chunk belongs to a head that is still incomplete.
             self._head_bytes += len(data)

@@ -43,7 +43,7 @@ def edge_security_options() -> list[Callable[[Any], Any]]:
         click.option("--max-url", type=int, help="Longest URL (path and query) in bytes. [default: 4096]"),
         click.option("--max-header", type=int, help="Largest request head in bytes. [default: 16384]"),
         click.option("--header-timeout", help="Time to send a request head, e.g. 10s. [default: 10s]"),
-        click.option("--body-timeout", help="Time to send a request body, e.g. 30s. [default: 30s]"),
+        click.option("--body-timeout", help="Time to send a request body, e.g. 20s. [default: 20s]"),
         click.option("--max-connections", type=int, help="Open API connections at most. [default: 512]"),
     ]
 

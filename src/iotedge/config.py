@@ -195,7 +195,7 @@ class EdgeSettings(_Settings):
         10.0, gt=0, description="Seconds a client has to send a request head (408 and close beyond)."
     )
     body_timeout: float = Field(
-        30.0, gt=0, description="Seconds a client has to send a request body once its head arrived."
+        20.0, gt=0, description="Seconds a client has to send a request body once its head arrived."
     )
     max_connections: int = Field(
         512, ge=1, description="Open connections to the API; at the cap the oldest idle one is closed."

@@ -91,7 +91,7 @@ class Limits:
     max_head: int = 16 * 1024
     max_url: int = 4096
     head_timeout: float = 10.0
-    body_timeout: float = 30.0
+    body_timeout: float = 20.0
     max_connections: int = 512
 
 

@@ -43,8 +43,15 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio."""
+def run_async(coro: Coroutine[Any, Any, None], *, tls: bool = False) -> None:
+    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio.
+
+    With ``tls``, on asyncio: the TLS handshake is ours (``iotedge.guard``), and it needs a
+    transport that can be paused before it reads, which uvloop's are not.
+    """
+    if tls:
+        asyncio.run(coro)
+        return
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is missing only on unusual platforms
@@ -170,7 +177,7 @@ def sim(**options: Any) -> None:
     )
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     server = uvicorn_server(app, settings.host, settings.port, tls=tls)
-    run_async(server.serve())
+    run_async(server.serve(), tls=tls is not None)
 
 
 _EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
@@ -222,7 +229,7 @@ def edge(**options: Any) -> None:
         tls=tls,
         on_event=app.state.metrics.record_connection_event,
     )
-    run_async(server.serve())
+    run_async(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
 
 
 @main.command()

@@ -174,6 +174,8 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._refusal: tuple[int, str, str, str] | None = None
         self._handshake: asyncio.Task[None] | None = None
         self._draining = False
+        self._raw_phase = False
+        self._early: list[bytes] | None = None  # data decrypted before the handshake returned
 
     # -- connection life ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -189,12 +191,19 @@ class _GuardedProtocol(HttpToolsProtocol):
         # Tracked while handshaking, so the cap counts it and a shutdown closes it.
         self.transport = transport
         self.connections.add(self)
-        transport.pause_reading()  # start_tls must see the ClientHello, not this protocol
+        # start_tls must see the ClientHello, not this protocol. asyncio's transports honour a
+        # pause here; uvloop's start reading after connection_made whatever it asked (see
+        # data_received), which is why servers with TLS run on asyncio's loop.
+        transport.pause_reading()
+        self._raw_phase = True
+        # The request may be decrypted and handed over before start_tls returns: keep it.
+        self._early = []
         self._handshake = self.loop.create_task(self._secure(transport), name="iotedge.tls-handshake")
 
     async def _secure(self, raw: asyncio.Transport) -> None:
         assert self.guard.tls is not None  # noqa: S101 - only started with a context
         peer = raw.get_extra_info("peername")
+        self._raw_phase = False  # start_tls takes the transport over before it first awaits
         try:
             secure = await self.loop.start_tls(
                 raw,
@@ -215,6 +224,9 @@ class _GuardedProtocol(HttpToolsProtocol):
             self._forget()
             return
         super().connection_made(secure)
+        early, self._early = self._early, None
+        if early:
+            self.data_received(b"".join(early))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._forget()
@@ -274,6 +286,13 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     # -- parsing ----------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self._raw_phase:
+            _log.error("TLS bytes reached the HTTP layer: serve TLS on asyncio's event loop, not uvloop")
+            self.transport.abort()
+            return
+        if self._early is not None:
+            self._early.append(data)
+            return
         if self._draining:
             return
         self._unset_keepalive_if_required()

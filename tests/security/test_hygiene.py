@@ -47,12 +47,26 @@ def test_api_answers_carry_security_headers(edge: Proc, path: str, key: str | No
     assert "strict-transport-security" not in response.headers  # plain HTTP: HSTS would be ignored
 
 
-def test_docs_get_a_policy_that_lets_them_load(edge: Proc) -> None:
-    """/docs keeps working: its policy allows the Swagger UI script and style it loads."""
-    response = httpx.get(edge.url + "/docs", timeout=10)
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_load_from_the_edge_itself(edge: Proc, page: str) -> None:
+    """/docs and /redoc load every script and style from the edge (offline sites), and their
+    policy allows this origin only, with no inline script."""
+    response = httpx.get(edge.url + page, timeout=10)
     assert response.status_code == 200
     assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "cdn.jsdelivr.net" in response.text and "cdn.jsdelivr.net" in DOCS_CSP
+    assert (
+        "https://" not in DOCS_CSP
+        and "'unsafe-inline'" not in DOCS_CSP.split("script-src", 1)[1].split(";")[0]
+    )
+    sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert sources and all(source.startswith("/docs/assets/") for source in sources)
+    assert "<script>" not in response.text  # every script is a file: no inline code to allow
+    for source in sources:
+        asset = httpx.get(edge.url + source, timeout=10)
+        assert asset.status_code == 200, source
+        assert asset.headers["content-type"].startswith(("text/javascript", "text/css")), source
+        assert asset.headers["content-security-policy"] == API_CSP
+    assert httpx.get(edge.url + "/docs/assets/MANIFEST.json", timeout=10).status_code == 404
 
 
 def test_oversized_body_is_413_json(edge: Proc) -> None:

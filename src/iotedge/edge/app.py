@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
+from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed
 from iotedge.edge.auth import KeyRing
@@ -243,7 +244,10 @@ def create_app(
             "Send your client's key in the `x-api-key` header; you see only your client's data."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
+        redoc_url=None,
     )
+    install_api_docs(app)
     install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from iotedge.edge.hardening import API_CSP, DOCS_CSP
-from tests.conftest import KEYS, edge_args, edge_env, require
-from tests.procs import Proc, start_iotedge
+from tests.conftest import KEYS, edge_args, edge_env, require, wait_for
+from tests.procs import Proc, free_port, start_iotedge
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +118,24 @@ def test_repository_holds_no_secrets() -> None:
         text = path.read_bytes().decode(errors="ignore")
         found += [f"{path.relative_to(root)}: {p.pattern}" for p in _SECRET_PATTERNS if p.search(text)]
     assert not found
+
+
+def test_readyz_hides_internal_urls_from_callers_without_a_key(
+    logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the device API down, /readyz names the failure to anyone, its URL only to a key."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    args = edge_args(dead, tmp_path_factory.mktemp("readyz"))
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+
+        def failed() -> bool:
+            body = httpx.get(edge.url + "/readyz", timeout=10).json()
+            return bool(body["checks"]["upstream"]["last_error"])
+
+        wait_for(failed, 20, "a failed poll")
+        anonymous = httpx.get(edge.url + "/readyz", timeout=10)
+        keyed = httpx.get(edge.url + "/readyz", headers={"x-api-key": KEYS["*"]}, timeout=10)
+    assert anonymous.status_code == keyed.status_code == 503
+    assert dead not in anonymous.text and "://" not in anonymous.text
+    assert "connect" in anonymous.json()["checks"]["upstream"]["last_error"]
+    assert dead in keyed.json()["checks"]["upstream"]["last_error"]

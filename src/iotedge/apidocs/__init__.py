@@ -33,7 +33,8 @@ _CACHE = "public, max-age=86400"  # the assets change only with the package vers
 
 _SWAGGER_INIT = """window.ui = SwaggerUIBundle({
   url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true, layout: "BaseLayout",
-  presets: [SwaggerUIBundle.presets.apis], showExtensions: true, showCommonExtensions: true
+  presets: [SwaggerUIBundle.presets.apis], showExtensions: true, showCommonExtensions: true,
+  validatorUrl: null
 });
 """
 _REDOC_INIT = """Redoc.init("/openapi.json", {}, document.getElementById("redoc"));

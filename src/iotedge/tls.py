@@ -1,4 +1,4 @@
-"""TLS at run time: uvicorn's server options and the client context of an https upstream."""
+"""TLS at run time: the servers' TLS context and the client context of an https upstream."""
 
 import ssl
 from pathlib import Path

@@ -68,16 +68,16 @@ def wait_closed(sockets: list[socket.socket], timeout: float) -> tuple[int, floa
     open_count = len(sockets)
     while open_count and time.monotonic() < deadline:
         for key, _ in selector.select(timeout=max(0.0, deadline - time.monotonic())):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
+            peer = key.fileobj
+            assert isinstance(peer, socket.socket)
             try:
-                data = sock.recv(65536)
+                data = peer.recv(65536)
             except (BlockingIOError, InterruptedError):
                 continue
             except OSError:  # reset: closed as well
                 data = b""
             if not data:
-                selector.unregister(sock)
+                selector.unregister(peer)
                 open_count -= 1
     selector.close()
     return open_count, time.monotonic() - started

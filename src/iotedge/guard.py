@@ -255,7 +255,8 @@ class _GuardedProtocol(HttpToolsProtocol):
             self.cycle.message_event.set()
         if transport is None or transport.is_closing():
             return
-        if answer is not None and (self.cycle is None or not self.cycle.response_started):
+        handshaking = self._early is not None  # the raw transport carries TLS: no plain answer
+        if answer is not None and not handshaking and (self.cycle is None or not self.cycle.response_started):
             transport.write(answer)
             # Closing with unread input resets the connection, and a client still sending
             # (a huge head) would never read the answer: read and drop its input for a moment.

@@ -29,6 +29,11 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
+    # uvicorn's banner says http:// for our TLS servers (TLS is iotedge.guard's, not uvicorn's);
+    # each role logs its own line with the right scheme instead.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: not str(record.msg).startswith("Uvicorn running on")
+    )
 
 
 def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -140,6 +140,8 @@ def _raw_json(status: int, error: str, detail: str) -> bytes:
         "connection: close",
         "x-content-type-options: nosniff",
         "cache-control: no-store",
+        "referrer-policy: no-referrer",
+        "x-frame-options: DENY",
         "content-security-policy: default-src 'none'; frame-ancestors 'none'",
     ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body

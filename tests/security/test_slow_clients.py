@@ -56,6 +56,7 @@ def test_a_huge_header_is_431_json(edge: Proc, size: int) -> None:
     assert response.status_code == 431
     assert response.json()["error"] == "Request Header Fields Too Large"
     assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
     assert rss_kib(edge.popen.pid) - rss_before < 8 * 1024  # the 32 MB never sat in memory
 
 

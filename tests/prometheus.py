@@ -62,22 +62,36 @@ class Prometheus:
 
 @contextlib.contextmanager
 def start_prometheus(
-    targets: list[str], *, workdir: Path, interval: str = "1s", timeout: float = 30.0
+    targets: list[str],
+    *,
+    workdir: Path,
+    interval: str = "1s",
+    timeout: float = 30.0,
+    token_file: Path | None = None,
+    ca_file: Path | None = None,
 ) -> Iterator[Prometheus]:
     """Run Prometheus scraping ``targets`` (job iotedge-edge) with the shipped alert rules.
 
     Scrapes and rule evaluations run every ``interval`` so tests see data within seconds.
-    Skips locally, fails in CI, when the ``prometheus`` binary is missing.
+    With ``token_file`` it sends the token as a bearer token (``authorization``); with
+    ``ca_file`` it scrapes over HTTPS and verifies the edge with that CA (``tls_config``),
+    as deploy/prometheus/prometheus.yml does. Skips locally, fails in CI, when the
+    ``prometheus`` binary is missing.
     """
     require(shutil.which("prometheus") is not None, "prometheus missing (Debian package)")
     workdir.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROMETHEUS_DIR / "alerts.yml", workdir / "alerts.yml")
     quoted = ", ".join(f'"{target}"' for target in targets)
+    access = ""
+    if token_file is not None:
+        access += f"    authorization:\n      credentials_file: {token_file}\n"
+    if ca_file is not None:
+        access += f"    scheme: https\n    tls_config:\n      ca_file: {ca_file}\n"
     (workdir / "prometheus.yml").write_text(
         f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
         "rule_files:\n  - alerts.yml\n"
         "scrape_configs:\n  - job_name: iotedge-edge\n"
-        f"    scrape_timeout: {interval}\n    static_configs:\n      - targets: [{quoted}]\n"
+        f"    scrape_timeout: {interval}\n{access}    static_configs:\n      - targets: [{quoted}]\n"
     )
     port = free_port()
     log_path = workdir / "prometheus.log"

@@ -9,13 +9,13 @@ from typing import Any
 import click
 
 from iotedge import __version__
-from iotedge.cli_security import certs, edge_security_options, keys, tls_options
+from iotedge.cli_security import certs, edge_security_options, keys, metrics_options, tls_options
 from iotedge.cli_sim import inject
 from iotedge.cli_store import store
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
 from iotedge.errors import ConfigError, StoreError
-from iotedge.serving import run_async, uvicorn_server
-from iotedge.tls import server_options
+from iotedge.serving import edge_limits, run_async, uvicorn_server
+from iotedge.tls import server_context
 
 __all__ = ["main"]
 
@@ -29,6 +29,11 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # it logs every request at INFO
+    # uvicorn's banner says http:// for our TLS servers (TLS is iotedge.guard's, not uvicorn's);
+    # each role logs its own line with the right scheme instead.
+    logging.getLogger("uvicorn.error").addFilter(
+        lambda record: not str(record.msg).startswith("Uvicorn running on")
+    )
 
 
 def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,9 +123,9 @@ def sim(**options: Any) -> None:
         settings.host,
         settings.port,
     )
-    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
-    server = uvicorn_server(app, settings.host, settings.port, **tls)
-    run_async(server.serve())
+    tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
+    server = uvicorn_server(app, settings.host, settings.port, tls=tls)
+    run_async(server.serve(), tls=tls is not None)
 
 
 _EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
@@ -131,6 +136,7 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--host", help="Address the API listens on. [default: 127.0.0.1]"),
         click.option("--port", type=int, help="API port. [default: 5000]"),
         click.option("--metrics-port", type=int, help="Prometheus metrics port, 0 = off. [default: 8001]"),
+        *metrics_options(),
         click.option("--upstream", help="Device API base URL. [default: http://127.0.0.1:8000]"),
         click.option("--data-dir", type=click.Path(), help="Store directory. [default: data]"),
         click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
@@ -160,7 +166,7 @@ def edge(**options: Any) -> None:
     from iotedge.edge.store import open_store
 
     settings = load_edge_settings(**options)
-    tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
+    tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
     KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
@@ -168,10 +174,24 @@ def edge(**options: Any) -> None:
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
     _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)
-    run_async(uvicorn_server(app, settings.host, settings.port, **tls).serve())
+    server = uvicorn_server(
+        app,
+        settings.host,
+        settings.port,
+        limits=edge_limits(settings),
+        tls=tls,
+        on_event=app.state.metrics.record_connection_event,
+    )
+    run_async(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
 
 
 @main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the edge API and metrics (0.0.0.0: reachable from containers and other hosts).",
+)
 @click.option("--sim-port", type=int, default=8000, show_default=True, help="Simulator port.")
 @click.option("--port", type=int, default=5000, show_default=True, help="Edge API port.")
 @click.option("--metrics-port", type=int, default=8001, show_default=True, help="Edge metrics port.")
@@ -180,12 +200,13 @@ def edge(**options: Any) -> None:
 )
 @click.option("--poll-interval", default="5s", show_default=True, help="Time between polls.")
 @_fail_on_config_error
-def run(sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
+def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
     run_async(
         run_demo(
+            host=host,
             sim_port=sim_port,
             port=port,
             metrics_port=metrics_port,

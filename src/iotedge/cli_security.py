@@ -13,7 +13,7 @@ import click
 from iotedge.config import parse_duration
 from iotedge.errors import ConfigError
 
-__all__ = ["certs", "edge_security_options", "keys", "tls_options"]
+__all__ = ["certs", "edge_security_options", "keys", "metrics_options", "tls_options"]
 
 
 def tls_options() -> list[Callable[[Any], Any]]:
@@ -41,6 +41,34 @@ def edge_security_options() -> list[Callable[[Any], Any]]:
         ),
         click.option("--max-body", type=int, help="Largest request body in bytes. [default: 65536]"),
         click.option("--max-url", type=int, help="Longest URL (path and query) in bytes. [default: 4096]"),
+        click.option("--max-header", type=int, help="Largest request head in bytes. [default: 16384]"),
+        click.option("--header-timeout", help="Time to send a request head, e.g. 10s. [default: 10s]"),
+        click.option("--body-timeout", help="Time to send a request body, e.g. 20s. [default: 20s]"),
+        click.option("--max-connections", type=int, help="Open API connections at most. [default: 512]"),
+    ]
+
+
+def metrics_options() -> list[Callable[[Any], Any]]:
+    """Where the edge's metrics server listens and who may scrape it."""
+    return [
+        click.option("--metrics-host", help="Address of the metrics server. [default: 127.0.0.1]"),
+        click.option(
+            "--metrics-certfile", type=click.Path(), help="Metrics over HTTPS. [default: --certfile]"
+        ),
+        click.option("--metrics-keyfile", type=click.Path(), help="Private key of --metrics-certfile (PEM)."),
+        click.option(
+            "--metrics-token-file",
+            type=click.Path(),
+            help="File with the token scrapers must send (or env IOTEDGE_METRICS_TOKEN). [default: none]",
+        ),
+        click.option(
+            "--metrics-user", help="Basic-auth user that goes with the token. [default: prometheus]"
+        ),
+        click.option(
+            "--metrics-per-object/--no-metrics-per-object",
+            default=None,
+            help="Export iotedge_object_last_value per object (names every client's devices). [default: off]",
+        ),
     ]
 
 

@@ -187,6 +187,36 @@ class EdgeSettings(_Settings):
     )
     max_body: int = Field(64 * 1024, ge=0, description="Largest request body in bytes (413 beyond).")
     max_url: int = Field(4096, ge=64, description="Longest path plus query string in bytes (414 beyond).")
+    max_header: int = Field(
+        16 * 1024, ge=1024, description="Largest request head (URL plus headers) in bytes (431 beyond)."
+    )
+    header_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request head (408 and close beyond)."
+    )
+    body_timeout: float = Field(
+        20.0, gt=0, description="Seconds a client has to send a request body once its head arrived."
+    )
+    max_connections: int = Field(
+        512, ge=1, description="Open connections to the API; at the cap the oldest idle one is closed."
+    )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the metrics server listens on (its own: not the API's --host)."
+    )
+    metrics_certfile: Path | None = Field(
+        None, description="Serve metrics over HTTPS with this certificate (default: the API's, if any)."
+    )
+    metrics_keyfile: Path | None = Field(None, description="Private key of --metrics-certfile (PEM).")
+    metrics_token: str = Field(
+        "", repr=False, description="Token scrapers must send (bearer, or basic-auth password); empty = none."
+    )
+    metrics_token_file: Path | None = Field(
+        None, description="File holding the metrics token (read at start; wins over IOTEDGE_METRICS_TOKEN)."
+    )
+    metrics_user: str = Field("prometheus", description="User name that goes with the token in basic auth.")
+    metrics_per_object: bool = Field(
+        False,
+        description="Export iotedge_object_last_value: one series per object, naming every client's devices.",
+    )
 
     @field_validator("mail_to", "clients", mode="before")
     @classmethod
@@ -203,6 +233,8 @@ class EdgeSettings(_Settings):
         "notify_cooldown",
         "notify_flap_window",
         "notify_max_age",
+        "header_timeout",
+        "body_timeout",
         mode="before",
     )
     @classmethod
@@ -219,6 +251,8 @@ class EdgeSettings(_Settings):
     @model_validator(mode="after")
     def _tls_pairs(self) -> "EdgeSettings":
         check_tls_pair(self.certfile, self.keyfile, self.client_ca)
+        if (self.metrics_certfile is None) != (self.metrics_keyfile is None):
+            raise ValueError("metrics_certfile and metrics_keyfile must be given together")
         return self
 
     @property
@@ -234,7 +268,7 @@ class EdgeSettings(_Settings):
 
 _S = TypeVar("_S", bound=_Settings)
 
-_SECRET_FIELDS = frozenset({"api_keys"})
+_SECRET_FIELDS = frozenset({"api_keys", "metrics_token"})
 """Fields whose values never appear in error messages."""
 
 

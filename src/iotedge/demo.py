@@ -68,21 +68,26 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
     return "\n".join(lines)
 
 
-async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
-    """Serve the simulator and the edge until interrupted."""
+async def run_demo(
+    *, host: str = "127.0.0.1", sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str
+) -> None:
+    """Serve the simulator (on 127.0.0.1) and the edge's API and metrics (on ``host``) until interrupted."""
     from iotedge.edge.app import STORE_FILENAME, create_app as create_edge
     from iotedge.edge.store import open_store
-    from iotedge.serving import uvicorn_server
+    from iotedge.serving import edge_limits, uvicorn_server
     from iotedge.sim.app import create_app as create_sim
 
-    for bound, flag in ((sim_port, "--sim-port"), (port, "--port"), (metrics_port, "--metrics-port")):
-        _ensure_free("127.0.0.1", bound, flag)
+    _ensure_free("127.0.0.1", sim_port, "--sim-port")
+    for bound, flag in ((port, "--port"), (metrics_port, "--metrics-port")):
+        _ensure_free(host, bound, flag)
     sim_settings = load_sim_settings(port=sim_port)
     sim_app = create_sim(sim_settings)
     clients = sorted(sim_app.state.fleet.by_client, key=lambda c: int(c.rsplit("_", 1)[-1]))
     keys = _demo_keys(clients)
     sim_url = f"http://127.0.0.1:{sim_port}"
     edge_settings = load_edge_settings(
+        host=host,
+        metrics_host=host,
         port=port,
         metrics_port=metrics_port,
         upstream=sim_url,
@@ -96,7 +101,13 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
     _write_keys_env(keys_env, keys)
     servers: list[Any] = [
         uvicorn_server(sim_app, sim_settings.host, sim_port),
-        uvicorn_server(edge_app, edge_settings.host, port),
+        uvicorn_server(
+            edge_app,
+            edge_settings.host,
+            port,
+            limits=edge_limits(edge_settings),
+            on_event=edge_app.state.metrics.record_connection_event,
+        ),
     ]
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     while not all(server.started for server in servers):
@@ -104,8 +115,10 @@ async def run_demo(*, sim_port: int, port: int, metrics_port: int, data_dir: str
             break
         await asyncio.sleep(0.05)
     else:
-        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics" if metrics_port else None
-        click.echo(_banner(keys, sim_url, f"http://127.0.0.1:{port}", metrics_url))
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        metrics_url = f"http://{shown}:{metrics_port}/metrics" if metrics_port else None
+        click.echo(_banner(keys, sim_url, f"http://{shown}:{port}", metrics_url))
         click.echo(f"The keys are also in {keys_env} (source it to get $CLIENT_1_KEY ... $CLOUD_KEY).\n")
     try:
         await asyncio.gather(*tasks)

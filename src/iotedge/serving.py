@@ -1,18 +1,27 @@
 """How iotedge runs an ASGI app: one uvicorn server configuration and the event loop choice."""
 
 import asyncio
-from collections.abc import Coroutine
+import ssl
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import uvicorn
 
-__all__ = ["GRACEFUL_SHUTDOWN_S", "run_async", "uvicorn_server"]
+from iotedge.config import EdgeSettings
+from iotedge.guard import Limits, guarded_protocol
 
-GRACEFUL_SHUTDOWN_S = 3
+__all__ = ["GRACEFUL_SHUTDOWN_S", "edge_limits", "run_async", "uvicorn_server"]
 
 
-def run_async(coro: Coroutine[Any, Any, None]) -> None:
-    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio."""
+def run_async(coro: Coroutine[Any, Any, None], *, tls: bool = False) -> None:
+    """Run ``coro`` on uvloop when installed (uvicorn[standard] brings it), else asyncio.
+
+    With ``tls``, on asyncio: the TLS handshake is ours (``iotedge.guard``), and it needs a
+    transport that can be paused before it reads, which uvloop's are not.
+    """
+    if tls:
+        asyncio.run(coro)
+        return
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is missing only on unusual platforms
@@ -21,13 +30,42 @@ def run_async(coro: Coroutine[Any, Any, None]) -> None:
     uvloop.run(coro)
 
 
-def uvicorn_server(app: Any, host: str, port: int, **extra: Any) -> uvicorn.Server:
-    """A uvicorn server for ``app`` that leaves logging to us and serves no access log."""
+GRACEFUL_SHUTDOWN_S = 3
+DEFAULT_LIMITS = Limits()
+
+
+def edge_limits(settings: EdgeSettings) -> Limits:
+    """The connection limits of the edge API."""
+    return Limits(
+        max_head=settings.max_header,
+        max_url=settings.max_url,
+        head_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
+def uvicorn_server(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    tls: ssl.SSLContext | None = None,
+    on_event: Callable[[str], None] | None = None,
+    **extra: Any,
+) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that leaves logging to us and serves no access log.
+
+    Connections go through :mod:`iotedge.guard` (head size, slow clients, connection cap,
+    and TLS with ``tls``, whose failed handshakes are logged and passed to ``on_event``).
+    """
     # No proxy headers: the failed-login cap counts the peer's own address, not a claimed one.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=guarded_protocol(limits, tls=tls, on_event=on_event),
         log_config=None,
         access_log=False,
         lifespan="on",

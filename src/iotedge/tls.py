@@ -1,4 +1,4 @@
-"""TLS at run time: uvicorn's server options and the client context of an https upstream."""
+"""TLS at run time: the servers' TLS context and the client context of an https upstream."""
 
 import ssl
 from pathlib import Path
@@ -6,7 +6,7 @@ from typing import Any
 
 from iotedge.errors import ConfigError
 
-__all__ = ["client_context", "server_options"]
+__all__ = ["client_context", "server_context", "server_options"]
 
 
 def _readable(path: Path, what: str) -> str:
@@ -41,6 +41,29 @@ def server_options(certfile: Path | None, keyfile: Path | None, client_ca: Path 
     except (ssl.SSLError, ValueError) as exc:
         raise ConfigError(f"cannot use certificate {certfile} with key {keyfile}: {exc}") from exc
     return options
+
+
+def server_context(
+    certfile: Path | None, keyfile: Path | None, client_ca: Path | None
+) -> ssl.SSLContext | None:
+    """The server-side TLS context of ``certfile`` and ``keyfile`` (None without them).
+
+    With ``client_ca``, clients must present a certificate that CA signed (mTLS).
+
+    Raises:
+        ConfigError: a file is missing, or the certificate and key do not match.
+    """
+    options = server_options(certfile, keyfile, client_ca)
+    if not options:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(options["ssl_certfile"], options["ssl_keyfile"])
+    if client_ca is not None:
+        context.load_verify_locations(options["ssl_ca_certs"])
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def client_context(

@@ -222,3 +222,25 @@ def test_prometheus_scrapes_the_edge_metrics_port(compose: dict[str, Any]) -> No
     }
     metrics_port = services["edge"]["environment"]["IOTEDGE_METRICS_PORT"]
     assert f"edge:{metrics_port}" in targets
+
+
+def test_metrics_stay_on_the_compose_network_behind_a_token(
+    compose: dict[str, Any], variables: dict[str, str]
+) -> None:
+    """The metrics port is not published; the edge wants a token that only Prometheus holds."""
+    services = compose["services"]
+    edge = _env(services["edge"], variables)
+    published = [port.rsplit(":", 1)[-1] for port in services["edge"].get("ports", [])]
+    assert edge["IOTEDGE_METRICS_PORT"] not in published
+    assert edge["IOTEDGE_METRICS_TOKEN"] == variables["METRICS_TOKEN"] != ""
+    assert "IOTEDGE_METRICS_PER_OBJECT" not in edge  # per-object series stay off
+    assert compose["secrets"]["metrics_token"] == {"environment": "METRICS_TOKEN"}
+    assert services["prometheus"]["secrets"] == ["metrics_token"]
+    assert not [
+        name
+        for name, service in services.items()
+        if "metrics_token" in service.get("secrets", []) and name != "prometheus"
+    ]
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "iotedge-edge")
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"

@@ -206,6 +206,8 @@ def test_edge_reaches_the_simulator_and_serves_each_key_its_scope(
             assert denied.json() == {"error": "Unauthorized"}
 
         metrics_url = f"http://127.0.0.1:{env['IOTEDGE_METRICS_PORT']}/metrics"
-        metrics = httpx.get(metrics_url, timeout=5)
+        assert httpx.get(metrics_url, timeout=5).status_code == 401  # no token, no metrics
+        token = {"authorization": f"Bearer {env['IOTEDGE_METRICS_TOKEN']}"}
+        metrics = httpx.get(metrics_url, headers=token, timeout=5)
         assert metrics.status_code == 200
         assert "edge_cpu_usage" in metrics.text

@@ -143,7 +143,7 @@ def test_edge_has_writable_data_and_rules_and_keys(rendered: list[Doc]) -> None:
     assert settings["data"]["IOTEDGE_RULES_FILE"] == "/etc/iotedge/rules.json"
     assert settings["data"]["IOTEDGE_DATA_DIR"] == "/data"
     secret = secrets[next(ref["secretRef"]["name"] for ref in refs if "secretRef" in ref)]
-    assert set(secret["data"]) == {"IOTEDGE_API_KEYS"}
+    assert set(secret["data"]) == {"IOTEDGE_API_KEYS", "IOTEDGE_METRICS_TOKEN"}
 
 
 def test_the_example_secret_holds_only_placeholders() -> None:
@@ -152,6 +152,7 @@ def test_the_example_secret_holds_only_placeholders() -> None:
     pairs = dict(item.split("=", 1) for item in example["IOTEDGE_API_KEYS"].split(","))
     assert set(pairs) == {"client_1", "client_2", "client_3", "*"}
     assert set(pairs.values()) == {"change-me"}
+    assert example["IOTEDGE_METRICS_TOKEN"] == "change-me"
 
 
 def test_services_select_pods_and_name_their_ports(rendered: list[Doc]) -> None:
@@ -203,6 +204,23 @@ def test_network_policies_deny_by_default_and_open_the_needed_paths(rendered: li
     sim_rule = policies["iotedge-sim-from-edge"]["spec"]["ingress"][0]
     (peer,) = sim_rule["from"]
     assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "iotedge-edge"}
+
+
+def test_only_prometheus_reaches_the_metrics_port(rendered: list[Doc]) -> None:
+    """The metrics port is opened to Prometheus's pods in its namespace, by no other policy."""
+    policies = _by_kind(rendered, "NetworkPolicy")
+    opening = {
+        name: rule
+        for name, policy in policies.items()
+        for rule in policy["spec"].get("ingress", [])
+        if any(port["port"] == "metrics" for port in rule.get("ports", []))
+    }
+    assert list(opening) == ["iotedge-edge-metrics-from-prometheus"]
+    (peer,) = opening["iotedge-edge-metrics-from-prometheus"]["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
+    for rule in policies["iotedge-edge-api"]["spec"]["ingress"]:
+        assert [port["port"] for port in rule["ports"]] == ["http"]
 
 
 def test_prometheus_annotations_point_at_the_metrics_port(rendered: list[Doc]) -> None:

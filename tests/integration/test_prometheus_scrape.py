@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes the metrics server and evaluates the shipped alert rules on it."""
+"""A real Prometheus scrapes the metrics server (token, TLS) and evaluates the shipped alert rules."""
 
 import time
 from collections.abc import Iterator
@@ -10,29 +10,47 @@ import pytest
 from tests.conftest import edge_args, edge_env
 from tests.procs import Proc, free_port, start_iotedge
 from tests.prometheus import Prometheus, start_prometheus
+from tests.security.helpers import cli
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
+def secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The scrape token file and a development PKI (`iotedge certs`) for the metrics port."""
+    out = tmp_path_factory.mktemp("scrape-secrets")
+    (out / "metrics-token").write_text("scrape-token-" + "0123456789" * 3 + "\n")
+    cli("certs", "--out", str(out / "pki"), "--hosts", "localhost,127.0.0.1")
+    return out
+
+
+@pytest.fixture(scope="module")
 def edge_with_metrics(
-    sim: Proc, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    sim: Proc, secrets: Path, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Proc, int]]:
-    """A real edge polling the session simulator, serving metrics on a free port."""
+    """A real edge polling the session simulator, serving metrics over TLS with a token."""
     metrics_port = free_port()
+    pki = secrets / "pki"
     args = [*edge_args(sim.url, tmp_path_factory.mktemp("edge")), "--metrics-port", str(metrics_port)]
+    args += ["--metrics-token-file", str(secrets / "metrics-token"), "--metrics-per-object"]
+    args += ["--metrics-certfile", str(pki / "server.pem"), "--metrics-keyfile", str(pki / "server-key.pem")]
     with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
         yield edge, metrics_port
 
 
 @pytest.fixture(scope="module")
 def scraped(
-    edge_with_metrics: tuple[Proc, int], tmp_path_factory: pytest.TempPathFactory
+    edge_with_metrics: tuple[Proc, int], secrets: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Prometheus]:
-    """A real Prometheus scraping the real edge's metrics port."""
+    """A real Prometheus scraping the real edge's metrics port, with the token, over TLS."""
     _, metrics_port = edge_with_metrics
     workdir = tmp_path_factory.mktemp("prometheus")
-    with start_prometheus([f"127.0.0.1:{metrics_port}"], workdir=workdir) as prometheus:
+    with start_prometheus(
+        [f"127.0.0.1:{metrics_port}"],
+        workdir=workdir,
+        token_file=secrets / "metrics-token",
+        ca_file=secrets / "pki" / "ca.pem",
+    ) as prometheus:
         prometheus.wait_for('up{job="iotedge-edge"} == 1')
         yield prometheus
 

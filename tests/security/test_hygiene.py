@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from iotedge.edge.hardening import API_CSP, DOCS_CSP
-from tests.conftest import KEYS, edge_args, edge_env, require
-from tests.procs import Proc, start_iotedge
+from tests.conftest import KEYS, edge_args, edge_env, require, wait_for
+from tests.procs import Proc, free_port, start_iotedge
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,26 @@ def test_api_answers_carry_security_headers(edge: Proc, path: str, key: str | No
     assert "strict-transport-security" not in response.headers  # plain HTTP: HSTS would be ignored
 
 
-def test_docs_get_a_policy_that_lets_them_load(edge: Proc) -> None:
-    """/docs keeps working: its policy allows the Swagger UI script and style it loads."""
-    response = httpx.get(edge.url + "/docs", timeout=10)
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_docs_load_from_the_edge_itself(edge: Proc, page: str) -> None:
+    """/docs and /redoc load every script and style from the edge (offline sites), and their
+    policy allows this origin only, with no inline script."""
+    response = httpx.get(edge.url + page, timeout=10)
     assert response.status_code == 200
     assert response.headers["content-security-policy"] == DOCS_CSP
-    assert "cdn.jsdelivr.net" in response.text and "cdn.jsdelivr.net" in DOCS_CSP
+    assert (
+        "https://" not in DOCS_CSP
+        and "'unsafe-inline'" not in DOCS_CSP.split("script-src", 1)[1].split(";")[0]
+    )
+    sources = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assert sources and all(source.startswith("/docs/assets/") for source in sources)
+    assert "<script>" not in response.text  # every script is a file: no inline code to allow
+    for source in sources:
+        asset = httpx.get(edge.url + source, timeout=10)
+        assert asset.status_code == 200, source
+        assert asset.headers["content-type"].startswith(("text/javascript", "text/css")), source
+        assert asset.headers["content-security-policy"] == API_CSP
+    assert httpx.get(edge.url + "/docs/assets/MANIFEST.json", timeout=10).status_code == 404
 
 
 def test_oversized_body_is_413_json(edge: Proc) -> None:
@@ -104,3 +118,24 @@ def test_repository_holds_no_secrets() -> None:
         text = path.read_bytes().decode(errors="ignore")
         found += [f"{path.relative_to(root)}: {p.pattern}" for p in _SECRET_PATTERNS if p.search(text)]
     assert not found
+
+
+def test_readyz_hides_internal_urls_from_callers_without_a_key(
+    logs_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With the device API down, /readyz names the failure to anyone, its URL only to a key."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    args = edge_args(dead, tmp_path_factory.mktemp("readyz"))
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+
+        def failed() -> bool:
+            body = httpx.get(edge.url + "/readyz", timeout=10).json()
+            return bool(body["checks"]["upstream"]["last_error"])
+
+        wait_for(failed, 20, "a failed poll")
+        anonymous = httpx.get(edge.url + "/readyz", timeout=10)
+        keyed = httpx.get(edge.url + "/readyz", headers={"x-api-key": KEYS["*"]}, timeout=10)
+    assert anonymous.status_code == keyed.status_code == 503
+    assert dead not in anonymous.text and "://" not in anonymous.text
+    assert "connect" in anonymous.json()["checks"]["upstream"]["last_error"]
+    assert dead in keyed.json()["checks"]["upstream"]["last_error"]

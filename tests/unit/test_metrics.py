@@ -1,6 +1,7 @@
 """EdgeMetrics on a fresh registry: names, pre-set labels, scrape-time callbacks, HTTP side."""
 
 import asyncio
+import base64
 import contextlib
 import gzip
 import itertools
@@ -24,7 +25,7 @@ from iotedge.edge.metrics import (
     UPSTREAM_OUTCOMES,
     EdgeMetrics,
 )
-from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer, serve_metrics
+from iotedge.edge.metrics_http import MetricsAccess, MetricsMiddleware, MetricsServer, serve_metrics
 from tests.procs import free_port
 
 SAMPLE = ContainerSample(
@@ -98,8 +99,9 @@ def fleet_values() -> list[tuple[str, str, str, float]]:
 
 
 def make(**kwargs: Any) -> tuple[CollectorRegistry, EdgeMetrics]:
-    """A fresh registry and the edge's metrics on it."""
+    """A fresh registry and the edge's metrics on it (per-object series on unless told)."""
     registry = CollectorRegistry()
+    kwargs.setdefault("per_object", True)
     metrics = EdgeMetrics(registry=registry, edge_id="edge-a", clock=lambda: 1_800_000_000.0, **kwargs)
     return registry, metrics
 
@@ -367,3 +369,53 @@ def test_serve_metrics_runs_until_cancelled() -> None:
             return status, task.cancelled()
 
     assert asyncio.run(scenario()) == (200, True)
+
+
+def test_per_object_series_are_off_by_default() -> None:
+    """Without per_object=True no series names an object, even with a latest-values source."""
+    registry = CollectorRegistry()
+    EdgeMetrics(registry=registry, edge_id="edge-a", latest_values=fleet_values)
+    samples = scrape(registry)
+    assert not [name for name, _ in samples if name == "iotedge_object_last_value"]
+    assert not any("device_" in value for _, ls in samples for _, value in ls)
+
+
+@pytest.mark.parametrize(
+    ("header", "allowed"),
+    [
+        pytest.param(None, False, id="no-header"),
+        pytest.param(b"Bearer s3cret-token", True, id="bearer"),
+        pytest.param(b"bearer  s3cret-token ", True, id="bearer-case-and-spaces"),
+        pytest.param(b"Bearer s3cret-tokeN", False, id="bearer-wrong"),
+        pytest.param(b"Basic " + base64.b64encode(b"prometheus:s3cret-token"), True, id="basic"),
+        pytest.param(b"Basic " + base64.b64encode(b"someone:s3cret-token"), False, id="basic-wrong-user"),
+        pytest.param(b"Basic " + base64.b64encode(b"prometheus:nope"), False, id="basic-wrong-password"),
+        pytest.param(b"Basic %%%", False, id="basic-garbage"),
+        pytest.param(b"Token s3cret-token", False, id="other-scheme"),
+    ],
+)
+def test_metrics_access_accepts_bearer_or_basic(header: bytes | None, allowed: bool) -> None:
+    """The token opens the metrics as a bearer token or as the basic-auth password, nothing else."""
+    assert MetricsAccess(token="s3cret-token").allows(header) is allowed
+    assert MetricsAccess().allows(header) is True  # no token configured: open (loopback default)
+
+
+def test_metrics_server_wants_the_token() -> None:
+    """With a token the server answers 401 JSON with a challenge, and 200 to the token."""
+    registry, _ = make(container=lambda: SAMPLE)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        access = MetricsAccess(token="s3cret-token")
+        async with (
+            MetricsServer(registry, host="127.0.0.1", port=0, access=access) as server,
+            httpx.AsyncClient() as client,
+        ):
+            refused = await client.get(server.url)
+            allowed = await client.get(server.url, headers={"authorization": "Bearer s3cret-token"})
+        return refused, allowed
+
+    refused, allowed = asyncio.run(scenario())
+    assert (refused.status_code, refused.json()) == (401, {"error": "Unauthorized"})
+    assert "Bearer" in refused.headers["www-authenticate"]
+    assert "edge_cpu_usage" not in refused.text
+    assert allowed.status_code == 200 and "edge_cpu_usage 12.5" in allowed.text

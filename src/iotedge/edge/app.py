@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from iotedge import __version__
+from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
 from iotedge.edge.auth import KeyRing
@@ -22,7 +23,7 @@ from iotedge.edge.context import EdgeContext
 from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
-from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
+from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.normalise import REJECTION_REASONS
 from iotedge.edge.notify import Drainer, NotifySettings, parse_routes, pending_count
 from iotedge.edge.ratelimit import RateLimits
@@ -128,7 +129,10 @@ def create_app(
         upstream_endpoints=UPSTREAM_ENDPOINTS,
         reject_reasons=(*REJECTION_REASONS, "not_json"),
         clock=clock,
+        per_object=settings.metrics_per_object,
     )
+    # Built here, so a bad token file or certificate fails at start with one clear line.
+    metrics_server = metrics_server_for(settings, metrics.registry, metrics.record_connection_event)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -215,7 +219,6 @@ def create_app(
             db.path,
             len(keys),
         )
-        metrics_server = MetricsServer(metrics.registry, host=settings.host, port=settings.metrics_port)
         if settings.metrics_port:
             await metrics_server.start()
             _log.info("metrics on %s", metrics_server.url)
@@ -243,7 +246,10 @@ def create_app(
             "Send your client's key in the `x-api-key` header; you see only your client's data."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
+        redoc_url=None,
     )
+    install_api_docs(app)
     install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too

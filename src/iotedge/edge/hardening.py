@@ -3,7 +3,8 @@
 Every response gets ``X-Content-Type-Options: nosniff``, ``Cache-Control: no-store`` (API
 answers carry per-client data: no proxy or browser may keep them), ``Referrer-Policy``,
 ``X-Frame-Options`` and a Content-Security-Policy that allows nothing; the interactive
-docs pages get a policy that lets their script and style load. Over TLS,
+docs pages (served from the package, :mod:`iotedge.apidocs`) get a policy that lets their
+own script and style load, from this origin only. Over TLS,
 ``Strict-Transport-Security`` is added. A URL longer than ``max_url`` bytes is answered
 414 and a body larger than ``max_body`` bytes 413, both as JSON, before any handler runs
 (a body without ``Content-Length`` is counted as it streams in).
@@ -12,6 +13,7 @@ docs pages get a policy that lets their script and style load. Over TLS,
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from iotedge.apidocs import DOCS_CSP, DOCS_PATHS
 from iotedge.web import error_response
 
 __all__ = ["API_CSP", "DOCS_CSP", "UI_CSP", "SecurityMiddleware"]
@@ -19,16 +21,7 @@ __all__ = ["API_CSP", "DOCS_CSP", "UI_CSP", "SecurityMiddleware"]
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 """The policy of API answers: JSON loads nothing."""
 
-# FastAPI's docs pages load Swagger UI / ReDoc from a CDN and start them with an inline script.
-_CDN = "https://cdn.jsdelivr.net"
-DOCS_CSP = (
-    f"default-src 'none'; script-src 'unsafe-inline' {_CDN}; style-src 'unsafe-inline' {_CDN} "
-    "https://fonts.googleapis.com; font-src https://fonts.gstatic.com; img-src 'self' data: https:; "
-    "connect-src 'self'; worker-src blob:; frame-ancestors 'none'"
-)
-"""The policy of /docs and /redoc."""
-
-_DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+_DOCS_PATHS = frozenset(DOCS_PATHS)
 
 UI_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "

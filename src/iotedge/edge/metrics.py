@@ -17,7 +17,8 @@ Three kinds of values:
 Label cardinality: every label comes from a bounded set (route templates, methods,
 statuses, outcomes, reasons, channels, clients x metrics x rules), except
 ``iotedge_object_last_value``, which has one series per (object, metric) the fleet reports:
-two per object for the course's types, so 20,000 series for 10,000 objects.
+two per object for the course's types, so 20,000 series for 10,000 objects. That one names
+every client's devices, so it is exported only when asked for (``per_object=True``).
 """
 
 import logging
@@ -31,6 +32,7 @@ from prometheus_client.metrics_core import Metric
 
 from iotedge import __version__
 from iotedge.edge.container import ContainerSample
+from iotedge.guard import CONNECTION_EVENTS, TLS_REASONS
 
 __all__ = [
     "HTTP_METHODS",
@@ -169,6 +171,7 @@ class EdgeMetrics:
         reject_reasons: reading rejection reasons pre-set at zero.
         channels: notification channels pre-set with every outcome.
         clock: wall-clock seconds, for the last-success timestamp.
+        per_object: export ``iotedge_object_last_value`` (one series per object and metric).
 
     Callbacks run on the thread that scrapes (the event loop with :class:`MetricsServer`),
     so they must only read memory; they can also be given later with :meth:`bind`.
@@ -187,6 +190,7 @@ class EdgeMetrics:
         reject_reasons: Sequence[str] = REJECT_REASONS,
         channels: Sequence[str] = NOTIFICATION_CHANNELS,
         clock: Callable[[], float] = time.time,
+        per_object: bool = False,
     ) -> None:
         self.registry = registry
         self.edge_id = edge_id
@@ -276,11 +280,26 @@ class EdgeMetrics:
         )
         self.store_size = gauge("iotedge_store_size_bytes", "Size of the store on disk, journal included.")
         self.objects = gauge("iotedge_objects", "Objects in the device catalogue.")
+        self.tls_handshake_errors = counter(
+            "iotedge_tls_handshake_errors",
+            "TLS handshakes refused, by reason (plain_http: HTTP sent to HTTPS).",
+            ("reason",),
+        )
+        for reason in TLS_REASONS:
+            self.tls_handshake_errors.labels(reason=reason)
+        self.connections_closed = counter(
+            "iotedge_connections_closed",
+            "Connections the server closed to protect itself, by reason.",
+            ("reason",),
+        )
+        for reason in CONNECTION_EVENTS:
+            self.connections_closed.labels(reason=reason)
         # process_* (CPU seconds, resident memory, start time, open files) of this process.
         ProcessCollector(registry=registry)
 
         registry.register(_ContainerCollector(lambda: self._container))
-        registry.register(_ObjectValuesCollector(lambda: self._latest_values))
+        if per_object:
+            registry.register(_ObjectValuesCollector(lambda: self._latest_values))
         registry.register(_OpenAnomaliesCollector(lambda: self._open_anomalies, lambda: self._anomaly_labels))
 
     def bind(
@@ -304,6 +323,14 @@ class EdgeMetrics:
         for client, metric, rule in label_sets:
             self.anomalies.labels(client=client, metric=metric, rule=rule)
             self._anomaly_labels[(client, metric, rule)] = None
+
+    def record_connection_event(self, event: str) -> None:
+        """Count a connection the guard closed, or a refused TLS handshake (``tls_<reason>``)."""
+        if event.startswith("tls_"):
+            reason = self._bounded("reason", event.removeprefix("tls_"), TLS_REASONS)
+            self.tls_handshake_errors.labels(reason=reason).inc()
+            return
+        self.connections_closed.labels(reason=self._bounded("reason", event, CONNECTION_EVENTS)).inc()
 
     def observe_http(self, route: str, method: str, status: int, duration_s: float) -> None:
         """Count one answered request by route *template* (never the raw path)."""

@@ -1,20 +1,33 @@
 """The HTTP side of the metrics: a request-counting middleware and the metrics server.
 
 The metrics server is a second uvicorn server in the edge's process and event loop, on
-its own port (8001 by default) so the API's keys, rate limits and TLS do not apply to
-Prometheus. A scrape collects on the event loop (custom collectors read in-memory state,
-which is then consistent without locks) and renders the text format in a worker thread,
-because rendering 20,000 series takes about 80 ms that the API should not wait for.
+its own address and port (127.0.0.1:8001 by default), so the API's keys and rate limits do
+not apply to Prometheus. It has its own protection instead, the kind Prometheus's scrape
+config speaks: a token sent as a bearer token (``authorization``) or as the basic-auth
+password (``basic_auth``), and TLS (``tls_config``); the same connection guards as the API
+(:mod:`iotedge.guard`) bound what an unauthenticated peer can hold.
+
+A scrape collects on the event loop (custom collectors read in-memory state, which is then
+consistent without locks) and renders the text format in a worker thread, because
+rendering 20,000 series takes about 80 ms that the API should not wait for.
 """
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import gzip
+import hmac
+import ipaddress
+import json
 import logging
 import socket
+import ssl
 import time
 from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,9 +35,20 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from iotedge.config import EdgeSettings
 from iotedge.edge.metrics import EdgeMetrics
+from iotedge.errors import ConfigError
+from iotedge.guard import Limits, guarded_protocol
+from iotedge.tls import server_context
 
-__all__ = ["MetricsMiddleware", "MetricsServer", "serve_metrics"]
+__all__ = [
+    "METRICS_LIMITS",
+    "MetricsAccess",
+    "MetricsMiddleware",
+    "MetricsServer",
+    "metrics_server_for",
+    "serve_metrics",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -96,14 +120,59 @@ def _render(families: list[Metric], compress: bool) -> bytes:
     return gzip.compress(body, compresslevel=_GZIP_LEVEL) if compress else body
 
 
+METRICS_LIMITS = Limits(
+    max_head=8 * 1024, max_url=1024, head_timeout=10.0, body_timeout=10.0, max_connections=64
+)
+"""Scrapers send small GETs; a few connections are plenty."""
+
+_UNAUTHORIZED = json.dumps({"error": "Unauthorized"}).encode()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsAccess:
+    """Who may scrape: anyone when ``token`` is empty, else whoever sends it.
+
+    Accepted as ``Authorization: Bearer <token>`` (Prometheus's ``authorization``) or as
+    the password of basic auth with user ``user`` (Prometheus's ``basic_auth``).
+    """
+
+    token: str = ""
+    user: str = "prometheus"
+
+    def allows(self, authorization: bytes | None) -> bool:
+        """Whether this Authorization header value opens the metrics (constant-time compare)."""
+        if not self.token:
+            return True
+        if not authorization:
+            return False
+        scheme, _, credentials = authorization.decode("latin-1").strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() == "bearer":
+            return hmac.compare_digest(credentials.encode(), self.token.encode())
+        if scheme.lower() == "basic":
+            try:
+                user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            user_ok = hmac.compare_digest(user.encode(), self.user.encode())
+            return hmac.compare_digest(password.encode(), self.token.encode()) and user_ok
+        return False
+
+
 class _MetricsApp:
     """ASGI app answering ``GET /metrics`` (and ``/``) in the Prometheus text format."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, access: MetricsAccess) -> None:
         self._registry = registry
+        self._access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            return
+        if not self._access.allows(dict(scope["headers"]).get(b"authorization")):
+            challenge = b'Bearer realm="iotedge metrics", Basic realm="iotedge metrics"'
+            headers = [(b"content-type", b"application/json"), (b"www-authenticate", challenge)]
+            await _answer(send, 401, _UNAUTHORIZED, headers)
             return
         if scope["path"] not in ("/", "/metrics"):
             await _answer(send, 404, b"not found; metrics are at /metrics\n")
@@ -155,10 +224,22 @@ class MetricsServer:
     use raises ``OSError`` there, before the edge reports ready.
     """
 
-    def __init__(self, registry: CollectorRegistry, *, host: str = "127.0.0.1", port: int = 8001):
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8001,
+        tls: ssl.SSLContext | None = None,
+        access: MetricsAccess | None = None,
+        on_event: Callable[[str], None] | None = None,
+    ):
         self._registry = registry
         self.host = host
         self._requested_port = port
+        self._tls = tls
+        self._access = access or MetricsAccess()
+        self._on_event = on_event
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -174,19 +255,21 @@ class MetricsServer:
     def url(self) -> str:
         """Where Prometheus should scrape."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}/metrics"
 
     async def start(self) -> None:
         """Bind and start serving; returns once the server accepts connections."""
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         self._socket = socket.create_server((self.host, self._requested_port), family=family)
         config = uvicorn.Config(
-            _MetricsApp(self._registry),
+            _MetricsApp(self._registry, self._access),
+            http=guarded_protocol(METRICS_LIMITS, tls=self._tls, on_event=self._on_event),
             interface="asgi3",
             lifespan="off",
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            server_header=False,
         )
         self._server = _NoSignalServer(config)
         self._task = asyncio.create_task(
@@ -229,11 +312,57 @@ class MetricsServer:
         await self.stop()
 
 
-async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int) -> None:
+async def serve_metrics(registry: CollectorRegistry, *, host: str, port: int, **options: Any) -> None:
     """Serve ``registry`` until cancelled (a task for the edge's supervisor TaskGroup)."""
-    server = MetricsServer(registry, host=host, port=port)
+    server = MetricsServer(registry, host=host, port=port, **options)
     try:
         await server.start()
         await asyncio.Event().wait()
     finally:
         await asyncio.shield(server.stop())
+
+
+def metrics_server_for(
+    settings: EdgeSettings, registry: CollectorRegistry, on_event: Callable[[str], None] | None = None
+) -> MetricsServer:
+    """The metrics server ``settings`` describe: address, TLS (its own or the API's) and token.
+
+    Raises:
+        ConfigError: the token file or a TLS file cannot be used.
+    """
+    token = settings.metrics_token
+    if settings.metrics_token_file is not None:
+        try:
+            token = settings.metrics_token_file.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read the metrics token file {settings.metrics_token_file}: {exc}"
+            ) from exc
+        if not token:
+            raise ConfigError(f"the metrics token file {settings.metrics_token_file} is empty")
+    if settings.metrics_certfile is not None:
+        tls = server_context(settings.metrics_certfile, settings.metrics_keyfile, None)
+    else:
+        tls = server_context(settings.certfile, settings.keyfile, None)
+    if not token and not _is_loopback(settings.metrics_host) and settings.metrics_port:
+        _log.warning(
+            "metrics on %s:%d need no token: anyone who can reach them can read them; "
+            "set IOTEDGE_METRICS_TOKEN or --metrics-token-file",
+            settings.metrics_host,
+            settings.metrics_port,
+        )
+    return MetricsServer(
+        registry,
+        host=settings.metrics_host,
+        port=settings.metrics_port,
+        tls=tls,
+        access=MetricsAccess(token=token, user=settings.metrics_user),
+        on_event=on_event,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from iotedge import __version__
+from iotedge.apidocs import install_api_docs
 from iotedge.config import GarbageKind, SimSettings
 from iotedge.sim.faults import FaultMiddleware, Faults
 from iotedge.sim.fleet import AnomalyEvent, Fleet
@@ -202,7 +203,10 @@ def create_app(
         title="iotedge device API simulator",
         version=__version__,
         description="The course's device API, deterministic, with injected anomalies and faults.",
+        docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
+        redoc_url=None,
     )
+    install_api_docs(app)
     install_json_errors(app)
     not_found_device = bytes(JSONBytes(_NOT_FOUND_DEVICE).body)
     # A reading is a pure function of (object, bucket): keep each object's last rendered

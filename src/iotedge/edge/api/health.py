@@ -1,11 +1,14 @@
 """Liveness and readiness probes (no key needed)."""
 
+import re
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from iotedge import __version__
+from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep
+from iotedge.errors import IotedgeError
 from iotedge.web import JSONBytes
 
 router = APIRouter(tags=["health"])
@@ -17,9 +20,36 @@ async def healthz(ctx: ContextDep) -> dict[str, str]:
     return {"status": "ok", "edge_id": ctx.edge_id, "version": __version__}
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _shown(error: str | None, *, keyed: bool) -> str | None:
+    """An error message as shown: callers without a key do not see the internal URLs in it."""
+    if error is None or keyed:
+        return error
+    return _URL.sub("<hidden: send an API key>", error)
+
+
+def _keyed(request: Request, ctx: EdgeContext) -> bool:
+    """Whether the caller sent a valid key (the probe itself needs none: no 401 here)."""
+    key = request.headers.get("x-api-key")
+    if key is None:
+        return False
+    address = request.client.host if request.client else "unknown"
+    try:
+        ctx.limits.authenticate(ctx.keys, key, address)
+    except IotedgeError:
+        return False
+    return True
+
+
 @router.get("/readyz", responses={503: {"description": "Not ready: see the checks."}})
-async def readyz(ctx: ContextDep) -> JSONBytes:
-    """Ready when the store is writable and the device API answered recently; `failing` names what is not."""
+async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
+    """Ready when the store is writable and the device API answered recently; `failing` names what is not.
+
+    Without a key the error messages leave out internal URLs (the device API's address).
+    """
+    keyed = _keyed(request, ctx)
     health = ctx.collector.health
     now = ctx.clock()
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)
@@ -31,12 +61,12 @@ async def readyz(ctx: ContextDep) -> JSONBytes:
         "failing": [name for name, ok in (("store", store_ok), ("upstream", upstream_ok)) if not ok],
         "edge_id": ctx.edge_id,
         "checks": {
-            "store": {"ok": store_ok, "last_error": health.store_error},
+            "store": {"ok": store_ok, "last_error": _shown(health.store_error, keyed=keyed)},
             "upstream": {
                 "ok": upstream_ok,
                 "last_success_age_seconds": None if answered is None else round(now - answered, 3),
                 "consecutive_failures": health.consecutive_failures,
-                "last_error": health.last_error,
+                "last_error": _shown(health.last_error, keyed=keyed),
                 "circuit": ctx.upstream.breaker.state,
             },
         },

@@ -23,9 +23,12 @@ from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, MetricsServer
+from iotedge.edge.mqtt import build_bridge
 from iotedge.edge.normalise import REJECTION_REASONS
 from iotedge.edge.notify import (
+    CHANNELS,
     Drainer,
+    MqttChannel,
     NotifySettings,
     connect,
     ensure_schema,
@@ -64,6 +67,7 @@ def notify_settings(settings: EdgeSettings, edge_id: str) -> NotifySettings:
         flap_window_s=settings.notify_flap_window,
         flap_max=settings.notify_flap_max,
         max_age_s=settings.notify_max_age,
+        mqtt=bool(settings.mqtt_broker),
     )
 
 
@@ -130,6 +134,7 @@ def create_app(
         edge_id=edge_id,
         upstream_endpoints=UPSTREAM_ENDPOINTS,
         reject_reasons=(*REJECTION_REASONS, "not_json"),
+        channels=CHANNELS,
         clock=clock,
     )
 
@@ -147,8 +152,30 @@ def create_app(
         notifications_db = connect(store.path)
         ensure_schema(notifications_db)
         notifying = notify_settings(settings, edge_id)
+        bridge = (
+            build_bridge(
+                settings,
+                registry=metrics.registry,
+                known=store.objects(None),
+                sink=lambda readings, new, now: collector.ingest(readings, new, now=now),
+                summaries=store.client_summaries,
+                clients=lambda: {entry.client for entry in collector.catalogue.values()},
+                on_connected=lambda: drainer.channel_back("mqtt") if drainer is not None else None,
+                clock=clock,
+            )
+            if settings.mqtt_broker
+            else None
+        )
         drainer = (
-            Drainer(store.path, notifying, clock=clock, on_outcome=metrics.record_notification)
+            Drainer(
+                store.path,
+                notifying,
+                clock=clock,
+                on_outcome=metrics.record_notification,
+                mqtt_channel=MqttChannel(publisher=bridge, topic_for=bridge.layout.anomalies)
+                if bridge is not None
+                else None,
+            )
             if notifying.enabled_channels()
             else None
         )
@@ -193,6 +220,7 @@ def create_app(
             clock=clock,
             notifications_db=notifications_db,
             drainer=drainer,
+            mqtt=bridge,
             limits=RateLimits(
                 rate=settings.rate_limit, burst=settings.rate_burst, auth_failures=settings.auth_failures
             ),
@@ -203,6 +231,8 @@ def create_app(
             loops["iotedge.edge.collector"] = collector.run
         if drainer is not None:
             loops["iotedge.edge.outbox"] = drainer.run
+        if bridge is not None:
+            loops["iotedge.edge.mqtt"] = bridge.run
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
         _log.info(
             "edge %s: polling %s every %.3g s, store %s, %d API keys",

@@ -100,6 +100,7 @@ class Drainer:
         rng: random.Random | None = None,
         stats: DeliveryStats | None = None,
         on_outcome: Callable[[str, str, int], None] | None = None,
+        mqtt_channel: Channel | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats or DeliveryStats()
@@ -110,7 +111,7 @@ class Drainer:
         if channels is None:
             if http_client is None:
                 http_client = self._owned_client = httpx.AsyncClient()
-            channels = build_channels(settings, http_client=http_client, clock=clock)
+            channels = build_channels(settings, http_client=http_client, clock=clock, mqtt=mqtt_channel)
         self._channels = dict(channels)
         for name in self._channels:
             for counter in (self.stats.sent, self.stats.failed, self.stats.retried):
@@ -129,6 +130,7 @@ class Drainer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._retry_now: set[str] = set()
 
     async def aclose(self) -> None:
         """Close the database connection and the HTTP client the drainer created."""
@@ -140,6 +142,11 @@ class Drainer:
 
     def wake(self) -> None:
         """Start the next pass now instead of after the poll interval."""
+        self._wake.set()
+
+    def channel_back(self, channel: str) -> None:
+        """``channel`` works again (the MQTT broker is back): make its backlog due now."""
+        self._retry_now.add(channel)
         self._wake.set()
 
     async def run(self) -> None:
@@ -175,6 +182,8 @@ class Drainer:
 
     async def _pass(self, report: DrainReport) -> None:
         now = self._clock()
+        while self._retry_now:
+            await self._tx(self._make_due, self._retry_now.pop(), now)
         triaged, settled = await self._tx(self._triage, now)
         report.triaged, report.settled = triaged.triaged, settled
         for channel, count in triaged.suppressed.items():
@@ -187,6 +196,13 @@ class Drainer:
             if channel_name in down:
                 continue
             await self._deliver(row, down, report)
+
+    def _make_due(self, channel: str, now: float) -> None:
+        self._conn.execute(
+            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND channel = ?"
+            " AND next_attempt_at > ?",
+            (now, channel, now),
+        )
 
     def _triage(self, now: float) -> tuple[TriageResult, int]:
         result = triage(self._conn, self.settings, now)

@@ -15,6 +15,7 @@ from iotedge import __version__
 from iotedge.config import GarbageKind, SimSettings
 from iotedge.sim.faults import FaultMiddleware, Faults
 from iotedge.sim.fleet import Fleet
+from iotedge.sim.push import build_pusher, pushing
 from iotedge.web import JSONBytes, error_response, install_json_errors
 
 __all__ = ["create_app"]
@@ -168,15 +169,20 @@ def create_app(
         hang_seconds=settings.hang_seconds,
     )
     offset = settings.timestamp_offset
-    catalogue = [obj.as_json() for obj in fleet.objects]
+    pusher = build_pusher(settings, fleet, clock=clock)
+    # A split fleet: the objects that push over MQTT are not listed for polling.
+    pushed = {obj.id for obj in pusher.objects} if pusher is not None else set()
+    catalogue = [obj.as_json() for obj in fleet.objects if obj.id not in pushed]
     catalogue_by_client = {
-        client: [obj.as_json() for obj in objects] for client, objects in fleet.by_client.items()
+        client: [obj.as_json() for obj in objects if obj.id not in pushed]
+        for client, objects in fleet.by_client.items()
     }
 
     app = FastAPI(
         title="iotedge device API simulator",
         version=__version__,
         description="The course's device API, deterministic, with injected anomalies and faults.",
+        lifespan=pushing(pusher),
     )
     install_json_errors(app)
     not_found_device = bytes(JSONBytes(_NOT_FOUND_DEVICE).body)
@@ -208,6 +214,7 @@ def create_app(
     app.add_middleware(_CurrentReadingLane, body=current_body)
     app.add_middleware(FaultMiddleware, faults=faults, rng=rng or random.Random(settings.seed))
     app.state.fleet = fleet
+    app.state.pusher = pusher
     app.state.faults = faults
 
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}

@@ -2,6 +2,7 @@
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -195,8 +196,8 @@ def own_broker(directory: Path, *, extra: str = "") -> Iterator[Broker]:
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {directory}/\n"
-        "max_queued_messages 100000\n"
-        f"{extra}"
+        "max_queued_messages 100000\n" + ("user root\n" if os.geteuid() == 0 else "") + extra
+        # As root, Mosquitto would switch to its own user, who cannot write a test's directory.
     )
     broker = Broker(port=port, config=config, log=directory / "mosquitto.log")
     broker.start()

@@ -201,9 +201,9 @@ class MqttBridge:
             _log.info("MQTT: connected to %s as %s", self.broker.url, self.client_id)
         else:
             _log.info(
-                "MQTT: broker %s is back (down since %s: %s)",
+                "MQTT: broker %s is back after %.1f s (%s)",
                 self.broker.url,
-                health.since,
+                self._clock() - (health.since or self._clock()),
                 health.last_error,
             )
         health.connected = True

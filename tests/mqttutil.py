@@ -17,8 +17,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from iotedge.mqtt import properties as mqtt_properties
 from tests.conftest import require
 from tests.procs import free_port
 
@@ -60,7 +60,7 @@ def _client(client_id: str = "") -> mqtt.Client:
 
 
 def _connect(client: mqtt.Client, host: str, port: int, *, clean_start: bool, expiry: int) -> None:
-    properties = Properties(PacketTypes.CONNECT)
+    properties = mqtt_properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = expiry
     client.connect(host, port, keepalive=30, clean_start=clean_start, properties=properties)
 
@@ -136,7 +136,9 @@ def subscriber(
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         props = getattr(message.properties, "UserProperty", []) if message.properties else []
         with sub.lock:
-            sub.messages.append(Received(message.topic, message.payload, dict(props), bool(message.retain)))
+            sub.messages.append(
+                Received(message.topic, bytes(message.payload), dict(props), bool(message.retain))
+            )
 
     def on_connect(c: mqtt.Client, _u: object, _f: object, _rc: object, _p: object = None) -> None:
         c.subscribe(topic, qos=1)
@@ -144,7 +146,7 @@ def subscriber(
     client.on_message = on_message
     client.on_connect = on_connect
     client.on_subscribe = lambda *_args: subscribed.set()
-    client.reconnect_delay_set(0.1, 1)
+    client.reconnect_delay_set(1, 1)
     _connect(client, host, port, clean_start=not persistent, expiry=300 if persistent else 0)
     client.loop_start()
     try:

@@ -40,7 +40,7 @@ class MqttEdge:
     prefix: str
     client_id: str
 
-    def get(self, path: str, client: str = "*", **params: object) -> httpx.Response:
+    def get(self, path: str, client: str = "*", **params: str | int) -> httpx.Response:
         """GET on the edge with ``client``'s key."""
         return httpx.get(self.proc.url + path, params=params, headers={"x-api-key": KEYS[client]}, timeout=10)
 

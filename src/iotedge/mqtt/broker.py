@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from paho.mqtt.properties import Properties
+
 from iotedge.errors import ConfigError
 
-__all__ = ["BrokerAddress", "client_kwargs", "parse_broker"]
+__all__ = ["BrokerAddress", "client_kwargs", "parse_broker", "properties"]
 
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
@@ -78,6 +80,11 @@ def parse_broker(
         username=username or (parts.username or ""),
         password=password or (parts.password or ""),
     )
+
+
+def properties(packet_type: int) -> Properties:
+    """An empty MQTT v5 property set for one packet type (``PacketTypes.CONNECT``, ...)."""
+    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho has no annotations here
 
 
 def _tls_context(broker: BrokerAddress) -> ssl.SSLContext:

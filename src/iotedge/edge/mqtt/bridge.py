@@ -20,14 +20,13 @@ from typing import Any
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from iotedge.edge.mqtt.decode import TelemetryDecoder
 from iotedge.edge.mqtt.metrics import MqttMetrics
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.errors import IotedgeError, StoreError
-from iotedge.mqtt import BrokerAddress, TopicLayout, client_kwargs
+from iotedge.mqtt import BrokerAddress, TopicLayout, client_kwargs, properties as mqtt_properties
 from iotedge.mqtt.topics import TELEMETRY
 
 __all__ = ["IngestSink", "MqttBridge", "MqttHealth", "MqttUnavailable", "StatisticsSource"]
@@ -153,7 +152,7 @@ class MqttBridge:
             await asyncio.sleep(self._rng.uniform(base / 2, min(cap, base * 2.0 ** min(failures, 16))))
 
     def _client_for(self) -> aiomqtt.Client:
-        properties = Properties(PacketTypes.CONNECT)
+        properties = mqtt_properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = self._session_expiry
         client = aiomqtt.Client(
             **client_kwargs(self.broker),
@@ -293,7 +292,7 @@ class MqttBridge:
             self._metrics.publish(kind, ok=False)
             self.health.publish_failures += 1
             raise MqttUnavailable(f"not connected to {self.broker.url}")
-        properties = Properties(PacketTypes.PUBLISH)
+        properties = mqtt_properties(PacketTypes.PUBLISH)
         properties.ContentType = "application/json"
         if user_properties:
             properties.UserProperty = list(user_properties)

@@ -3,6 +3,7 @@
 import json
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +23,17 @@ STATISTICS_WINDOW_S = 3600.0  # the retained statistics cover the last hour
 
 ClientSummaries = Callable[[str, float, float], tuple[dict[str, Summary], dict[str, dict[str, Summary]]]]
 """The store's ``client_summaries``: per-metric and per-object statistics of a client's window."""
+
+
+class KnownObject(Protocol):
+    """An object the store knows (a catalogue entry or a store row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def type(self) -> str: ...
 
 
 def statistics_source(
@@ -55,7 +67,7 @@ def build_bridge(
     settings: EdgeSettings,
     *,
     registry: CollectorRegistry,
-    known: Iterable[CatalogueEntry],
+    known: Iterable[KnownObject],
     sink: IngestSink,
     summaries: ClientSummaries,
     clients: Callable[[], Iterable[str]],
@@ -76,7 +88,7 @@ def build_bridge(
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
     decoder = TelemetryDecoder(
-        known={entry.id: entry for entry in known},
+        known={row.id: CatalogueEntry(row.id, row.client, row.type) for row in known},
         max_payload=settings.mqtt_max_payload,
         flood=FloodGuard(rate=settings.mqtt_object_rate, burst=settings.mqtt_object_burst),
     )

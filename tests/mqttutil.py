@@ -75,9 +75,20 @@ def forget_session(host: str, port: int, client_id: str) -> None:
         client.loop_stop()
 
 
-def publish_many(host: str, port: int, messages: list[tuple[str, bytes]], *, timeout: float = 20.0) -> None:
+def publish_many(
+    host: str,
+    port: int,
+    messages: list[tuple[str, bytes]],
+    *,
+    timeout: float = 20.0,
+    client_id: str = "",
+    username: str = "",
+    password: str = "",
+) -> None:
     """Publish at QoS 1 and return once the broker acknowledged every message."""
-    client = _client(f"test-pub-{uuid.uuid4().hex[:8]}")
+    client = _client(client_id or f"test-pub-{uuid.uuid4().hex[:8]}")
+    if username:
+        client.username_pw_set(username, password)
     client.max_inflight_messages_set(100)
     _connect(client, host, port, clean_start=True, expiry=0)
     client.loop_start()
@@ -122,7 +133,14 @@ class Subscriber:
 
 @contextlib.contextmanager
 def subscriber(
-    host: str, port: int, topic: str, *, client_id: str = "", persistent: bool = False
+    host: str,
+    port: int,
+    topic: str,
+    *,
+    client_id: str = "",
+    persistent: bool = False,
+    username: str = "",
+    password: str = "",
 ) -> Iterator[Subscriber]:
     """Subscribe to ``topic`` at QoS 1 until the block ends.
 
@@ -130,6 +148,8 @@ def subscriber(
     """
     client_id = client_id or f"test-sub-{uuid.uuid4().hex[:8]}"
     client = _client(client_id)
+    if username:
+        client.username_pw_set(username, password)
     sub = Subscriber(client)
     subscribed = threading.Event()
 

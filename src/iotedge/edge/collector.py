@@ -9,7 +9,6 @@ import asyncio
 import logging
 import random
 import time
-from collections import ChainMap
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -273,8 +272,7 @@ class Collector:
             self.store.upsert_objects(new_objects, now)
             self._pushed.update((entry.id, entry) for entry in new_objects)
         transitions = Transitions()
-        objects = ChainMap(self._catalogue, self._pushed)  # no copy per batch
-        stored = self._store_and_evaluate(readings, objects, now, transitions)
+        stored = self._store_and_evaluate(readings, self.catalogue, now, transitions)
         self._remember_latest(readings)
         self.health.readings_ingested += stored
         self.health.anomalies_opened += len(transitions.opened)

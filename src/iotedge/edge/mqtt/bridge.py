@@ -33,8 +33,10 @@ __all__ = ["IngestSink", "MqttBridge", "MqttHealth", "MqttUnavailable", "Statist
 
 _log = logging.getLogger(__name__)
 
-# Messages taken into one store transaction at most; fewer when the queue runs dry first.
+# Messages taken into one store transaction at most.
 _MAX_BATCH = 2000
+# How long a non-empty batch waits for one more message before it is committed.
+_LINGER_S = 0.002
 _PUBLISH_TIMEOUT_S = 10.0
 
 IngestSink = Callable[[list[Reading], Sequence[CatalogueEntry], float], object]
@@ -225,15 +227,27 @@ class MqttBridge:
     # -- telemetry in ---------------------------------------------------------------------
 
     async def _consume(self, client: aiomqtt.Client) -> None:
+        messages = client.messages
+        queue = client._queue  # see _client_for: aiomqtt's iterator costs a task per message
         batch = _Batch()
-        async for message in client.messages:
-            self._take(message, batch)
-            # Commit when the queue runs dry (low latency when quiet) or the batch is full.
-            if len(client.messages) == 0 or len(batch.mids) >= _MAX_BATCH:
-                self._flush(client, batch)
-                batch = _Batch()
+        while True:
+            if not batch.size:
+                self._take(await anext(messages), batch)  # wait, without a timeout, for the next one
+            # Take what is already queued without a round through the event loop each.
+            while len(messages) and batch.size < _MAX_BATCH:
+                self._take(queue.get_nowait(), batch)
+            if batch.size < _MAX_BATCH:
+                # Linger a moment for more: one store transaction per message would cap the
+                # rate at the disk's commit rate. (A timeout around the iterator could drop a
+                # message it had already taken off the queue.)
+                await asyncio.sleep(_LINGER_S)
+                if len(messages):
+                    continue
+            self._flush(client, batch)
+            batch = _Batch()
 
     def _take(self, message: aiomqtt.Message, batch: "_Batch") -> None:
+        batch.size += 1
         if message.qos > 0:
             batch.mids.append(message.mid)
         match = self.layout.parse(message.topic.value)
@@ -321,9 +335,10 @@ class MqttBridge:
 
 
 class _Batch:
-    __slots__ = ("mids", "new", "readings")
+    __slots__ = ("mids", "new", "readings", "size")
 
     def __init__(self) -> None:
+        self.size = 0
         self.mids: list[int] = []
         self.readings: list[Reading] = []
         self.new: dict[str, CatalogueEntry] = {}

@@ -6,6 +6,8 @@ Every test has its own topic prefix and session client ids, and deletes its sess
 import contextlib
 import json
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -77,10 +79,11 @@ def mqtt_edge(
     prefix: str,
     client_id: str,
     env: dict[str, str] | None = None,
+    scheme: str = "mqtt",
 ) -> Iterator[MqttEdge]:
     """An edge polling ``upstream`` and connected to ``broker``, until the block ends."""
     metrics_port = free_port()
-    args = edge_args(upstream, data_dir, "--mqtt-broker", f"mqtt://{broker[0]}:{broker[1]}")
+    args = edge_args(upstream, data_dir, "--mqtt-broker", f"{scheme}://{broker[0]}:{broker[1]}")
     args[args.index("--metrics-port") + 1] = str(metrics_port)
     args += ["--mqtt-topic-prefix", prefix, "--mqtt-client-id", client_id, *extra]
     with start_iotedge(args, log_dir=logs_dir, env={**edge_env(), **(env or {})}) as proc:
@@ -336,3 +339,23 @@ def test_broker_restart_edge_reconnects_and_publish_backlog_drains(
             log = edge.proc.log()
             assert log.count("unreachable, retrying in the background") == 1
             assert log.count("is back") == 1
+
+
+def test_mqtts_with_the_certificates_of_iotedge_certs(
+    logs_dir: Path, tmp_path: Path, sim: Proc, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """mqtts:// with the CA and the client certificate of `iotedge certs`, on a broker that requires one."""
+    certs = tmp_path / "certs"
+    subprocess.run([sys.executable, "-m", "iotedge", "certs", "--out", str(certs)], check=True, timeout=60)
+    tls = (
+        f"cafile {certs / 'ca.pem'}\ncertfile {certs / 'server.pem'}\nkeyfile {certs / 'server-key.pem'}\n"
+        "require_certificate true\n"
+    )
+    with own_broker(tmp_path_factory.mktemp("tls-broker"), extra=tls) as broker:
+        flags = ("--mqtt-ca", str(certs / "ca.pem"), "--mqtt-certfile", str(certs / "client.pem"))
+        flags += ("--mqtt-keyfile", str(certs / "client-key.pem"))
+        with mqtt_edge(
+            logs_dir, tmp_path / "edge", sim.url, ("localhost", broker.port), *flags,
+            prefix=unique_prefix("tls"), client_id="iotedge-test-tls", scheme="mqtts",
+        ) as edge:  # fmt: skip
+            assert edge.mqtt_check()["broker"] == f"mqtts://localhost:{broker.port}"

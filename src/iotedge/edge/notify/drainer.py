@@ -41,6 +41,9 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+# Channels counted from zero even when off; others (mqtt) are added when configured.
+_ALWAYS_COUNTED = tuple(channel for channel in CHANNELS if channel != "mqtt")
+
 
 def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full-jitter backoff: uniform in ``[0, min(cap, base * 2 ** (attempts - 1))]``."""
@@ -52,10 +55,10 @@ def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Ran
 class DeliveryStats:
     """Counters since start, per channel, for the metrics exporter to read at scrape time."""
 
-    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
     passes: int = 0
     last_pass_at: float | None = None
     last_error: str | None = None

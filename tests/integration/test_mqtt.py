@@ -352,8 +352,8 @@ def test_mqtts_with_the_certificates_of_iotedge_certs(
         "require_certificate true\n"
     )
     with own_broker(tmp_path_factory.mktemp("tls-broker"), extra=tls) as broker:
-        flags = ("--mqtt-ca", str(certs / "ca.pem"), "--mqtt-certfile", str(certs / "client.pem"))
-        flags += ("--mqtt-keyfile", str(certs / "client-key.pem"))
+        flags = ["--mqtt-ca", str(certs / "ca.pem"), "--mqtt-certfile", str(certs / "client.pem")]
+        flags += ["--mqtt-keyfile", str(certs / "client-key.pem")]
         with mqtt_edge(
             logs_dir, tmp_path / "edge", sim.url, ("localhost", broker.port), *flags,
             prefix=unique_prefix("tls"), client_id="iotedge-test-tls", scheme="mqtts",

@@ -25,7 +25,6 @@ def test_a_device_may_publish_only_its_own_telemetry(tmp_path: Path) -> None:
     with own_broker(tmp_path / "broker", extra=extra) as broker:
         address = ("127.0.0.1", broker.port)
         with subscriber(*address, "iotedge/#", username="edge", password="edge-pw") as edge:
-            device = {"client_id": "device_7", "username": "client_1", "password": "device-pw"}
             refused = [
                 ("iotedge/client_1/device_8/telemetry", b"another object"),
                 ("iotedge/client_2/device_7/telemetry", b"another client"),
@@ -33,6 +32,8 @@ def test_a_device_may_publish_only_its_own_telemetry(tmp_path: Path) -> None:
             ]
             own = ("iotedge/client_1/device_7/telemetry", b"mine")
             # In order: had a refused message passed, it would arrive before the allowed one.
-            publish_many(*address, [*refused, own], **device)
+            publish_many(
+                *address, [*refused, own], client_id="device_7", username="client_1", password="device-pw"
+            )
             wait_for(lambda: len(edge.received()) >= 1, 10, "the device's own message")
             assert [(m.topic, m.payload) for m in edge.received()] == [own]

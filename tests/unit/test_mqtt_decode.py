@@ -67,11 +67,9 @@ def test_broker_urls(tmp_path: Path) -> None:
         parse_broker("mqtts://b", ca=tmp_path / "missing.pem")
 
 
-def _decoder(**kwargs: object) -> TelemetryDecoder:
+def _decoder(max_payload: int = 4096) -> TelemetryDecoder:
     known = {"dev_9": CatalogueEntry("dev_9", "client_2", "humidity_sensor")}
-    return TelemetryDecoder(
-        known=known, max_payload=int(kwargs.get("max_payload", 4096)), flood=FloodGuard(rate=0, burst=1)
-    )
+    return TelemetryDecoder(known=known, max_payload=max_payload, flood=FloodGuard(rate=0, burst=1))
 
 
 def _body(**fields: object) -> bytes:

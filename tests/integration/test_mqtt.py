@@ -209,7 +209,7 @@ def test_client_mismatch_and_garbage_are_counted_and_the_edge_stays_up(
     """client_2's payload on client_1's topic, and each kind of garbage, are rejected and counted."""
     broker = require_broker()
     prefix = unique_prefix("garbage")
-    extra = ("--mqtt-max-payload", "2048", "--mqtt-object-rate", "1", "--mqtt-object-burst", "3")
+    extra = ("--mqtt-max-payload", "2048", "--mqtt-object-rate", "0.1", "--mqtt-object-burst", "3")
     with mqtt_edge(
         logs_dir, tmp_path, sim.url, broker, *extra, prefix=prefix, client_id=_new_id(session_ids)
     ) as edge:

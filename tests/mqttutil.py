@@ -27,6 +27,7 @@ __all__ = [
     "Broker",
     "Received",
     "Subscriber",
+    "clear_retained",
     "forget_session",
     "own_broker",
     "publish_many",
@@ -84,6 +85,7 @@ def publish_many(
     client_id: str = "",
     username: str = "",
     password: str = "",
+    retain: bool = False,
 ) -> None:
     """Publish at QoS 1 and return once the broker acknowledged every message."""
     client = _client(client_id or f"test-pub-{uuid.uuid4().hex[:8]}")
@@ -93,7 +95,7 @@ def publish_many(
     _connect(client, host, port, clean_start=True, expiry=0)
     client.loop_start()
     try:
-        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        infos = [client.publish(topic, payload, qos=1, retain=retain) for topic, payload in messages]
         deadline = time.monotonic() + timeout
         for info in infos:
             info.wait_for_publish(max(0.1, deadline - time.monotonic()))
@@ -101,6 +103,11 @@ def publish_many(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def clear_retained(host: str, port: int, topics: list[str]) -> None:
+    """Delete the retained messages of ``topics`` (an empty retained message each)."""
+    publish_many(host, port, [(topic, b"") for topic in topics], retain=True)
 
 
 @dataclass

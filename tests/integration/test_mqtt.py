@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import KEYS, edge_args, edge_env, wait_for
 from tests.mqttutil import (
     Received,
+    clear_retained,
     forget_session,
     own_broker,
     publish_many,
@@ -125,7 +126,10 @@ def _reading(object_id: str, client: str, ts: float, temperature: float, **extra
 def test_simulator_pushes_and_edge_statistics_equal_pushed_values(
     logs_dir: Path, tmp_path: Path, session_ids: list[str]
 ) -> None:
-    """A split fleet: two objects pushed, the rest polled; the edge's numbers equal the pushed ones."""
+    """A split fleet: two objects pushed, the rest polled; the edge's numbers equal the pushed ones.
+
+    The edge's retained per-object statistics reach a late subscriber (and are cleared after).
+    """
     broker = require_broker()
     prefix = unique_prefix("sim")
     sim_args = ["sim", "--seed", "7", "--interval", "1", "--anomaly-rate", "0"]
@@ -135,10 +139,13 @@ def test_simulator_pushes_and_edge_statistics_equal_pushed_values(
         subscriber(*broker, f"{prefix}/+/+/telemetry") as tap,
         start_iotedge(sim_args, log_dir=logs_dir) as sim,
     ):
-        listed = {o["id"] for o in httpx.get(sim.url + "/iot_objects").json()}
+        catalogue = httpx.get(sim.url + "/iot_objects").json()
+        listed = {o["id"] for o in catalogue}
+        listed_objects = [(o["client"], o["id"]) for o in catalogue]
         assert "device_1" not in listed and "device_3" in listed  # pushed objects are not polled
+        stats_flags = ("--mqtt-statistics-interval", "1s")
         with mqtt_edge(
-            logs_dir, tmp_path, sim.url, broker, prefix=prefix, client_id=_new_id(session_ids)
+            logs_dir, tmp_path, sim.url, broker, *stats_flags, prefix=prefix, client_id=_new_id(session_ids)
         ) as edge:
             wait_for(lambda: edge.count("device_1", "temperature") >= 4, 20, "pushed readings stored")
             pushed = [m.json() for m in tap.received() if m.topic.endswith("/device_1/telemetry")]
@@ -163,6 +170,15 @@ def test_simulator_pushes_and_edge_statistics_equal_pushed_values(
             assert stats["average"] == pytest.approx(sum(expected) / len(expected), abs=1e-3)
             assert edge.count("device_3", "activity_level") > 0  # the polled part still flows
             assert edge.metric("iotedge_mqtt_messages_received_total") >= len(pushed) / 2
+            # The retained statistics reach a subscriber that connects later.
+            with subscriber(*broker, f"{prefix}/client_1/device_1/statistics") as cloud:
+                wait_for(lambda: bool(cloud.received()), 10, "retained statistics of device_1")
+                first = cloud.received()[0]
+                assert first.retain and first.json()["metrics"]["temperature"]["count"] > 0
+        objects = [*listed_objects, ("client_1", "device_1"), ("client_1", "device_2")]
+        clear_retained(
+            *broker, [f"{prefix}/{client}/{object_id}/statistics" for client, object_id in objects]
+        )
 
 
 def test_pushed_anomaly_opens_an_event_and_is_published_once(

@@ -258,7 +258,12 @@ class MqttBridge:
         self.health.received += 1
         self._metrics.received.inc()
         payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-        decoded = self._decoder.decode(match.client, match.object_id, payload)
+        try:
+            decoded = self._decoder.decode(match.client, match.object_id, payload)
+        except Exception:  # noqa: BLE001 - a bug must not make one message a poison pill
+            _log.exception("MQTT: could not decode a message on %s", message.topic.value)
+            self._count_reject("other")
+            return
         for reason, count in decoded.rejected.items():
             self._count_reject(reason, count)
         if decoded.entry is not None and decoded.readings:
@@ -276,6 +281,8 @@ class MqttBridge:
                     "MQTT: store write failed, %d messages left unacknowledged: %s", len(batch.mids), exc
                 )
                 raise aiomqtt.MqttError(f"store write failed: {exc}") from exc
+            except Exception:  # noqa: BLE001 - redelivering the batch would hit the same bug forever
+                _log.exception("MQTT: ingest of %d readings failed; acknowledged anyway", len(batch.readings))
             self._decoder.known.update(batch.new)
         for mid in batch.mids:
             client._client.ack(mid, 1)  # see _client_for
@@ -331,6 +338,8 @@ class MqttBridge:
                     )
             except (MqttUnavailable, StoreError) as exc:
                 _log.debug("MQTT statistics round skipped: %s", exc)
+            except Exception:  # noqa: BLE001 - statistics must not take the telemetry down
+                _log.exception("MQTT statistics round failed")
             await asyncio.sleep(self._statistics_interval)
 
 

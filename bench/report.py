@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mqtt_bench import render as render_mqtt
+
 __all__ = ["ENDPOINTS", "machine", "render_chart", "render_markdown"]
 
 ENDPOINTS = ("processed_data", "client_statistics")
@@ -103,6 +105,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += _rss_md(results["rss"])
     if "load" in results:
         out += _load_md(results["load"])
+    if "mqtt" in results:
+        out += ["## MQTT ingest against HTTP polling", "", render_mqtt(results["mqtt"]), ""]
     return "\n".join(out) + "\n"
 
 

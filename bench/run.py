@@ -9,7 +9,8 @@ Scenarios (pick with ``--only``, repeatable):
 - ``ingest``: readings/s of ``Store.insert_readings`` in batches, in-process;
 - ``history``: statistics query time against the stored history of one object (1 h to 30 d);
 - ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
-- ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time.
+- ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time;
+- ``mqtt``: MQTT ingest (messages/s, readings/s) next to HTTP polling (``mqtt_bench.py``).
 
 Throughput comes from ``wrk``; latency percentiles from a sequential probe (httpx, one
 request at a time). Candidates run side by side and are measured in alternating order,
@@ -40,12 +41,13 @@ from edgeproc import edge_command, edge_env, key_of, sim_command
 from fleet_bench import scenario_rss
 from load_bench import scenario_load
 from measure import Measure, Profile, measure_once
+from mqtt_bench import scenario_mqtt
 from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
 from store_bench import scenario_history, scenario_ingest
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load")
+SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load", "mqtt")
 
 # -- settings --------------------------------------------------------------------------
 
@@ -344,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["rss"] = scenario_rss(profile, log_dir)
         if "load" in chosen:
             results["load"] = scenario_load(profile, log_dir)
+        if "mqtt" in chosen:
+            sizes = (5_000, 100, 100, 2) if args.quick else (60_000, 1_000, 1_000, 3)
+            results["mqtt"] = scenario_mqtt(*sizes, log_dir)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from iotedge import __version__
+from iotedge.cli_mqtt import edge_mqtt_options, sim_mqtt_options
 from iotedge.cli_security import certs, edge_security_options, keys, metrics_options, tls_options
 from iotedge.cli_sim import inject
 from iotedge.cli_store import store
@@ -106,6 +107,7 @@ _SIM_HELP_ENV = f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g
 @click.option("--hang-rate", type=float, help="Share of requests that hang. [default: 0]")
 @click.option("--hang-seconds", help="How long a hang lasts. [default: 30s]")
 @_with_options(tls_options())
+@_with_options(sim_mqtt_options())
 @_fail_on_config_error
 def sim(**options: Any) -> None:
     """Serve the simulated device API (GET /iot_objects, /iot_data/{id}, ...)."""
@@ -151,6 +153,7 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--clients", help="Poll only these clients (comma-separated), to split a fleet. [default: all]"
         ),
         *edge_security_options(),
+        *edge_mqtt_options(),
     ]
     return _with_options(options)(func)
 

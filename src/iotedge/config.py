@@ -96,6 +96,14 @@ class SimSettings(_Settings):
     certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM, chain).")
     keyfile: Path | None = Field(None, description="Private key of --certfile (PEM).")
     client_ca: Path | None = Field(None, description="Require client certificates signed by this CA.")
+    mqtt_broker: str = Field("", description="Also push readings to this MQTT broker (mqtt:// or mqtts://).")
+    mqtt_topic_prefix: str = Field("iotedge", description="First level of every MQTT topic.")
+    mqtt_objects: str = Field(
+        "*", description="Objects pushed over MQTT (comma-separated globs); they leave /iot_objects."
+    )
+    mqtt_ca: Path | None = Field(None, description="CA bundle that verifies an mqtts:// broker.")
+    mqtt_username: str = Field("", description="MQTT user name (optional).")
+    mqtt_password: str = Field("", repr=False, description="MQTT password (optional).")
 
     @field_validator("interval", "anomaly_slot", "hang_seconds", mode="before")
     @classmethod
@@ -217,6 +225,29 @@ class EdgeSettings(_Settings):
         False,
         description="Export iotedge_object_last_value: one series per object, naming every client's devices.",
     )
+    mqtt_broker: str = Field(
+        "", description="Take telemetry from and publish anomalies to this MQTT broker (mqtt:// or mqtts://)."
+    )
+    mqtt_topic_prefix: str = Field("iotedge", description="First level of every MQTT topic.")
+    mqtt_client_id: str = Field(
+        "", description="MQTT client id of the persistent session (default: iotedge-EDGE_ID)."
+    )
+    mqtt_ca: Path | None = Field(None, description="CA bundle that verifies an mqtts:// broker.")
+    mqtt_certfile: Path | None = Field(None, description="Client certificate for the broker (PEM, optional).")
+    mqtt_keyfile: Path | None = Field(None, description="Private key of --mqtt-certfile (PEM).")
+    mqtt_username: str = Field("", description="MQTT user name (optional).")
+    mqtt_password: str = Field("", repr=False, description="MQTT password (optional).")
+    mqtt_session_expiry: float = Field(
+        86400.0, ge=0, description="Seconds the broker keeps the session (and queued messages) while away."
+    )
+    mqtt_max_payload: int = Field(64 * 1024, ge=64, description="Largest telemetry payload in bytes.")
+    mqtt_object_rate: float = Field(
+        20.0, ge=0, description="Telemetry messages per second each object may send (0 = no limit)."
+    )
+    mqtt_object_burst: int = Field(100, ge=1, description="Messages an object may send at once.")
+    mqtt_statistics_interval: float = Field(
+        0.0, ge=0, description="Publish retained per-object statistics every N seconds (0 = off)."
+    )
 
     @field_validator("mail_to", "clients", mode="before")
     @classmethod
@@ -235,6 +266,8 @@ class EdgeSettings(_Settings):
         "notify_max_age",
         "header_timeout",
         "body_timeout",
+        "mqtt_session_expiry",
+        "mqtt_statistics_interval",
         mode="before",
     )
     @classmethod
@@ -248,11 +281,20 @@ class EdgeSettings(_Settings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("mqtt_broker")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        if value and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
     @model_validator(mode="after")
     def _tls_pairs(self) -> "EdgeSettings":
         check_tls_pair(self.certfile, self.keyfile, self.client_ca)
         if (self.metrics_certfile is None) != (self.metrics_keyfile is None):
             raise ValueError("metrics_certfile and metrics_keyfile must be given together")
+        if (self.mqtt_certfile is None) != (self.mqtt_keyfile is None):
+            raise ValueError("mqtt_certfile and mqtt_keyfile must be given together")
         return self
 
     @property
@@ -268,7 +310,7 @@ class EdgeSettings(_Settings):
 
 _S = TypeVar("_S", bound=_Settings)
 
-_SECRET_FIELDS = frozenset({"api_keys", "metrics_token"})
+_SECRET_FIELDS = frozenset({"api_keys", "metrics_token", "mqtt_password"})
 """Fields whose values never appear in error messages."""
 
 

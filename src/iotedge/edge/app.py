@@ -24,8 +24,9 @@ from iotedge.edge.hardening import SecurityMiddleware
 from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
+from iotedge.edge.mqtt import build_bridge
 from iotedge.edge.normalise import REJECTION_REASONS
-from iotedge.edge.notify import Drainer, NotifySettings, parse_routes, pending_count
+from iotedge.edge.notify import CHANNELS, Drainer, MqttChannel, NotifySettings, parse_routes, pending_count
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import SqliteStore, open_store
@@ -59,6 +60,7 @@ def notify_settings(settings: EdgeSettings, edge_id: str) -> NotifySettings:
         flap_window_s=settings.notify_flap_window,
         flap_max=settings.notify_flap_max,
         max_age_s=settings.notify_max_age,
+        mqtt=bool(settings.mqtt_broker),
     )
 
 
@@ -128,6 +130,7 @@ def create_app(
         edge_id=edge_id,
         upstream_endpoints=UPSTREAM_ENDPOINTS,
         reject_reasons=(*REJECTION_REASONS, "not_json"),
+        channels=CHANNELS,
         clock=clock,
         per_object=settings.metrics_per_object,
     )
@@ -148,8 +151,30 @@ def create_app(
         # share them (see iotedge.edge.store.connection for why one writer and one reader).
         db = store if store is not None else open_store(settings.data_dir / STORE_FILENAME)
         notifying = notify_settings(settings, edge_id)
+        bridge = (
+            build_bridge(
+                settings,
+                registry=metrics.registry,
+                known=db.objects(None),
+                sink=lambda readings, new, now: collector.ingest(readings, new, now=now),
+                summaries=db.client_summaries,
+                clients=lambda: {entry.client for entry in collector.catalogue.values()},
+                on_connected=lambda: drainer.channel_back("mqtt") if drainer is not None else None,
+                clock=clock,
+            )
+            if settings.mqtt_broker
+            else None
+        )
         drainer = (
-            Drainer(db.database, notifying, clock=clock, on_outcome=metrics.record_notification)
+            Drainer(
+                db.database,
+                notifying,
+                clock=clock,
+                on_outcome=metrics.record_notification,
+                mqtt_channel=MqttChannel(publisher=bridge, topic_for=bridge.layout.anomalies)
+                if bridge is not None
+                else None,
+            )
             if notifying.enabled_channels()
             else None
         )
@@ -200,6 +225,7 @@ def create_app(
             clock=clock,
             notifications_db=db.database,
             drainer=drainer,
+            mqtt=bridge,
             limits=RateLimits(
                 rate=settings.rate_limit, burst=settings.rate_burst, auth_failures=settings.auth_failures
             ),
@@ -210,6 +236,8 @@ def create_app(
             loops["iotedge.edge.collector"] = collector.run
         if drainer is not None:
             loops["iotedge.edge.outbox"] = drainer.run
+        if bridge is not None:
+            loops["iotedge.edge.mqtt"] = bridge.run
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
         _log.info(
             "edge %s: polling %s every %.3g s, store %s, %d API keys",

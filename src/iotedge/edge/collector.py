@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from iotedge.edge.metrics import EdgeMetrics
@@ -123,11 +123,12 @@ class Collector:
             row.id: CatalogueEntry(row.id, row.client, row.type) for row in store.objects(None)
         }
         self._backfilled: set[str] = set(self._catalogue)
+        self._pushed: dict[str, CatalogueEntry] = {}  # objects that push (MQTT), never polled
 
     @property
     def catalogue(self) -> dict[str, CatalogueEntry]:
-        """The objects being polled."""
-        return self._catalogue
+        """The objects being polled, and those that push their readings."""
+        return {**self._pushed, **self._catalogue} if self._pushed else self._catalogue
 
     async def refresh(self) -> CycleReport:
         """Run one cycle: catalogue (now and then), backfill, poll, store, rules. Never raises."""
@@ -170,7 +171,7 @@ class Collector:
         if polled_ok:
             self.health.upstream_ok_at = now  # the device API answered, whatever the store does next
         stored += self._store_and_evaluate(
-            result.readings, now, transitions, check_offline=polled_ok and catalogue_ok
+            result.readings, self._catalogue, now, transitions, check_offline=polled_ok and catalogue_ok
         )
         if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
             self._on_anomaly()
@@ -248,14 +249,20 @@ class Collector:
         return chunk
 
     def _store_and_evaluate(
-        self, readings: list[Reading], now: float, transitions: Transitions, *, check_offline: bool
+        self,
+        readings: list[Reading],
+        objects: Mapping[str, CatalogueEntry],
+        now: float,
+        transitions: Transitions,
+        *,
+        check_offline: bool = False,
     ) -> int:
         """Store a batch, run the rules over it and record what they changed; returns how many were new.
 
         Series the rules have not seen yet get their stored history first, read before the
         batch is written so that it never contains the readings being judged.
         """
-        needs = self.engine.baseline_needs(readings, self._catalogue)
+        needs = self.engine.baseline_needs(readings, objects)
         size = self.engine.baseline_size
         baselines: dict[tuple[str, str], Baseline] = {}
         for (object_id, metric), before in needs.items():
@@ -265,7 +272,7 @@ class Collector:
             )
         stored = self.store.insert_readings(readings)
         evaluated = self.engine.evaluate(
-            readings, self._catalogue, now=now, check_offline=check_offline, baselines=baselines
+            readings, objects, now=now, check_offline=check_offline, baselines=baselines
         )
         if evaluated:
             self.store.record_transitions(evaluated.opened, evaluated.closed, edge_id=self.edge_id, now=now)
@@ -277,11 +284,35 @@ class Collector:
         self, chunk: Normalised, now: float, result: Normalised, transitions: Transitions
     ) -> int:
         """Store and evaluate one chunk of history; its readings are not kept afterwards."""
-        stored = self._store_and_evaluate(chunk.readings, now, transitions, check_offline=False)
+        stored = self._store_and_evaluate(chunk.readings, self._catalogue, now, transitions)
         self._remember_latest(chunk.readings)
         for reason, count in chunk.rejected.items():
             result.reject(reason, count)
         return stored
+
+    def ingest(
+        self, readings: list[Reading], new_objects: Sequence[CatalogueEntry], *, now: float
+    ) -> tuple[int, Transitions]:
+        """Take readings pushed to the edge (MQTT) through the same store and rules as a poll.
+
+        ``new_objects`` are registered first. Raises StoreError when the store cannot write.
+        Returns the readings stored and the transitions.
+        """
+        if new_objects:
+            self.store.upsert_objects(new_objects, now)
+            self._pushed.update((entry.id, entry) for entry in new_objects)
+        transitions = Transitions()
+        stored = self._store_and_evaluate(readings, self.catalogue, now, transitions)
+        self._remember_latest(readings)
+        self.health.readings_ingested += stored
+        self.health.anomalies_opened += len(transitions.opened)
+        if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
+            self._on_anomaly()
+        if self._metrics is not None:
+            self._metrics.record_ingested(stored)
+            for event in transitions.opened:
+                self._metrics.record_anomaly(event.client, event.metric, event.rule)
+        return stored, transitions
 
     async def _backfill(self, entry: CatalogueEntry, result: Normalised) -> bool:
         try:
@@ -356,7 +387,7 @@ class Collector:
 
     def latest_values(self) -> list[tuple[str, str, str, float]]:
         """(object_id, client, metric, value) of each object's newest readings, from memory."""
-        catalogue = self._catalogue
+        catalogue = self.catalogue
         return [
             (object_id, catalogue[object_id].client, metric, value)
             for (object_id, metric), (_, value) in self.latest.items()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from iotedge.config import EdgeSettings
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
+from iotedge.edge.mqtt import MqttBridge
 from iotedge.edge.notify import Drainer
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine
@@ -29,6 +30,7 @@ class EdgeContext:
     clock: Callable[[], float]
     notifications_db: SqliteDatabase
     drainer: Drainer | None
+    mqtt: MqttBridge | None = None
     limits: RateLimits = field(default_factory=RateLimits)
 
     def is_stale(self, last_reading_at: float | None) -> bool:

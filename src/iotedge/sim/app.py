@@ -16,6 +16,7 @@ from iotedge.apidocs import install_api_docs
 from iotedge.config import GarbageKind, SimSettings
 from iotedge.sim.faults import FaultMiddleware, Faults
 from iotedge.sim.fleet import AnomalyEvent, Fleet
+from iotedge.sim.push import build_pusher, pushing
 from iotedge.specs import DEVICE_TYPES
 from iotedge.web import JSONBytes, error_response, install_json_errors
 
@@ -194,9 +195,13 @@ def create_app(
         hang_seconds=settings.hang_seconds,
     )
     offset = settings.timestamp_offset
-    catalogue = [obj.as_json() for obj in fleet.objects]
+    pusher = build_pusher(settings, fleet, clock=clock)
+    # A split fleet: the objects that push over MQTT are not listed for polling.
+    pushed = {obj.id for obj in pusher.objects} if pusher is not None else set()
+    catalogue = [obj.as_json() for obj in fleet.objects if obj.id not in pushed]
     catalogue_by_client = {
-        client: [obj.as_json() for obj in objects] for client, objects in fleet.by_client.items()
+        client: [obj.as_json() for obj in objects if obj.id not in pushed]
+        for client, objects in fleet.by_client.items()
     }
 
     app = FastAPI(
@@ -205,6 +210,7 @@ def create_app(
         description="The course's device API, deterministic, with injected anomalies and faults.",
         docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
         redoc_url=None,
+        lifespan=pushing(pusher),
     )
     install_api_docs(app)
     install_json_errors(app)
@@ -237,6 +243,7 @@ def create_app(
     app.add_middleware(_CurrentReadingLane, body=current_body)
     app.add_middleware(FaultMiddleware, faults=faults, rng=rng or random.Random(settings.seed))
     app.state.fleet = fleet
+    app.state.pusher = pusher
     app.state.faults = faults
 
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}

@@ -71,4 +71,6 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
             },
         },
     }
+    if ctx.mqtt is not None:  # informative: a broker outage never makes the edge unready
+        body["checks"]["mqtt"] = ctx.mqtt.health.as_json(now)
     return JSONBytes(body, status_code=200 if body["ready"] else 503)

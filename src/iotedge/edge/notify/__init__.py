@@ -11,11 +11,13 @@ from iotedge.edge.notify.message import (
     email_text,
     webhook_body,
 )
-from iotedge.edge.notify.settings import NotifySettings, Route, parse_routes
+from iotedge.edge.notify.mqtt import MqttChannel
+from iotedge.edge.notify.settings import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
 from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
 
 __all__ = [
+    "CHANNELS",
     "SCHEMA_VERSION",
     "Channel",
     "ChannelResult",
@@ -24,6 +26,7 @@ __all__ = [
     "DrainReport",
     "Drainer",
     "EmailChannel",
+    "MqttChannel",
     "Notification",
     "NotificationRow",
     "NotifySettings",

@@ -25,8 +25,9 @@ def build_channels(
     *,
     http_client: httpx.AsyncClient,
     clock: Callable[[], float] = time.time,
+    mqtt: Channel | None = None,
 ) -> dict[str, Channel]:
-    """One channel object per configured channel, keyed by name."""
+    """One channel object per configured channel, keyed by name (``mqtt``: the edge's MQTT channel)."""
     channels: dict[str, Channel] = {}
     if "webhook" in settings.enabled_channels():
         channels["webhook"] = WebhookChannel(
@@ -50,6 +51,8 @@ def build_channels(
             ssl_context=context,
             clock=clock,
         )
+    if "mqtt" in settings.enabled_channels() and mqtt is not None:
+        channels["mqtt"] = mqtt
     return channels
 
 

@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
+# Channels counted from zero even when off; others (mqtt) are added when configured.
+_ALWAYS_COUNTED = tuple(channel for channel in CHANNELS if channel != "mqtt")
+
 
 def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full-jitter backoff: uniform in ``[0, min(cap, base * 2 ** (attempts - 1))]``."""
@@ -53,10 +56,10 @@ def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Ran
 class DeliveryStats:
     """Counters since start, per channel, for the metrics exporter to read at scrape time."""
 
-    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
-    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
+    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
+    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
     passes: int = 0
     last_pass_at: float | None = None
     last_error: str | None = None
@@ -102,6 +105,7 @@ class Drainer:
         rng: random.Random | None = None,
         stats: DeliveryStats | None = None,
         on_outcome: Callable[[str, str, int], None] | None = None,
+        mqtt_channel: Channel | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats or DeliveryStats()
@@ -112,7 +116,7 @@ class Drainer:
         if channels is None:
             if http_client is None:
                 http_client = self._owned_client = httpx.AsyncClient()
-            channels = build_channels(settings, http_client=http_client, clock=clock)
+            channels = build_channels(settings, http_client=http_client, clock=clock, mqtt=mqtt_channel)
         self._channels = dict(channels)
         for name in self._channels:
             for counter in (self.stats.sent, self.stats.failed, self.stats.retried):
@@ -136,6 +140,7 @@ class Drainer:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._retry_now: set[str] = set()
 
     async def aclose(self) -> None:
         """Close the database connection and the HTTP client the drainer created."""
@@ -148,6 +153,11 @@ class Drainer:
 
     def wake(self) -> None:
         """Start the next pass now instead of after the poll interval."""
+        self._wake.set()
+
+    def channel_back(self, channel: str) -> None:
+        """``channel`` works again (the MQTT broker is back): make its backlog due now."""
+        self._retry_now.add(channel)
         self._wake.set()
 
     async def run(self) -> None:
@@ -183,6 +193,8 @@ class Drainer:
 
     async def _pass(self, report: DrainReport) -> None:
         now = self._clock()
+        while self._retry_now:
+            await self._tx(self._make_due, self._retry_now.pop(), now)
         triaged, settled = await self._tx(self._triage, now)
         report.triaged, report.settled = triaged.triaged, settled
         for channel, count in triaged.suppressed.items():
@@ -206,6 +218,15 @@ class Drainer:
             cursor = conn.cursor()
             cursor.row_factory = sqlite3.Row
             return cursor.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _make_due(conn: sqlite3.Connection, channel: str, now: float) -> None:
+        """Messages of ``channel`` waiting out a backoff become due now (the channel came back)."""
+        conn.execute(
+            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND channel = ?"
+            " AND next_attempt_at > ?",
+            (now, channel, now),
+        )
 
     def _due(self, now: float) -> list[sqlite3.Row]:
         return self._rows(

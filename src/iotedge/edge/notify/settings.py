@@ -8,7 +8,7 @@ from iotedge.errors import ConfigError
 
 __all__ = ["CHANNELS", "SEVERITIES", "NotifySettings", "Route", "SmtpSecurity", "parse_routes"]
 
-CHANNELS = ("webhook", "email")
+CHANNELS = ("webhook", "email", "mqtt")
 SEVERITIES = ("warning", "critical")
 
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -64,8 +64,8 @@ class NotifySettings:
     """Everything the notifiers and the outbox drainer need; all times are in seconds.
 
     A channel is enabled when configured: the webhook when ``webhook_url`` is set, email
-    when ``smtp_host`` and ``mail_to`` are. Without ``routes`` every enabled channel fires
-    for every client and severity.
+    when ``smtp_host`` and ``mail_to`` are, MQTT when ``mqtt`` is (a broker is set).
+    Without ``routes`` every enabled channel fires for every client and severity.
     """
 
     edge_id: str = "edge"
@@ -81,6 +81,7 @@ class NotifySettings:
     smtp_ca_file: str = ""
     mail_from: str = "iotedge@localhost"
     mail_to: tuple[str, ...] = ()
+    mqtt: bool = False
     routes: tuple[Route, ...] = ()
     cooldown_s: float = 300.0
     flap_window_s: float = 600.0
@@ -140,6 +141,8 @@ class NotifySettings:
             enabled.append("webhook")
         if self.smtp_host and self.mail_to:
             enabled.append("email")
+        if self.mqtt:
+            enabled.append("mqtt")
         return tuple(enabled)
 
     def channels_for(self, client: str, severity: str) -> tuple[str, ...]:

@@ -2,7 +2,6 @@
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,6 +9,7 @@ from typing import Any
 
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.grafana.models import AdhocFilterIn, TimeRangeIn
+from iotedge.edge.grafana.patterns import UserPattern, compile_pattern
 from iotedge.edge.grafana.targets import SeriesTarget
 from iotedge.edge.store import Bucket, ObjectRow, Scope
 from iotedge.edge.timefmt import epoch_ms, parse_instant
@@ -52,7 +52,7 @@ class Filter:
     key: str
     operator: str
     values: tuple[str, ...]
-    pattern: re.Pattern[str] | None = None
+    pattern: UserPattern | None = None
 
     def matches(self, value: str) -> bool:
         """Whether a tag value passes this filter."""
@@ -65,31 +65,34 @@ class Filter:
         if self.operator == "!=|":
             return value not in self.values
         assert self.pattern is not None  # noqa: S101 - compiled for the regex operators
-        found = self.pattern.fullmatch(value) is not None
+        found = self.pattern.fullmatch(value)
         return found if self.operator == "=~" else not found
 
 
-def compile_filters(raw: Iterable[AdhocFilterIn]) -> list[Filter]:
+def compile_filters(raw: Iterable[AdhocFilterIn], field: str = "adhocFilters") -> list[Filter]:
     """Ad-hoc filters ready to match; keys other than :data:`TAG_KEYS` are ignored.
 
+    Args:
+        raw: the filters as sent.
+        field: the request field they came from (``adhocFilters`` or ``filters``), named in errors.
+
     Raises:
-        BadRequest: for an unknown operator or an invalid regular expression.
+        BadRequest: for an unknown operator or a regular expression RE2 refuses.
     """
     compiled = []
-    for item in raw:
+    for index, item in enumerate(raw):
         key = _TAG_ALIASES.get(item.key.strip().lower(), item.key.strip().lower())
         if key not in TAG_KEYS:
             _log.debug("ignoring ad-hoc filter on unknown key %r", item.key)
             continue
         if item.operator not in _OPERATORS:
-            raise BadRequest("adhocFilters", f"operator must be one of {', '.join(_OPERATORS)}")
+            raise BadRequest(
+                f"{field}[{index}].operator", f"must be one of {', '.join(_OPERATORS)}", location="body"
+            )
         values = tuple(item.values) if item.operator in ("=|", "!=|") and item.values else (item.value,)
         pattern = None
         if item.operator in ("=~", "!~"):
-            try:
-                pattern = re.compile(item.value)
-            except re.error:
-                raise BadRequest("adhocFilters", f"invalid regular expression {item.value!r}") from None
+            pattern = compile_pattern(item.value, f"{field}[{index}].value")
         compiled.append(Filter(key, item.operator, values, pattern))
     return compiled
 

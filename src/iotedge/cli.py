@@ -4,6 +4,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import click
@@ -39,6 +40,13 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
+
+
+def _check_keys(keys_file: Path, env_keys: str) -> None:
+    """Load the keys once before serving: a bad keys file is one line and exit 1, not a traceback."""
+    from iotedge.edge.auth import KeyRing
+
+    KeyRing(keys_file, env_keys=env_keys)
 
 
 def run_async(coro: Coroutine[Any, Any, None]) -> None:
@@ -181,6 +189,7 @@ def edge(**options: Any) -> None:
 
     settings = load_edge_settings(**options)
     tls = server_options(settings.certfile, settings.keyfile, settings.client_ca)
+    _check_keys(settings.resolved_keys_file, settings.api_keys)
     app = create_app(settings)
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""

@@ -37,7 +37,10 @@ def test_refused_patterns_name_the_filter(text: str, why: str) -> None:
     """Syntax RE2 refuses, or an over-long pattern, is a BadRequest naming the filter's field."""
     with pytest.raises(BadRequest) as caught:
         compile_filters(
-            [AdhocFilterIn(key="client", value="client_1"), AdhocFilterIn(key="type", operator="=~", value=text)],
+            [
+                AdhocFilterIn(key="client", value="client_1"),
+                AdhocFilterIn(key="type", operator="=~", value=text),
+            ],
             "filters",
         )
     assert caught.value.parameter == "filters[1].value"

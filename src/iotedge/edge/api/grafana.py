@@ -80,7 +80,9 @@ async def query(ctx: ContextDep, principal: PrincipalDep, body: QueryIn) -> JSON
     A target that names nothing the key may see gives no element; a series target with
     ``type: table`` gives one table of its buckets.
     """
-    ev = Evaluator(ctx, principal.scope, [*compile_filters(body.adhocFilters), *compile_filters(body.filters, "filters")])
+    ev = Evaluator(
+        ctx, principal.scope, [*compile_filters(body.adhocFilters), *compile_filters(body.filters, "filters")]
+    )
     window = window_of(body.range, ctx.clock, interval_ms=body.intervalMs, max_points=body.maxDataPoints)
     out: list[dict[str, Any]] = []
     for target in body.targets:

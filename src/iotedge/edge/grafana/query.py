@@ -23,6 +23,7 @@ __all__ = [
     "Evaluator",
     "Filter",
     "SeriesData",
+    "SeriesPlan",
     "Window",
     "compile_filters",
     "window_of",
@@ -127,10 +128,10 @@ def window_of(
         until = clock()
         since = until - DEFAULT_SPAN_S
     else:
-        since = parse_instant("range.from", str(time_range.from_))
-        until = parse_instant("range.to", str(time_range.to))
+        since = parse_instant("range.from", str(time_range.from_), location="body")
+        until = parse_instant("range.to", str(time_range.to), location="body")
         if since >= until:
-            raise BadRequest("range", "'from' must be before 'to'")
+            raise BadRequest("range", "'from' must be before 'to'", location="body")
     return window_between(since, until, interval_ms=interval_ms, max_points=max_points)
 
 
@@ -148,6 +149,18 @@ def window_between(
     step = math.ceil(step * 1000) / 1000
     # The upper bound is inclusive of "now": readings stamped this very millisecond count.
     return Window(since, until + 1e-6, step)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPlan:
+    """A series to read: its name and what it is of, over ``ids`` (one object, or a client's)."""
+
+    name: str
+    metric: str
+    client: str
+    object_id: str | None
+    agg: str
+    ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,41 +242,51 @@ class Evaluator:
             if (metrics is None or m in metrics) and self.keep(metric=m)
         ]
 
+    def object_plans(
+        self, objs: Sequence[ObjectRow], metrics: Sequence[str] | None, target: SeriesTarget
+    ) -> list[SeriesPlan]:
+        """One series per object and metric, not read yet."""
+        return [
+            SeriesPlan(target.name(obj.id, metric), metric, obj.client, obj.id, target.agg, (obj.id,))
+            for obj in objs
+            for metric in self.metrics_of(obj, metrics)
+        ]
+
+    def client_plans(
+        self, client: str, members: Sequence[ObjectRow], metrics: Sequence[str] | None, target: SeriesTarget
+    ) -> list[SeriesPlan]:
+        """One series per metric, over every member object that measures it; not read yet."""
+        found = []
+        for metric in METRIC_ORDER:
+            if (metrics is not None and metric not in metrics) or not self.keep(metric=metric):
+                continue
+            ids = tuple(obj.id for obj in members if metric in DEVICE_TYPES[obj.type].metrics)
+            if ids:
+                found.append(SeriesPlan(target.name(client, metric), metric, client, None, target.agg, ids))
+        return found
+
+    def fetch(self, plan: SeriesPlan, window: Window) -> SeriesData:
+        """Read one planned series from the store."""
+        buckets = self.store.bucketed(
+            plan.ids, plan.metric, window.since, window.until, window.step, origin=window.origin
+        )
+        return SeriesData(plan.name, plan.metric, plan.client, plan.object_id, plan.agg, buckets)
+
     def object_series(
         self, objs: Sequence[ObjectRow], metrics: Sequence[str] | None, window: Window, target: SeriesTarget
     ) -> list[SeriesData]:
         """One series per object and metric."""
-        found = []
-        for obj in objs:
-            for metric in self.metrics_of(obj, metrics):
-                buckets = self.store.bucketed(
-                    [obj.id], metric, window.since, window.until, window.step, origin=window.origin
-                )
-                found.append(
-                    SeriesData(target.name(obj.id, metric), metric, obj.client, obj.id, target.agg, buckets)
-                )
-        return found
+        return [self.fetch(plan, window) for plan in self.object_plans(objs, metrics, target)]
 
     def client_series(
         self, client: str, members: Sequence[ObjectRow], metrics: Sequence[str] | None, window: Window,
         target: SeriesTarget,
     ) -> list[SeriesData]:  # fmt: skip
         """One series per metric, over every member object that measures it."""
-        found = []
-        for metric in METRIC_ORDER:
-            if (metrics is not None and metric not in metrics) or not self.keep(metric=metric):
-                continue
-            ids = [obj.id for obj in members if metric in DEVICE_TYPES[obj.type].metrics]
-            if not ids:
-                continue
-            buckets = self.store.bucketed(
-                ids, metric, window.since, window.until, window.step, origin=window.origin
-            )
-            found.append(SeriesData(target.name(client, metric), metric, client, None, target.agg, buckets))
-        return found
+        return [self.fetch(plan, window) for plan in self.client_plans(client, members, metrics, target)]
 
-    def series(self, target: SeriesTarget, window: Window) -> list[SeriesData]:
-        """Every series a target names, in the order it names them; unknown names give none."""
+    def plan(self, target: SeriesTarget) -> list[SeriesPlan]:
+        """Every series a target names, in the order it names them, not read yet; unknown names give none."""
         clients: list[str]
         if target.subjects is None:
             objs, clients = self.select_objects(), []
@@ -276,13 +299,19 @@ class Evaluator:
                         objs.append(obj)
                 elif subject in self.clients and self.keep(client=subject):
                     clients.append(subject)
-        found = self.object_series(objs[:MAX_SERIES], target.metrics, window, target)
+        found = self.object_plans(objs, target.metrics, target)
         for client in clients:
-            members = [obj for obj in self.select_objects(client_ids=[client])]
-            found += self.client_series(client, members, target.metrics, window, target)
-        if len(found) > MAX_SERIES:
-            _log.warning("a query named %d series; answering the first %d", len(found), MAX_SERIES)
-        return found[:MAX_SERIES]
+            found += self.client_plans(
+                client, self.select_objects(client_ids=[client]), target.metrics, target
+            )
+        return found
+
+    def series(self, target: SeriesTarget, window: Window) -> list[SeriesData]:
+        """Every series a target names (the first :data:`MAX_SERIES`), read from the store."""
+        plans = self.plan(target)
+        if len(plans) > MAX_SERIES:
+            _log.warning("a query named %d series; answering the first %d", len(plans), MAX_SERIES)
+        return [self.fetch(plan, window) for plan in plans[:MAX_SERIES]]
 
 
 def series_table(

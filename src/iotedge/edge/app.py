@@ -32,6 +32,7 @@ from iotedge.edge.notify import (
     parse_routes,
     pending_count,
 )
+from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import Store
@@ -243,6 +244,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    document_common_answers(app)
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
     app.state.metrics = metrics

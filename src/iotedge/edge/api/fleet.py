@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ClientsOut, ReadingRowOut, StatisticsRowOut
-from iotedge.edge.api.selection import LIST_HELP, clients_param, metrics_param, objects_param
+from iotedge.edge.api.selection import LIST_HELP, MAX_LIST_LENGTH, clients_param, metrics_param, objects_param
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
 from iotedge.edge.grafana.query import MAX_BUCKETS, Evaluator, SeriesData, window_between
 from iotedge.edge.grafana.tables import client_rows, statistics_rows
@@ -20,7 +20,7 @@ from iotedge.web import JSONBytes
 
 router = APIRouter(tags=["fleet"])
 
-_LIST = Query(max_length=100_000, description=LIST_HELP)
+_LIST = Query(max_length=MAX_LIST_LENGTH, description=LIST_HELP)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "A named client or object does not exist for this key."}
 }

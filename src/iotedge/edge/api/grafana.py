@@ -50,7 +50,8 @@ def _table_json(ref_id: str, columns: list[tuple[str, str]], rows: list[list[Any
     }
 
 
-@router.get("/", tags=["health"])
+# The key is optional here: OpenAPI's empty requirement ({}) says "or no key" (FastAPI appends it).
+@router.get("/", tags=["health"], openapi_extra={"security": [{}]})
 async def root(principal: OptionalPrincipalDep) -> dict[str, str]:
     """Welcome; Grafana's "Save & test". No key needed, but a key that is sent must be valid.
 

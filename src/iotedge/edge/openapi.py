@@ -48,8 +48,7 @@ _KEYED_OPERATION = {
 
 
 def document_common_answers(app: FastAPI) -> None:
-    """Make ``app.openapi()`` list 413/414/431 on every operation and 401/429 on keyed ones.
-    """
+    """Make ``app.openapi()`` list 413/414/431 on every operation and 401/429 on keyed ones."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:

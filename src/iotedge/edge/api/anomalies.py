@@ -14,7 +14,11 @@ from iotedge.edge.timefmt import parse_instant
 router = APIRouter(tags=["anomalies"])
 
 
-@router.get("/anomalies", response_model=AnomaliesOut)
+@router.get(
+    "/anomalies",
+    response_model=AnomaliesOut,
+    responses={404: {"description": "A named client does not exist for this key."}},
+)
 async def anomalies(
     ctx: ContextDep,
     principal: PrincipalDep,

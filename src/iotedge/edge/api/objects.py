@@ -35,7 +35,11 @@ def _object_json(ctx: EdgeContext, obj: ObjectRow, latest: dict[str, tuple[float
     }
 
 
-@router.get("/objects", response_model=ObjectsOut)
+@router.get(
+    "/objects",
+    response_model=ObjectsOut,
+    responses={404: {"description": "A named client does not exist for this key."}},
+)
 async def list_objects(
     ctx: ContextDep,
     principal: PrincipalDep,

@@ -48,6 +48,8 @@ class _In(BaseModel):
 class TimeRangeIn(_In):
     """Grafana's absolute time range; ``raw`` (e.g. ``now-6h``) is informative only."""
 
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)  # true is no time
+
     from_: str | float = Field(alias="from", description="ISO 8601 (with Z), epoch s or epoch ms.")
     to: str | float = Field(description="ISO 8601 (with Z), epoch s or epoch ms.")
     raw: Any = None

@@ -1,7 +1,9 @@
 """API keys (hashing, file, environment, expiry) and settings loading."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,7 +120,9 @@ def test_settings_precedence_and_errors() -> None:
         pytest.param(lambda d: d.update(keys={}), "keys", id="not-a-list"),
     ],
 )
-def test_keys_file_is_validated_whole_and_last_good_keys_stay(tmp_path: Path, change, named: str) -> None:
+def test_keys_file_is_validated_whole_and_last_good_keys_stay(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], named: str
+) -> None:
     """A bad entry rejects the file with one error naming the field; a running ring keeps its keys."""
     path = tmp_path / "keys.json"
     _, key = create_key(path, "client_1")

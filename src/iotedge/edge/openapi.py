@@ -47,14 +47,42 @@ _KEYED_OPERATION = {
 }
 
 
+def _link(path: str, method: str, **parameters: str) -> dict[str, Any]:
+    ref = "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+    return {"operationRef": ref, "parameters": parameters}
+
+
+_FIRST_OBJECT = "$response.body#/objects/0/id"
+_FIRST_CLIENT = "$response.body#/objects/0/client"
+_LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("/objects", "get"): {
+        "Object": _link("/objects/{object_id}", "get", object_id=_FIRST_OBJECT),
+        "ObjectReadings": _link("/objects/{object_id}/readings", "get", object_id=_FIRST_OBJECT),
+        "ProcessedData": _link("/processed_data", "get", object_id=_FIRST_OBJECT),
+        "ClientStatistics": _link("/client_statistics", "get", client_id=_FIRST_CLIENT),
+        "ClientAnomalies": _link("/anomalies", "get", client_id=_FIRST_CLIENT),
+    },
+    ("/objects/{object_id}", "get"): {
+        "Readings": _link("/objects/{object_id}/readings", "get", object_id="$response.body#/id"),
+    },
+}
+"""OpenAPI links: the ids one answer gives and the operations that take them (stateful tests)."""
+
+
 def document_common_answers(app: FastAPI) -> None:
-    """Make ``app.openapi()`` list 413/414/431 on every operation and 401/429 on keyed ones."""
+    """Make ``app.openapi()`` list 413/414/431 on every operation and 401/429 on keyed ones.
+
+    It also adds the links between operations (:data:`_LINKS`) to their 200 answers.
+    """
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
             schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+            for (path, method), links in _LINKS.items():
+                answer = schema["paths"][path][method]["responses"]["200"]
+                answer["links"] = links
             for item in schema.get("paths", {}).values():
                 for operation in item.values():
                     responses = operation.setdefault("responses", {})

@@ -38,8 +38,12 @@ class QueryBudget:
         series: most series the request may name.
         points: most datapoints and table rows it may return.
         response_bytes: largest answer in bytes.
+        names: the request fields a 422 names: what chooses the series, what sets the points.
+        location: where those fields are (``body`` for ``POST /query``, ``query`` for REST).
     """
 
+    names: tuple[str, str] = ("targets", "maxDataPoints")
+    location: str = "body"
     series: int = MAX_SERIES_PER_REQUEST
     points: int = MAX_POINTS
     response_bytes: int = MAX_RESPONSE_BYTES
@@ -55,10 +59,10 @@ class QueryBudget:
         """
         if self.series_spent + count > self.series:  # refused before any is read: nothing spent
             raise BadRequest(
-                "targets",
-                f"the query names more than {self.series} series (limit 'series'); narrow the "
-                "targets or the ad-hoc filters",
-                location="body",
+                self.names[0],
+                f"the request names more than {self.series} series (limit 'series'); narrow "
+                "it (fewer targets, objects or metrics, or ad-hoc filters)",
+                location=self.location,
             )
         self.series_spent += count
 
@@ -72,10 +76,10 @@ class QueryBudget:
         self.readings_spent += readings
         if self.points_spent > self.points:
             raise BadRequest(
-                "maxDataPoints",
-                f"the query returns more than {self.points} points (limit 'points'); lower "
-                "maxDataPoints, raise intervalMs or shorten the range",
-                location="body",
+                self.names[1],
+                f"the request returns more than {self.points} points (limit 'points'); ask "
+                "for fewer points per series, larger buckets or a shorter range",
+                location=self.location,
             )
 
     def check_response(self, size: int) -> None:
@@ -86,10 +90,10 @@ class QueryBudget:
         """
         if size > self.response_bytes:
             raise BadRequest(
-                "targets",
+                self.names[0],
                 f"the answer would be {size} bytes, more than {self.response_bytes} "
-                "(limit 'response_bytes'); ask for fewer targets, series or points",
-                location="body",
+                "(limit 'response_bytes'); ask for fewer series or points",
+                location=self.location,
             )
 
     @property

@@ -46,10 +46,11 @@ _SETTINGS = settings(
 
 def _load(url: str, key: str | None) -> Any:
     data: dict[str, Any] = {
+        "request-timeout": 30,  # seconds: the 2-core CI machine can be busy; no request waits that long
         "checks": {
             "positive_data_acceptance": {"expected-statuses": _POSITIVE_OK},
             "negative_data_rejection": {"expected-statuses": _NEGATIVE_OK},
-        }
+        },
     }
     if key is not None:
         data["auth"] = {"openapi": {"APIKeyHeader": {"api_key": key}}}

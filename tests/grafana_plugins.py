@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from tests.procs import loopback_http
+
 __all__ = [
     "SIMPLE_JSON",
     "SIMPOD_JSON",
@@ -135,4 +137,4 @@ def select(document: Any, selector: str) -> Any:
 def post(url: str, path: str, key: str, body: Any) -> httpx.Response:
     """A POST as Grafana's data source proxy makes it (JSON, the key header added)."""
     headers = {"x-api-key": key, "content-type": "application/json", "accept": "application/json"}
-    return httpx.post(url + path, json=body, headers=headers, timeout=15)
+    return loopback_http().post(url + path, json=body, headers=headers, timeout=15)

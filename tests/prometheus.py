@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import require
-from tests.procs import free_port
+from tests.procs import free_port, loopback_http
 
 __all__ = ["PROMETHEUS_DIR", "Prometheus", "start_prometheus"]
 
@@ -33,7 +33,7 @@ class Prometheus:
 
     def api(self, path: str, **params: str) -> Any:
         """GET /api/v1/<path> and return its ``data`` (fails on an API error)."""
-        body = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
+        body = loopback_http().get(f"{self.url}/api/v1/{path}", params=params, timeout=10).json()
         assert body["status"] == "success", body
         return body["data"]
 

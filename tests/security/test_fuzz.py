@@ -63,7 +63,7 @@ _TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)
 @pytest.fixture(scope="module")
 def client(sim: Proc, logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     """A keep-alive client of a ready edge (no rate limits, no failed-login cap)."""
-    env = {**edge_env(), "IOTEDGE_RATE_LIMIT": "0"}
+    env = edge_env()
     with (
         start_iotedge(edge_args(sim.url, tmp_path_factory.mktemp("fuzz")), log_dir=logs_dir, env=env) as edge,
         httpx.Client(base_url=edge.url, timeout=10) as http,

@@ -75,11 +75,13 @@ class BadRequest(IotedgeError):
 
     Attributes:
         parameter: the offending parameter's name.
+        location: where it was sent: ``query``, ``path`` or ``body``.
     """
 
-    def __init__(self, parameter: str, message: str) -> None:
+    def __init__(self, parameter: str, message: str, *, location: str = "query") -> None:
         self.parameter = parameter
         self.message = message
+        self.location = location
         super().__init__(f"{parameter}: {message}")
 
 

@@ -49,9 +49,16 @@ def error_response(
     return JSONBytes(body, status_code=status, headers=headers)
 
 
+_BODY_NOT_JSON = [{"parameter": "body", "in": "body", "message": "not valid JSON text (UTF-8)"}]
+"""The detail of a body that is not JSON: bad UTF-8 and bad syntax alike (same error class)."""
+
+
 def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
     problems = []
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            problems += _BODY_NOT_JSON
+            continue
         loc = [str(part) for part in error.get("loc", ())]
         where = loc[0] if loc else "request"
         name = ".".join(loc[1:]) or where
@@ -64,6 +71,9 @@ def install_json_errors(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for that type
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 to a body that is not UTF-8, 422 to bad JSON syntax: one class.
+            return error_response(422, "Invalid request parameters", _BODY_NOT_JSON)
         detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
         return error_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 

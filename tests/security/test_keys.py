@@ -1,7 +1,11 @@
 """Key lifecycle against a real edge process: 401s, revocation, expiry, rotation, rate limits."""
 
+import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,3 +200,63 @@ def test_failed_logins_are_capped_per_address(sim: Proc, logs_dir: Path, tmp_pat
     assert valid.status_code == 429
     assert int(valid.headers["retry-after"]) >= 1
     assert health.status_code == 200  # probes need no key and are not blocked
+
+
+def _bad_entry(keys_file: Path) -> str:
+    """The keys file's text with one entry's expiry as a date string (a 500 before validation)."""
+    data = json.loads(keys_file.read_text())
+    data["keys"][0]["expires_at"] = "2027-01-01"
+    return json.dumps(data)
+
+
+def test_a_bad_keys_file_keeps_the_last_good_keys(edge: KeyedEdge) -> None:
+    """A keys file that fails validation is one logged error; the edge keeps serving the old keys."""
+    _, key = create_key(edge.keys_file, "client_2")
+    wait_for(lambda: _works(edge, key), 10, "the new key to be accepted")
+    good = edge.keys_file.read_text()
+    try:
+        edge.keys_file.write_text(_bad_entry(edge.keys_file))
+        os.utime(edge.keys_file, (time.time() + 5, time.time() + 5))
+        # The edge looks at the file when a request comes: each poll sends one.
+        wait_for(
+            lambda: _works(edge, key) and "keeping the previous keys" in edge.proc.log(),
+            10,
+            "the refusal to be logged",
+        )
+        assert _works(edge, key)
+        assert get(edge.proc.url, KEYS["client_1"]).status_code == 200
+        assert "keys[0].expires_at" in edge.proc.log()
+        assert "Traceback" not in edge.proc.log()
+    finally:
+        edge.keys_file.write_text(good)
+        os.utime(edge.keys_file, (time.time() + 10, time.time() + 10))
+
+
+@pytest.mark.parametrize("padding", [" ", "\t", " \t "])
+def test_whitespace_around_the_key_header_is_ignored(edge: KeyedEdge, padding: str) -> None:
+    """A key sent with blanks around it authenticates like the bare key (raw socket: httpx refuses)."""
+    url = httpx.URL(edge.proc.url)
+    request = (
+        f"GET /objects HTTP/1.1\r\nHost: {url.host}:{url.port}\r\n"
+        f"x-api-key: {padding}{KEYS['client_1']}{padding}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.host, url.port or 80), timeout=10) as sock:
+        sock.sendall(request.encode())
+        status_line = sock.makefile("rb").readline()
+    assert status_line.split()[1] == b"200", status_line
+
+
+def test_a_bad_keys_file_at_start_is_one_line_and_exit_1(sim: Proc, tmp_path: Path) -> None:
+    """Starting on a keys file that fails validation prints one readable line and exits non-zero."""
+    keys_file = tmp_path / "keys.json"
+    create_key(keys_file, "client_1")
+    keys_file.write_text(_bad_entry(keys_file))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOTEDGE_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "iotedge", *edge_args(sim.url, tmp_path), "--keys-file", str(keys_file)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert len(lines) == 1, result.stderr
+    assert "keys[0].expires_at" in lines[0] and str(keys_file) in lines[0]

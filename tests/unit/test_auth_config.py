@@ -1,7 +1,9 @@
 """API keys (hashing, file, environment, expiry) and settings loading."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,54 @@ def test_settings_precedence_and_errors() -> None:
         load_edge_settings({"IOTEDGE_PORT": "eighty"})
     with pytest.raises(ConfigError, match="--upstream"):
         load_edge_settings({}, upstream="ftp://x")
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        pytest.param(
+            lambda d: d["keys"][0].update(expires_at="2027-01-01"), "keys[0].expires_at", id="string-date"
+        ),
+        pytest.param(lambda d: d["keys"][0].update(created_at=None), "keys[0].created_at", id="null-created"),
+        pytest.param(lambda d: d["keys"][0].update(hash="abc"), "keys[0].hash", id="short-hash"),
+        pytest.param(lambda d: d["keys"][0].update(expire_at=1.0), "keys[0].expire_at", id="typo"),
+        pytest.param(lambda d: d["keys"].append(dict(d["keys"][0])), "appears twice", id="duplicate-id"),
+        pytest.param(lambda d: d.update(keys={}), "keys", id="not-a-list"),
+    ],
+)
+def test_keys_file_is_validated_whole_and_last_good_keys_stay(
+    tmp_path: Path, change: Callable[[dict[str, Any]], None], named: str
+) -> None:
+    """A bad entry rejects the file with one error naming the field; a running ring keeps its keys."""
+    path = tmp_path / "keys.json"
+    _, key = create_key(path, "client_1")
+    ring = KeyRing(path, recheck_s=0)
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+    import os
+
+    os.utime(path, (2e9, 2e9))
+    with pytest.raises(ConfigError, match="is invalid") as caught:
+        KeyRing(path)
+    assert named in str(caught.value) and "\n" not in str(caught.value)
+    assert ring.authenticate(key).client == "client_1"  # the reload failed: last good keys kept
+    with pytest.raises(ConfigError):
+        ring.reload()
+    assert ring.authenticate(key).client == "client_1"
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe\x00", b"[]"])
+def test_unreadable_keys_files_are_one_config_error(tmp_path: Path, raw: bytes) -> None:
+    """Malformed JSON or bytes that are not UTF-8 give a ConfigError, never another exception."""
+    path = tmp_path / "keys.json"
+    path.write_bytes(raw)
+    with pytest.raises(ConfigError, match="keys file"):
+        KeyRing(path)
+
+
+@pytest.mark.parametrize("padding", [" ", "\t", "  \t "])
+def test_whitespace_around_a_key_is_ignored(tmp_path: Path, padding: str) -> None:
+    """A key pasted with surrounding blanks still authenticates."""
+    ring = KeyRing(tmp_path / "none.json", env_keys="client_1=0123456789abcdef")
+    assert ring.authenticate(f"{padding}0123456789abcdef{padding}").client == "client_1"

@@ -23,6 +23,7 @@ from iotedge.edge.auth import (
     revoke_keys,
     usage_path,
 )
+from iotedge.edge.deps import admit
 from iotedge.edge.hardening import API_CSP, SecurityMiddleware
 from iotedge.edge.ratelimit import RateLimits, TokenBucket
 from iotedge.errors import AuthError, ConfigError, RateLimited
@@ -67,6 +68,21 @@ def test_key_budget_is_per_key() -> None:
     limits.check_key("a")
 
 
+def test_costly_requests_put_the_key_in_debt() -> None:
+    """An admitted request's extra cost is charged: the key then waits for the debt to refill."""
+    clock = FakeClock()
+    limits = RateLimits(rate=10.0, burst=20, auth_failures=0, clock=clock)
+    limits.check_key("a")
+    limits.charge("a", 29.0)  # 1 + 29 = 30 tokens: 10 more than the 20 there were
+    with pytest.raises(RateLimited) as info:
+        limits.check_key("a")
+    assert info.value.retry_after == pytest.approx(1.1)  # from -10 back to 1 token at 10/s
+    limits.charge("a", 1000.0)  # the debt is capped at one burst
+    clock.now += 4.0
+    limits.check_key("a")
+    limits.check_key("b")  # other keys are untouched
+
+
 def test_failed_logins_block_the_address_even_for_a_valid_key(tmp_path: Path) -> None:
     """After N failures an address gets 429 before its key is looked at; it recovers with time."""
     clock = FakeClock()
@@ -74,13 +90,13 @@ def test_failed_logins_block_the_address_even_for_a_valid_key(tmp_path: Path) ->
     limits = RateLimits(rate=0, burst=1, auth_failures=3, clock=clock)
     for _ in range(3):
         with pytest.raises(AuthError):
-            limits.authenticate(ring, "wrong-key-0123456789", "10.0.0.1")
+            admit(ring, limits, "wrong-key-0123456789", "10.0.0.1")
     with pytest.raises(RateLimited) as info:
-        limits.authenticate(ring, "good-key-0123456789", "10.0.0.1")
+        admit(ring, limits, "good-key-0123456789", "10.0.0.1")
     assert 0 < info.value.retry_after <= 20.0  # one failure comes back every 60/3 s
-    assert limits.authenticate(ring, "good-key-0123456789", "10.0.0.2").client == "client_1"
+    assert admit(ring, limits, "good-key-0123456789", "10.0.0.2").client == "client_1"
     clock.now += info.value.retry_after
-    assert limits.authenticate(ring, "good-key-0123456789", "10.0.0.1").client == "client_1"
+    assert admit(ring, limits, "good-key-0123456789", "10.0.0.1").client == "client_1"
 
 
 def test_zero_disables_both_limits(tmp_path: Path) -> None:
@@ -89,8 +105,8 @@ def test_zero_disables_both_limits(tmp_path: Path) -> None:
     limits = RateLimits(rate=0, burst=1, auth_failures=0, clock=FakeClock())
     for _ in range(50):
         with pytest.raises(AuthError):
-            limits.authenticate(ring, "bad", "10.0.0.1")
-        limits.authenticate(ring, "good-key-0123456789", "10.0.0.1")
+            admit(ring, limits, "bad", "10.0.0.1")
+        admit(ring, limits, "good-key-0123456789", "10.0.0.1")
 
 
 def test_revoke_delete_and_list(tmp_path: Path) -> None:

@@ -246,6 +246,7 @@ def _responses(app: str, operation: dict[str, Any]) -> list[str]:
     if operation.get("security"):
         rows.append(["401", code('{"error": "Unauthorized"}'), "Missing, unknown, revoked or expired key."])
         rows.append(["429", "[error body](#conventions)", "Request budget spent; see `Retry-After`."])
+        responses = {status: r for status, r in responses.items() if status not in ("401", "429")}
     for status, response in sorted(responses.items()):
         meaning = response.get("description", "").replace("Successful Response", "OK.")
         body = _body_type(app, response)

@@ -27,6 +27,7 @@ from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.mqtt import build_bridge
 from iotedge.edge.normalise import REJECTION_REASONS
 from iotedge.edge.notify import CHANNELS, Drainer, MqttChannel, NotifySettings, parse_routes, pending_count
+from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import SqliteStore, open_store
@@ -279,6 +280,7 @@ def create_app(
     )
     install_api_docs(app)
     install_error_handlers(app)
+    document_common_answers(app)
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
     app.state.metrics = metrics

@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from iotedge.errors import AuthError, ConfigError
 
@@ -116,14 +118,60 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+_Epoch = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+
+
+class _KeyEntry(BaseModel):
+    """One key of the file, as :class:`KeyRecord` holds it; unknown fields are errors (typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=100)
+    client: str = Field(min_length=1, max_length=200)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: _Epoch
+    expires_at: _Epoch | None = None
+    revoked_at: _Epoch | None = None
+
+
+class _KeysFile(BaseModel):
+    """The whole keys file: validated at once, so a bad entry rejects the file, not one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[_KeyEntry]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "_KeysFile":
+        seen: set[str] = set()
+        for entry in self.keys:
+            if entry.id in seen:
+                raise ValueError(f"key id {entry.id!r} appears twice")
+            seen.add(entry.id)
+        return self
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first.get("loc", ()))
+    where = where.lstrip(".") or "file"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
 def _read_file(path: Path) -> list[KeyRecord]:
     try:
-        data = json.loads(path.read_text())
-        return [KeyRecord(**item) for item in data.get("keys", [])]
+        text = path.read_bytes()
     except FileNotFoundError:
         return []
-    except (OSError, ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"keys file {path} is unreadable: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"keys file {path} is unreadable: {exc.strerror or exc}") from exc
+    try:
+        parsed = _KeysFile.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(f"keys file {path} is invalid: {_first_problem(exc)}") from None
+    return [KeyRecord(**entry.model_dump()) for entry in parsed.keys]
 
 
 def write_keys_file(path: Path, records: list[KeyRecord]) -> None:
@@ -211,6 +259,7 @@ class KeyRing:
         Raises:
             AuthError: when the key is missing, unknown, revoked or expired.
         """
+        key = key.strip() if key else key  # a copied key often brings a space or newline along
         if not key or len(key) > 256:
             raise AuthError("missing or malformed key")
         self._maybe_reload()

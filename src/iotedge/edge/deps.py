@@ -5,11 +5,12 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
-from iotedge.edge.auth import Principal
+from iotedge.edge.auth import KeyRing, Principal
 from iotedge.edge.context import EdgeContext
+from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import iso_utc, parse_instant, parse_window
-from iotedge.errors import BadRequest, NotFound
+from iotedge.errors import AuthError, BadRequest, NotFound
 from iotedge.specs import DEVICE_TYPES
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PrincipalDep",
     "TimeRange",
     "TimeRangeDep",
+    "admit",
     "visible_object_metric",
 ]
 
@@ -36,12 +38,29 @@ async def get_context(request: Request) -> EdgeContext:
 ContextDep = Annotated[EdgeContext, Depends(get_context)]
 
 
+def admit(keys: KeyRing, limits: RateLimits, key: str | None, address: str) -> Principal:
+    """The whole check of a request: the address's failure cap, the key, then the key's budget.
+
+    Raises:
+        RateLimited: the address or the key is over its budget (HTTP 429).
+        AuthError: the key is missing or invalid (HTTP 401); counted against the address.
+    """
+    limits.check_address(address)
+    try:
+        principal = keys.authenticate(key)
+    except AuthError:
+        limits.auth_failed(address)
+        raise
+    limits.check_key(principal.key_id)
+    return principal
+
+
 async def authenticate(
     request: Request, ctx: ContextDep, key: Annotated[str | None, Security(_api_key)]
 ) -> Principal:
     """The caller's principal: AuthError (401) for a missing or invalid key, RateLimited (429)."""
     address = request.client.host if request.client else "unknown"
-    return ctx.limits.authenticate(ctx.keys, key, address)
+    return admit(ctx.keys, ctx.limits, key, address)
 
 
 # Dependencies are async on purpose: they only touch memory, and FastAPI would otherwise run

@@ -28,7 +28,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def bad_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, BadRequest)  # noqa: S101 - registered for that type
-        detail = [{"parameter": exc.parameter, "in": "query", "message": exc.message}]
+        detail = [{"parameter": exc.parameter, "in": exc.location, "message": exc.message}]
         return error_response(422, "Invalid request parameters", detail)
 
     async def rate_limited(request: Request, exc: Exception) -> Response:

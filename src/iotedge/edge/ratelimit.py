@@ -2,12 +2,17 @@
 
 Both are token buckets. A key's bucket holds ``burst`` tokens and refills at ``rate`` per
 second; each authenticated request takes one, and an empty bucket means 429 with the
-seconds until the next token in ``Retry-After``. An address's failure bucket holds
+seconds until the next token in ``Retry-After``. A request that turns out to cost more
+(``POST /query`` over many series and points) is charged the rest once admitted: the
+bucket may go into debt, down to ``-burst``, and the key's next requests wait for it to
+refill. An address's failure bucket holds
 ``auth_failures`` tokens and refills over a minute; each failed authentication takes one,
 and while it is empty every request from that address gets 429 before its key is even
 looked at, so guessing keys gets nowhere and a valid key cannot be told from an invalid one.
 
-Everything lives in memory, per edge process; the clock is injectable for tests.
+This module only keeps the budgets; who the caller is, and in which order the checks run,
+is :func:`iotedge.edge.deps.authenticate`'s job. Everything lives in memory, per edge
+process; the clock is injectable for tests.
 """
 
 import logging
@@ -15,8 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from iotedge.edge.auth import KeyRing, Principal
-from iotedge.errors import AuthError, RateLimited
+from iotedge.errors import RateLimited
 
 __all__ = ["RateLimits", "TokenBucket"]
 
@@ -55,6 +59,11 @@ class TokenBucket:
         if waiting == 0.0:
             self._tokens -= 1
         return waiting
+
+    def debit(self, amount: float, now: float) -> None:
+        """Take ``amount`` tokens whatever is left, going into debt down to ``-capacity``."""
+        self._refill(now)
+        self._tokens = max(-self.capacity, self._tokens - amount)
 
 
 class _Buckets:
@@ -137,18 +146,9 @@ class RateLimits:
             _log.info("key %s is over its rate limit", key_id)
             raise RateLimited(waiting)
 
-    def authenticate(self, keys: KeyRing, key: str | None, address: str) -> Principal:
-        """Address cap, then the key, then the key's budget: the whole check of a request.
-
-        Raises:
-            RateLimited: the address or the key is over its budget (HTTP 429).
-            AuthError: the key is missing or invalid (HTTP 401); counted against the address.
-        """
-        self.check_address(address)
-        try:
-            principal = keys.authenticate(key)
-        except AuthError:
-            self.auth_failed(address)
-            raise
-        self.check_key(principal.key_id)
-        return principal
+    def charge(self, key_id: str, cost: float) -> None:
+        """Charge an admitted request's extra ``cost`` (in requests) to the key's budget."""
+        if self._keys is None or cost <= 0:
+            return
+        now = self._clock()
+        self._keys.get(key_id, now).debit(cost, now)

@@ -5,9 +5,12 @@ from datetime import UTC, datetime
 from iotedge.config import parse_duration
 from iotedge.errors import BadRequest
 
-__all__ = ["epoch_ms", "iso_utc", "parse_instant", "parse_window"]
+__all__ = ["MAX_INSTANT", "epoch_ms", "iso_utc", "parse_instant", "parse_window"]
 
 _MS_THRESHOLD = 100_000_000_000  # larger epoch numbers are milliseconds (year 5138 in s)
+
+MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+"""Latest instant accepted: windows around it stay inside what ``datetime`` can write."""
 
 
 def iso_utc(ts: float) -> str:
@@ -20,7 +23,7 @@ def epoch_ms(ts: float) -> int:
     return round(ts * 1000)
 
 
-def parse_instant(parameter: str, value: str) -> float:
+def parse_instant(parameter: str, value: str, *, location: str = "query") -> float:
     """Epoch seconds from epoch seconds, epoch milliseconds (Grafana's ``${__from}``) or ISO 8601.
 
     Raises:
@@ -33,15 +36,23 @@ def parse_instant(parameter: str, value: str) -> float:
         number = None
     if number is not None:
         if number != number or number in (float("inf"), float("-inf")) or number < 0:
-            raise BadRequest(parameter, "must be a finite, non-negative epoch time")
-        return number / 1000 if number >= _MS_THRESHOLD else number
+            raise BadRequest(parameter, "must be a finite, non-negative epoch time", location=location)
+        return _in_range(parameter, number / 1000 if number >= _MS_THRESHOLD else number, location)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
-        raise BadRequest(parameter, "use epoch seconds, epoch milliseconds or ISO 8601") from None
+        raise BadRequest(
+            parameter, "use epoch seconds, epoch milliseconds or ISO 8601", location=location
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return _in_range(parameter, moment.timestamp(), location)
+
+
+def _in_range(parameter: str, ts: float, location: str) -> float:
+    if not 0 <= ts < MAX_INSTANT:
+        raise BadRequest(parameter, "must be between 1970-01-01 and 9000-01-01 (UTC)", location=location)
+    return ts
 
 
 def parse_window(parameter: str, value: str, *, maximum: float) -> float:

@@ -83,13 +83,14 @@ class InjectIn(BaseModel):
 class FaultsIn(BaseModel):
     """A change to the injected faults; omitted fields keep their value."""
 
-    latency_ms: float | None = Field(None, ge=0)
-    jitter_ms: float | None = Field(None, ge=0)
-    error_rate: float | None = Field(None, ge=0, le=1)
-    garbage_rate: float | None = Field(None, ge=0, le=1)
+    # strict: JSON true is not the number 1 (schemathesis sends it as a schema violation)
+    latency_ms: float | None = Field(None, ge=0, strict=True)
+    jitter_ms: float | None = Field(None, ge=0, strict=True)
+    error_rate: float | None = Field(None, ge=0, le=1, strict=True)
+    garbage_rate: float | None = Field(None, ge=0, le=1, strict=True)
     garbage_kinds: list[GarbageKind] | None = None
-    hang_rate: float | None = Field(None, ge=0, le=1)
-    hang_seconds: float | None = Field(None, ge=0, le=3600)
+    hang_rate: float | None = Field(None, ge=0, le=1, strict=True)
+    hang_seconds: float | None = Field(None, ge=0, le=3600, strict=True)
 
 
 def _iso(ts: float, with_offset: bool) -> str:

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import AnomaliesOut
-from iotedge.edge.api.selection import LIST_HELP, clients_param
+from iotedge.edge.api.selection import LIST_HELP, MAX_LIST_LENGTH, clients_param
 from iotedge.edge.deps import ContextDep, PrincipalDep
 from iotedge.edge.grafana.targets import split_values
 from iotedge.edge.store import anomaly_json
@@ -14,12 +14,16 @@ from iotedge.edge.timefmt import parse_instant
 router = APIRouter(tags=["anomalies"])
 
 
-@router.get("/anomalies", response_model=AnomaliesOut)
+@router.get(
+    "/anomalies",
+    response_model=AnomaliesOut,
+    responses={404: {"description": "A named client does not exist for this key."}},
+)
 async def anomalies(
     ctx: ContextDep,
     principal: PrincipalDep,
-    client_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
-    object_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
+    client_id: Annotated[str | None, Query(max_length=MAX_LIST_LENGTH, description=LIST_HELP)] = None,
+    object_id: Annotated[str | None, Query(max_length=MAX_LIST_LENGTH, description=LIST_HELP)] = None,
     metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
     rule: Annotated[str | None, Query(max_length=60)] = None,
     state: Literal["open", "resolved", "all"] = "all",

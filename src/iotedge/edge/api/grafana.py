@@ -6,12 +6,14 @@ Target grammar: :mod:`iotedge.edge.grafana.targets`; finder queries:
 :mod:`iotedge.edge.grafana.catalogue`; docs/grafana.md has both with examples.
 """
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
 from iotedge.edge.deps import ContextDep, OptionalPrincipalDep, PrincipalDep
 from iotedge.edge.grafana import catalogue
+from iotedge.edge.grafana.budget import QueryBudget
 from iotedge.edge.grafana.models import (
     AnnotationOut,
     AnnotationsIn,
@@ -29,7 +31,7 @@ from iotedge.edge.grafana.models import (
     VariableIn,
     VariableOptionOut,
 )
-from iotedge.edge.grafana.query import TAG_KEYS, Evaluator, compile_filters, series_table, window_of
+from iotedge.edge.grafana.query import TAG_KEYS, Evaluator, Window, compile_filters, series_table, window_of
 from iotedge.edge.grafana.tables import anomaly_rows, table
 from iotedge.edge.grafana.targets import SeriesTarget, TableTarget, parse_payload, parse_target, split_values
 from iotedge.web import JSONBytes
@@ -48,7 +50,8 @@ def _table_json(ref_id: str, columns: list[tuple[str, str]], rows: list[list[Any
     }
 
 
-@router.get("/", tags=["health"])
+# The key is optional here: OpenAPI's empty requirement ({}) says "or no key" (FastAPI appends it).
+@router.get("/", tags=["health"], openapi_extra={"security": [{}]})
 async def root(principal: OptionalPrincipalDep) -> dict[str, str]:
     """Welcome; Grafana's "Save & test". No key needed, but a key that is sent must be valid.
 
@@ -78,28 +81,59 @@ async def query(ctx: ContextDep, principal: PrincipalDep, body: QueryIn) -> JSON
     """Series (``[value, epoch ms]``, ascending, down-sampled in the store) and tables.
 
     A target that names nothing the key may see gives no element; a series target with
-    ``type: table`` gives one table of its buckets.
+    ``type: table`` gives one table of its buckets. One request may name at most 500
+    series and return at most 200,000 points and 8 MiB (422 naming the limit otherwise);
+    its cost (series, points, readings read) is charged to the key's rate budget.
     """
-    ev = Evaluator(ctx, principal.scope, compile_filters([*body.adhocFilters, *body.filters]))
+    filters = [*compile_filters(body.adhocFilters), *compile_filters(body.filters, "filters")]
+    ev = Evaluator(ctx, principal.scope, filters)
     window = window_of(body.range, ctx.clock, interval_ms=body.intervalMs, max_points=body.maxDataPoints)
+    budget = QueryBudget()
+    try:
+        out = await _answer(ev, body, window, budget)
+        rendered = JSONBytes(out)
+        budget.check_response(len(rendered.body))
+    finally:
+        ctx.limits.charge(principal.key_id, budget.cost - 1)  # the first request unit is already taken
+    return rendered
+
+
+async def _answer(ev: Evaluator, body: QueryIn, window: Window, budget: QueryBudget) -> list[dict[str, Any]]:
+    """Every target's elements; the event loop serves other requests between two store reads."""
+    parsed_targets = [
+        (target, parse_target(target.target, target.payload if target.payload is not None else target.data))
+        for target in body.targets
+        if not target.hide
+    ]
+    plans = {
+        index: ev.plan(parsed)
+        for index, (_, parsed) in enumerate(parsed_targets)
+        if isinstance(parsed, SeriesTarget)
+    }
+    budget.plan_series(sum(len(found) for found in plans.values()))  # refused before any read
     out: list[dict[str, Any]] = []
-    for target in body.targets:
-        if target.hide:
-            continue
-        parsed = parse_target(target.target, target.payload if target.payload is not None else target.data)
+    for index, (target, parsed) in enumerate(parsed_targets):
         if isinstance(parsed, TableTarget):
             result = table(ev, parsed, window)
+            budget.spend_points(len(result.rows))
             out.append(_table_json(target.refId, result.columns, result.positional()))
-        elif isinstance(parsed, SeriesTarget):
-            series = ev.series(parsed, window)
-            if (target.type or "").lower() == "table":
-                out.append(_table_json(target.refId, *series_table(series, window)))
-            else:
-                out += [
-                    {"target": s.name, "refId": target.refId, "datapoints": s.datapoints(window)}
-                    for s in series
-                ]
-    return JSONBytes(out)
+            await asyncio.sleep(0)
+            continue
+        series = []
+        for plan in plans.get(index, []):
+            data = ev.fetch(plan, window)
+            budget.spend_points(len(data.buckets), sum(bucket.count for bucket in data.buckets))
+            series.append(data)
+            await asyncio.sleep(0)
+        if not isinstance(parsed, SeriesTarget):
+            continue
+        if (target.type or "").lower() == "table":
+            out.append(_table_json(target.refId, *series_table(series, window)))
+        else:
+            out += [
+                {"target": s.name, "refId": target.refId, "datapoints": s.datapoints(window)} for s in series
+            ]
+    return out
 
 
 def _annotation_scope(ev: Evaluator, parsed: SeriesTarget | TableTarget | None) -> dict[str, Any] | None:

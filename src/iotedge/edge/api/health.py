@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 
 from iotedge import __version__
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.deps import ContextDep
+from iotedge.edge.deps import ContextDep, admit
 from iotedge.errors import IotedgeError
 from iotedge.web import JSONBytes
 
@@ -37,7 +37,7 @@ def _keyed(request: Request, ctx: EdgeContext) -> bool:
         return False
     address = request.client.host if request.client else "unknown"
     try:
-        ctx.limits.authenticate(ctx.keys, key, address)
+        admit(ctx.keys, ctx.limits, key, address)
     except IotedgeError:
         return False
     return True

@@ -2,16 +2,18 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from iotedge.edge.api.models import ObjectOut, ObjectsOut, ReadingsOut
-from iotedge.edge.api.selection import LIST_HELP, clients_param
+from iotedge.edge.api.selection import LIST_HELP, MAX_LIST_LENGTH, clients_param
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep, visible_object_metric
 from iotedge.edge.store import ObjectRow
 from iotedge.edge.timefmt import epoch_ms, iso_utc
 from iotedge.errors import BadRequest, NotFound
 from iotedge.specs import DEVICE_TYPES
+
+_ObjectId = Annotated[str, Path(min_length=1, max_length=200)]
 
 router = APIRouter(tags=["objects"])
 
@@ -33,11 +35,15 @@ def _object_json(ctx: EdgeContext, obj: ObjectRow, latest: dict[str, tuple[float
     }
 
 
-@router.get("/objects", response_model=ObjectsOut)
+@router.get(
+    "/objects",
+    response_model=ObjectsOut,
+    responses={404: {"description": "A named client does not exist for this key."}},
+)
 async def list_objects(
     ctx: ContextDep,
     principal: PrincipalDep,
-    client_id: Annotated[str | None, Query(max_length=100_000, description=LIST_HELP)] = None,
+    client_id: Annotated[str | None, Query(max_length=MAX_LIST_LENGTH, description=LIST_HELP)] = None,
 ) -> Any:
     """Every object visible to the key, with its newest values."""
     clients = clients_param(principal, client_id)
@@ -50,7 +56,7 @@ async def list_objects(
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut, responses={404: {"description": "Not found."}})
-async def get_object(ctx: ContextDep, principal: PrincipalDep, object_id: str) -> Any:
+async def get_object(ctx: ContextDep, principal: PrincipalDep, object_id: _ObjectId) -> Any:
     """One object with its newest values."""
     obj = ctx.store.object(object_id, principal.scope)
     if obj is None:
@@ -67,7 +73,7 @@ async def readings(
     ctx: ContextDep,
     principal: PrincipalDep,
     window: TimeRangeDep,
-    object_id: str,
+    object_id: _ObjectId,
     metric: Annotated[str | None, Query(max_length=40, description="Default: the primary metric.")] = None,
     step: Annotated[
         float | None, Query(gt=0, le=86400, description="Bucket seconds; averages with min/max.")

@@ -1,14 +1,19 @@
 """Multi-value ``client_id``/``object_id``/``metric`` parameters, checked against the key's scope."""
 
+from iotedge.config import EdgeSettings
 from iotedge.edge.auth import Principal
 from iotedge.edge.grafana.query import Evaluator
 from iotedge.edge.grafana.targets import split_values
 from iotedge.errors import BadRequest, NotFound
 from iotedge.specs import METRICS
 
-__all__ = ["LIST_HELP", "clients_param", "metrics_param", "objects_param"]
+__all__ = ["LIST_HELP", "MAX_LIST_LENGTH", "clients_param", "metrics_param", "objects_param"]
 
 LIST_HELP = "One value, a comma-separated list (Grafana's ${var:csv}), or * for all."
+
+MAX_LIST_LENGTH: int = EdgeSettings.model_fields["max_url"].default // 4
+"""Longest list parameter: a quarter of the default URL limit, so that an operation's three
+lists (client, object, metric) and its window fit in one URL (ASCII; escapes take more)."""
 
 
 def clients_param(principal: Principal, text: str | None) -> tuple[str, ...] | None:

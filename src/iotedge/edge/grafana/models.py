@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iotedge.edge.grafana.budget import MAX_TARGETS
+
 __all__ = [
     "AdhocFilterIn",
     "AnnotationIn",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 _TEXT = 2000  # longest target, query or filter value we accept
+_MAX_INTERVAL_MS = 366 * 86400 * 1000.0  # a bucket of a year: coarser means nothing on a chart
+_MAX_POINTS_ASKED = 1_000_000  # what Grafana may ask; the answer is capped far lower anyway
 
 
 class _In(BaseModel):
@@ -43,6 +47,8 @@ class _In(BaseModel):
 
 class TimeRangeIn(_In):
     """Grafana's absolute time range; ``raw`` (e.g. ``now-6h``) is informative only."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)  # true is no time
 
     from_: str | float = Field(alias="from", description="ISO 8601 (with Z), epoch s or epoch ms.")
     to: str | float = Field(description="ISO 8601 (with Z), epoch s or epoch ms.")
@@ -76,9 +82,9 @@ class QueryIn(_In):
 
     range: TimeRangeIn | None = None
     interval: str | None = Field(None, max_length=20)
-    intervalMs: float | None = Field(None, ge=0)
-    maxDataPoints: int | None = Field(None, ge=1)
-    targets: list[QueryTargetIn] = Field(default_factory=list, max_length=100)
+    intervalMs: float | None = Field(None, ge=0, le=_MAX_INTERVAL_MS, allow_inf_nan=False)
+    maxDataPoints: int | None = Field(None, ge=1, le=_MAX_POINTS_ASKED)
+    targets: list[QueryTargetIn] = Field(default_factory=list, max_length=MAX_TARGETS)
     adhocFilters: list[AdhocFilterIn] = Field(default_factory=list, max_length=50)
     filters: list[AdhocFilterIn] = Field(default_factory=list, max_length=50, description="simPod's name.")
 

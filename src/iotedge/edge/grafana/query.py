@@ -2,7 +2,6 @@
 
 import logging
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -10,6 +9,7 @@ from typing import Any
 
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.grafana.models import AdhocFilterIn, TimeRangeIn
+from iotedge.edge.grafana.patterns import UserPattern, compile_pattern
 from iotedge.edge.grafana.targets import SeriesTarget
 from iotedge.edge.store import Bucket, ObjectRow, Scope
 from iotedge.edge.timefmt import epoch_ms, parse_instant
@@ -23,6 +23,7 @@ __all__ = [
     "Evaluator",
     "Filter",
     "SeriesData",
+    "SeriesPlan",
     "Window",
     "compile_filters",
     "window_of",
@@ -52,7 +53,7 @@ class Filter:
     key: str
     operator: str
     values: tuple[str, ...]
-    pattern: re.Pattern[str] | None = None
+    pattern: UserPattern | None = None
 
     def matches(self, value: str) -> bool:
         """Whether a tag value passes this filter."""
@@ -65,31 +66,34 @@ class Filter:
         if self.operator == "!=|":
             return value not in self.values
         assert self.pattern is not None  # noqa: S101 - compiled for the regex operators
-        found = self.pattern.fullmatch(value) is not None
+        found = self.pattern.fullmatch(value)
         return found if self.operator == "=~" else not found
 
 
-def compile_filters(raw: Iterable[AdhocFilterIn]) -> list[Filter]:
+def compile_filters(raw: Iterable[AdhocFilterIn], field: str = "adhocFilters") -> list[Filter]:
     """Ad-hoc filters ready to match; keys other than :data:`TAG_KEYS` are ignored.
 
+    Args:
+        raw: the filters as sent.
+        field: the request field they came from (``adhocFilters`` or ``filters``), named in errors.
+
     Raises:
-        BadRequest: for an unknown operator or an invalid regular expression.
+        BadRequest: for an unknown operator or a regular expression RE2 refuses.
     """
     compiled = []
-    for item in raw:
+    for index, item in enumerate(raw):
         key = _TAG_ALIASES.get(item.key.strip().lower(), item.key.strip().lower())
         if key not in TAG_KEYS:
             _log.debug("ignoring ad-hoc filter on unknown key %r", item.key)
             continue
         if item.operator not in _OPERATORS:
-            raise BadRequest("adhocFilters", f"operator must be one of {', '.join(_OPERATORS)}")
+            raise BadRequest(
+                f"{field}[{index}].operator", f"must be one of {', '.join(_OPERATORS)}", location="body"
+            )
         values = tuple(item.values) if item.operator in ("=|", "!=|") and item.values else (item.value,)
         pattern = None
         if item.operator in ("=~", "!~"):
-            try:
-                pattern = re.compile(item.value)
-            except re.error:
-                raise BadRequest("adhocFilters", f"invalid regular expression {item.value!r}") from None
+            pattern = compile_pattern(item.value, f"{field}[{index}].value")
         compiled.append(Filter(key, item.operator, values, pattern))
     return compiled
 
@@ -124,10 +128,10 @@ def window_of(
         until = clock()
         since = until - DEFAULT_SPAN_S
     else:
-        since = parse_instant("range.from", str(time_range.from_))
-        until = parse_instant("range.to", str(time_range.to))
+        since = parse_instant("range.from", str(time_range.from_), location="body")
+        until = parse_instant("range.to", str(time_range.to), location="body")
         if since >= until:
-            raise BadRequest("range", "'from' must be before 'to'")
+            raise BadRequest("range", "'from' must be before 'to'", location="body")
     return window_between(since, until, interval_ms=interval_ms, max_points=max_points)
 
 
@@ -145,6 +149,18 @@ def window_between(
     step = math.ceil(step * 1000) / 1000
     # The upper bound is inclusive of "now": readings stamped this very millisecond count.
     return Window(since, until + 1e-6, step)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPlan:
+    """A series to read: its name and what it is of, over ``ids`` (one object, or a client's)."""
+
+    name: str
+    metric: str
+    client: str
+    object_id: str | None
+    agg: str
+    ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,41 +242,51 @@ class Evaluator:
             if (metrics is None or m in metrics) and self.keep(metric=m)
         ]
 
+    def object_plans(
+        self, objs: Sequence[ObjectRow], metrics: Sequence[str] | None, target: SeriesTarget
+    ) -> list[SeriesPlan]:
+        """One series per object and metric, not read yet."""
+        return [
+            SeriesPlan(target.name(obj.id, metric), metric, obj.client, obj.id, target.agg, (obj.id,))
+            for obj in objs
+            for metric in self.metrics_of(obj, metrics)
+        ]
+
+    def client_plans(
+        self, client: str, members: Sequence[ObjectRow], metrics: Sequence[str] | None, target: SeriesTarget
+    ) -> list[SeriesPlan]:
+        """One series per metric, over every member object that measures it; not read yet."""
+        found = []
+        for metric in METRIC_ORDER:
+            if (metrics is not None and metric not in metrics) or not self.keep(metric=metric):
+                continue
+            ids = tuple(obj.id for obj in members if metric in DEVICE_TYPES[obj.type].metrics)
+            if ids:
+                found.append(SeriesPlan(target.name(client, metric), metric, client, None, target.agg, ids))
+        return found
+
+    def fetch(self, plan: SeriesPlan, window: Window) -> SeriesData:
+        """Read one planned series from the store."""
+        buckets = self.store.bucketed(
+            plan.ids, plan.metric, window.since, window.until, window.step, origin=window.origin
+        )
+        return SeriesData(plan.name, plan.metric, plan.client, plan.object_id, plan.agg, buckets)
+
     def object_series(
         self, objs: Sequence[ObjectRow], metrics: Sequence[str] | None, window: Window, target: SeriesTarget
     ) -> list[SeriesData]:
         """One series per object and metric."""
-        found = []
-        for obj in objs:
-            for metric in self.metrics_of(obj, metrics):
-                buckets = self.store.bucketed(
-                    [obj.id], metric, window.since, window.until, window.step, origin=window.origin
-                )
-                found.append(
-                    SeriesData(target.name(obj.id, metric), metric, obj.client, obj.id, target.agg, buckets)
-                )
-        return found
+        return [self.fetch(plan, window) for plan in self.object_plans(objs, metrics, target)]
 
     def client_series(
         self, client: str, members: Sequence[ObjectRow], metrics: Sequence[str] | None, window: Window,
         target: SeriesTarget,
     ) -> list[SeriesData]:  # fmt: skip
         """One series per metric, over every member object that measures it."""
-        found = []
-        for metric in METRIC_ORDER:
-            if (metrics is not None and metric not in metrics) or not self.keep(metric=metric):
-                continue
-            ids = [obj.id for obj in members if metric in DEVICE_TYPES[obj.type].metrics]
-            if not ids:
-                continue
-            buckets = self.store.bucketed(
-                ids, metric, window.since, window.until, window.step, origin=window.origin
-            )
-            found.append(SeriesData(target.name(client, metric), metric, client, None, target.agg, buckets))
-        return found
+        return [self.fetch(plan, window) for plan in self.client_plans(client, members, metrics, target)]
 
-    def series(self, target: SeriesTarget, window: Window) -> list[SeriesData]:
-        """Every series a target names, in the order it names them; unknown names give none."""
+    def plan(self, target: SeriesTarget) -> list[SeriesPlan]:
+        """Every series a target names, in the order it names them, not read yet; unknown names give none."""
         clients: list[str]
         if target.subjects is None:
             objs, clients = self.select_objects(), []
@@ -273,13 +299,19 @@ class Evaluator:
                         objs.append(obj)
                 elif subject in self.clients and self.keep(client=subject):
                     clients.append(subject)
-        found = self.object_series(objs[:MAX_SERIES], target.metrics, window, target)
+        found = self.object_plans(objs, target.metrics, target)
         for client in clients:
-            members = [obj for obj in self.select_objects(client_ids=[client])]
-            found += self.client_series(client, members, target.metrics, window, target)
-        if len(found) > MAX_SERIES:
-            _log.warning("a query named %d series; answering the first %d", len(found), MAX_SERIES)
-        return found[:MAX_SERIES]
+            found += self.client_plans(
+                client, self.select_objects(client_ids=[client]), target.metrics, target
+            )
+        return found
+
+    def series(self, target: SeriesTarget, window: Window) -> list[SeriesData]:
+        """Every series a target names (the first :data:`MAX_SERIES`), read from the store."""
+        plans = self.plan(target)
+        if len(plans) > MAX_SERIES:
+            _log.warning("a query named %d series; answering the first %d", len(plans), MAX_SERIES)
+        return [self.fetch(plan, window) for plan in plans[:MAX_SERIES]]
 
 
 def series_table(

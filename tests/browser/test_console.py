@@ -275,7 +275,8 @@ def test_focus_survives_live_refreshes(stack: Stack, browser: Any) -> None:
         page.focus(f"{link} >> nth=-1")
         href = page.evaluate("document.activeElement.getAttribute('href')")
         _wait_refreshes(page, 3)
-        assert page.evaluate("document.activeElement.getAttribute('href')") == href, route
+        focused = page.evaluate(_FOCUSED)
+        assert focused == href, f"{route}: focus went from {href} to {focused!r}"
     assert watched.problems() == []
     page.context.close()
 

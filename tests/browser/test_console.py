@@ -281,6 +281,47 @@ def test_focus_survives_live_refreshes(stack: Stack, browser: Any) -> None:
     page.context.close()
 
 
+_PATCH_CASES = """async () => {
+  const { el, patch } = await import('./static/js/dom.js');
+  const box = el('div');
+  document.body.append(box);
+  const item = (k) => el('li', { 'data-key': k }, el('a', { href: '#' + k }, k));
+  const list = (keys) => el('ul', {}, keys.map(item));
+  patch(box, list([...'abcd']));
+  const ul = box.firstChild;
+  const c = box.querySelector('[href="#c"]');
+  c.focus();
+  const seen = [];
+  const watch = new MutationObserver(() => {});
+  for (const keys of ['abcd', 'xabcd', 'xacd', 'dcax', 'ad'].map((k) => [...k])) {
+    watch.observe(box, { subtree: true, childList: true, attributes: true, characterData: true });
+    patch(box, list(keys));
+    seen.push({
+      keys: [...box.querySelectorAll('li')].map((li) => li.dataset.key),
+      mutations: watch.takeRecords().length,
+      same_list: box.firstChild === ul,
+      focused: document.activeElement === c,
+    });
+    watch.disconnect();
+  }
+  return seen;
+}"""
+
+
+def test_patch_keeps_nodes_and_focus(stack: Stack, browser: Any) -> None:
+    """dom.js patch(): same content changes nothing; inserts, removals and moves keep the focus."""
+    watched = open_page(browser)
+    page = watched.page
+    page.goto(stack.edge.url + "/ui/")
+    seen = page.evaluate(_PATCH_CASES)
+    assert [s["keys"] for s in seen] == [list("abcd"), list("xabcd"), list("xacd"), list("dcax"), list("ad")]
+    assert seen[0]["mutations"] == 0
+    assert all(s["same_list"] for s in seen)
+    assert [s["focused"] for s in seen] == [True, True, True, True, False]
+    assert watched.problems() == []
+    page.context.close()
+
+
 def test_rate_limited_login_says_so(stack: Stack, browser: Any, logs_dir: Path, tmp_path: Path) -> None:
     """Once the per-address cap on failed logins is spent, the form shows the 429 as such."""
     env = {**edge_env(), "IOTEDGE_AUTH_FAILURES": "2"}

@@ -1,6 +1,6 @@
 // Anomalies view: open and resolved events with filters, each linking to its object at that time.
 import { api } from "./api.js";
-import { el, objectHref, replace, select } from "./dom.js";
+import { el, objectHref, patch, replace, select } from "./dom.js";
 import { dateTime, number, t } from "./i18n.js";
 
 const METRICS = ["temperature", "humidity", "activity_level", "battery_level"];
@@ -30,7 +30,7 @@ export function mount(container, route) {
   }
 
   function row(e) {
-    return el("tr", { "data-event": e.event_id, "data-object": e.object_id, "data-state": e.state },
+    return el("tr", { "data-key": e.event_id, "data-event": e.event_id, "data-object": e.object_id, "data-state": e.state },
       el("td", {}, dateTime(e.started_at_ms)),
       el("td", {}, e.ended_at_ms ? dateTime(e.ended_at_ms) : t("still_open")),
       el("td", {}, e.client),
@@ -53,7 +53,8 @@ export function mount(container, route) {
         state: filters.state, client_id: filters.client, metric: filters.metric, limit: 200,
       });
       const heads = ["started", "ended", "client", "object", "metric", "rule", "severity", "value", "message"];
-      replace(results, answer.anomalies.length
+      results.classList.remove("view-stale");
+      patch(results, answer.anomalies.length
         ? el("table", { id: "anomaly-table" }, el("caption", {}, `${t("anomalies")} (${answer.count})`),
           el("thead", {}, el("tr", {}, heads.map((k) => el("th", { scope: "col" }, t(k))))),
           el("tbody", {}, answer.anomalies.map(row)))

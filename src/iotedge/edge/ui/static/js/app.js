@@ -100,6 +100,10 @@ function route() {
   }
   const container = $("view");
   replace(container, el("p", { class: "muted" }, t("loading")));
+  // Which route the content is for, and how many refreshes it has had: what tests and
+  // scripts wait on before they look at a view.
+  container.dataset.route = window.location.hash;
+  delete container.dataset.refreshes;
   state.viewName = r.name;
   state.view = VIEWS[r.name].mount(container, r, () => state.status);
   tick(state.generation);

@@ -1,6 +1,6 @@
 // Fleet view: clients, then their objects, with last values, freshness and open anomalies.
 import { api } from "./api.js";
-import { el, objectHref, replace, select } from "./dom.js";
+import { el, objectHref, patch, replace, select } from "./dom.js";
 import { age, t, withUnit } from "./i18n.js";
 
 export function mount(container, route) {
@@ -38,7 +38,7 @@ export function mount(container, route) {
       .filter(Boolean);
     const lastMs = obj.last_reading_at ? Date.parse(obj.last_reading_at) : null;
     const events = open.get(obj.id) ?? [];
-    return el("tr", { "data-object": obj.id, "data-client": obj.client },
+    return el("tr", { "data-key": obj.id, "data-object": obj.id, "data-client": obj.client },
       el("th", { scope: "row" }, el("a", { href: objectHref(obj.id) }, obj.id)),
       el("td", {}, obj.type),
       el("td", { class: "value" }, values.length ? values.join(" · ") : "–"),
@@ -58,12 +58,12 @@ export function mount(container, route) {
         : (o.stale || data.stale ? "stale" : "fresh") === filters.state)));
     const byClient = new Map();
     for (const obj of shown) byClient.set(obj.client, [...(byClient.get(obj.client) ?? []), obj]);
-    const tables = [...byClient.keys()].sort().map((client) => el("table", { "data-client": client },
+    const tables = [...byClient.keys()].sort().map((client) => el("table", { "data-key": client, "data-client": client },
       el("caption", {}, `${t("client")} ${client} — ${t("objects_count", { n: byClient.get(client).length })}`),
       el("thead", {}, el("tr", {}, ...["object", "type", "last_values", "age", "open_anomalies"]
         .map((k) => el("th", { scope: "col" }, t(k))))),
       el("tbody", {}, byClient.get(client).map((o) => row(o, units, open)))));
-    replace(results, tables.length ? tables : el("p", {}, t("no_objects")));
+    patch(results, tables.length ? tables : el("p", {}, t("no_objects")));
   }
 
   return {

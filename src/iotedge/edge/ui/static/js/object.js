@@ -1,6 +1,6 @@
 // Object view: one uPlot chart per metric, window picker, thresholds, anomaly bands, statistics.
 import { api, segment } from "./api.js";
-import { el, replace } from "./dom.js";
+import { el, patch, replace } from "./dom.js";
 import { dateTime, number, t, withUnit } from "./i18n.js";
 
 const WINDOWS = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
@@ -154,10 +154,11 @@ export function mount(container, route) {
         chart.plot.setData([points.map((p) => p.timestamp / 1000), points.map((p) => p.value)]);
         const drawn = chart.plot.data[0].length;
         chart.holder.dataset.points = String(drawn);
+        chart.caption.classList.remove("stale");
         chart.caption.textContent = `${metric} (${chart.unit === "celsius" ? "°C" : chart.unit === "percent" ? "%" : chart.unit})`
           + ` — ${t("points", { n: drawn })}`;
         const row = stats.find((r) => r.metric === metric);
-        replace(chart.stats, statsList(row));
+        patch(chart.stats, statsList(row));
         if (row?.last !== undefined && row?.last !== null) chart.stats.dataset.last = withUnit(row.last, chart.unit);
       });
     },

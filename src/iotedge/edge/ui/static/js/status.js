@@ -1,5 +1,5 @@
 // Edge status view: collector, device API and its circuit breaker, store, notifications, gauges.
-import { el, replace } from "./dom.js";
+import { el, patch, replace } from "./dom.js";
 import { bytes, dateTime, number, t } from "./i18n.js";
 
 function card(titleKey, rows, extra = null) {
@@ -27,7 +27,7 @@ export function mount(container) {
       const n = s.notifications;
       const counts = Object.entries(n.by_status).map(([k, v]) => [k, String(v)]);
       const gauges = s.container ?? {};
-      replace(cards,
+      patch(cards,
         card("collector", [
           ["state", ok(s.collector.ok), { "data-check": "collector" }],
           ["last_success", s.collector.last_success_at ? dateTime(Date.parse(s.collector.last_success_at)) : t("never")],

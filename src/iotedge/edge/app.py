@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -112,7 +112,7 @@ def _on_sighup(keys: KeyRing) -> Callable[[], None]:
 def create_app(
     settings: EdgeSettings,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstream_session: aiohttp.ClientSession | None = None,
     clock: Callable[[], float] = time.time,
     run_collector: bool = True,
 ) -> FastAPI:
@@ -120,7 +120,7 @@ def create_app(
 
     Args:
         settings: validated edge settings.
-        transport: httpx transport for the device API (tests faking an upstream we do not own).
+        upstream_session: aiohttp session for the device API (tests faking an upstream we do not own).
         clock: wall clock used for reading times, windows and staleness.
         run_collector: start the polling loop (tests may drive ``collector.refresh()`` instead).
     """
@@ -156,7 +156,7 @@ def create_app(
         upstream = DeviceApiClient(
             settings.upstream,
             timeout=settings.upstream_timeout,
-            transport=transport,
+            session=upstream_session,
             max_connections=settings.poll_concurrency,
             on_outcome=metrics.observe_upstream,
             verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,

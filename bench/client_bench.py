@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     print(f"| client | CPU µs/request | wall req/s | ({args.requests} requests x {args.rounds} rounds) |")
     print("| --- | ---: | ---: | --- |")
-    cpu = {name: statistics.median(c for c, _ in runs) / args.requests * 1e6 for name, runs in samples.items()}
+    cpu = {
+        name: statistics.median(c for c, _ in runs) / args.requests * 1e6 for name, runs in samples.items()
+    }
     for name, runs in samples.items():
         rps = statistics.median(args.requests / w for _, w in runs)
         print(f"| {name} | {cpu[name]:.0f} | {rps:.0f} | |")

@@ -6,7 +6,7 @@ each test scripts its answers and reads back what the client asked.
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,7 +41,7 @@ async def _device_api(handler: Handler) -> AsyncIterator[tuple[str, list[str]]]:
         await runner.cleanup()
 
 
-def _run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+def _run(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     return asyncio.run(scenario())
 
 

@@ -6,8 +6,9 @@ dependencies and the same simulator. Two parts:
 
 - ``api``: ``/processed_data`` of each edge and a bare Starlette app (the ceiling), with wrk
   in interleaved rounds; ratios to the ceiling of the same round set;
-- ``fleet``: each edge polling 10,000 objects every 5 s, one after the other: first cycle
-  (with backfill), steady cycle time, RSS, CPU (``fleet_bench.run_fleet``).
+- ``fleet``: each edge polling the profile's largest fleet (10,000 objects; 100 with
+  ``--quick``) every 5 s, one after the other: first cycle (with backfill), steady cycle
+  time, RSS, CPU (``fleet_bench.run_fleet``).
 """
 
 import contextlib
@@ -30,7 +31,6 @@ __all__ = ["scenario_versus", "versus_md"]
 
 BENCH = Path(__file__).resolve().parent
 _PATH = "/processed_data?object_id=device_1"
-_FLEET = 10_000
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -66,9 +66,10 @@ def scenario_versus(profile: Profile, log_dir: Path, before: str) -> dict[str, A
         api = _api(profile, log_dir, envs)
         fleet_profile = dataclasses.replace(profile, rss_polls=min(profile.rss_polls, 3), rss_max_seconds=300)
         fleet: dict[str, Any] = {}
+        objects = max(profile.fleets)
         for name, env in envs.items():
-            say(f"versus: fleet of {_FLEET:,}, {name}")
-            row = run_fleet(fleet_profile, log_dir, _FLEET, extra_env=env)
+            say(f"versus: fleet of {objects:,}, {name}")
+            row = run_fleet(fleet_profile, log_dir, objects, extra_env=env)
             row.pop("rss_series")
             fleet[name] = row
     return {"before_ref": before, "before_commit": _commit(before), "api": api, "fleet": fleet}
@@ -152,8 +153,9 @@ def versus_md(data: dict[str, Any]) -> list[str]:
     speedup = api["after"]["rps"] / api["before"]["rps"]
     saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
     out += ["", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]
+    objects = max(row["objects"] for row in data["fleet"].values())
     out += [
-        f"Collector, {_FLEET:,} objects polled every 5 s, each edge alone, one after the other"
+        f"Collector, {objects:,} objects polled every 5 s, each edge alone, one after the other"
         " (cycle time: mean of the steady cycles; CPU s per cycle: the edge's user + system time"
         " over the steady cycles, divided by their number, the figure a busy machine disturbs least):",
         "",

@@ -4,6 +4,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,13 @@ def _ingested(metrics_url: str) -> float:
     return 0.0
 
 
-def run_fleet(profile: Profile, log_dir: Path, objects: int) -> dict[str, Any]:
-    """One fleet: cycles, RSS over time, CPU shares of the edge and the simulator."""
+def run_fleet(
+    profile: Profile, log_dir: Path, objects: int, *, extra_env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """One fleet: cycles, RSS over time, CPU shares of the edge and the simulator.
+
+    ``extra_env`` goes to the edge only (the ``versus`` scenario points PYTHONPATH at older code).
+    """
     sim_port, port, metrics_port = free_port(), free_port(), free_port()
     with (
         serve(
@@ -51,7 +57,14 @@ def run_fleet(profile: Profile, log_dir: Path, objects: int) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="iotedge-fleet-") as tmp,
     ):
         argv = edge_command(port, sim.url, Path(tmp), metrics_port=metrics_port)
-        with serve(f"edge-{objects}", argv, port=port, log_dir=log_dir, env=edge_env(), timeout=60) as edge:
+        with serve(
+            f"edge-{objects}",
+            argv,
+            port=port,
+            log_dir=log_dir,
+            env={**edge_env(), **(extra_env or {})},
+            timeout=60,
+        ) as edge:
             metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
             started = time.monotonic()
             deadline = started + profile.rss_max_seconds

@@ -11,6 +11,8 @@ Scenarios (pick with ``--only``, repeatable):
 - ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
 - ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time;
 - ``mqtt``: MQTT ingest (messages/s, readings/s) next to HTTP polling (``mqtt_bench.py``).
+- ``versus`` (only with ``--before REF``): this tree's edge against REF's, ``/processed_data``
+  against the ceiling and the collector at 10,000 objects (``versus.py``).
 
 Throughput comes from ``wrk``; latency percentiles from a sequential probe (httpx, one
 request at a time). Candidates run side by side and are measured in alternating order,
@@ -45,9 +47,10 @@ from mqtt_bench import scenario_mqtt
 from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
 from store_bench import scenario_history, scenario_ingest
+from versus import scenario_versus, versus_md
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load", "mqtt")
+SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load", "mqtt", "versus")
 
 # -- settings --------------------------------------------------------------------------
 
@@ -316,11 +319,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="where results go [default: bench/results, or bench/results/quick with --quick]",
     )
+    parser.add_argument(
+        "--before", metavar="REF", help="git commit whose edge the versus scenario compares with this tree's"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian package wrk)")
     profile = QUICK if args.quick else FULL
-    chosen = args.only or list(SCENARIOS)
+    chosen = args.only or [s for s in SCENARIOS if s != "versus" or args.before]
+    if "versus" in chosen and not args.before:
+        parser.error("the versus scenario needs --before REF")
     out: Path = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -349,9 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "mqtt" in chosen:
             sizes = (5_000, 100, 100, 2) if args.quick else (60_000, 1_000, 1_000, 3)
             results["mqtt"] = scenario_mqtt(*sizes, log_dir)
+        if "versus" in chosen:
+            results["versus"] = scenario_versus(profile, log_dir, args.before)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
+    if "versus" in results:
+        markdown += "\n" + "\n".join(versus_md(results["versus"]))
     (out / "results.md").write_text(markdown)
     render_chart(results, out / "bench.png")
     print(markdown)

@@ -72,3 +72,34 @@ def test_quick_store_scenarios_report_rates_and_query_times(tmp_path: Path) -> N
     assert day["rows"] >= 2 * 17_280
     assert day["window_count"] >= 17_280 - 2  # a day of 5 s readings, give or take its two edges
     assert day["errors"] == 0
+
+
+def test_quick_versus_compares_a_commit_with_this_tree(tmp_path: Path) -> None:
+    """`--only versus --before HEAD` runs HEAD's edge beside this tree's and reports both."""
+    results = _quick_versus(tmp_path, "--before", "HEAD")
+    versus = results["versus"]
+    assert set(versus["api"]) == {"ceiling", "before", "after"}
+    assert all(row["rps"] > 0 and row["errors"] == 0 for row in versus["api"].values())
+    assert all(row["cycles"] >= 1 for row in versus["fleet"].values())
+    assert "## Before (HEAD = " in (tmp_path / "results.md").read_text()
+
+
+def test_versus_without_a_ref_is_refused(tmp_path: Path) -> None:
+    """The versus scenario says it needs --before instead of guessing a baseline."""
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "versus"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert done.returncode == 2
+    assert "needs --before REF" in done.stderr
+
+
+def _quick_versus(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    require(shutil.which("wrk") is not None, "wrk (Debian package wrk) is not installed")
+    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "versus", *extra]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=240, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
+    return results

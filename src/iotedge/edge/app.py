@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -109,7 +109,7 @@ def _on_sighup(keys: KeyRing) -> Callable[[], None]:
 def create_app(
     settings: EdgeSettings,
     *,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstream_session: aiohttp.ClientSession | None = None,
     clock: Callable[[], float] = time.time,
     run_collector: bool = True,
     store: SqliteStore | None = None,
@@ -118,7 +118,7 @@ def create_app(
 
     Args:
         settings: validated edge settings.
-        transport: httpx transport for the device API (tests faking an upstream we do not own).
+        upstream_session: aiohttp session for the device API (tests faking an upstream we do not own).
         clock: wall clock used for reading times, windows and staleness.
         run_collector: start the polling loop (tests may drive ``collector.refresh()`` instead).
         store: the store, already opened and checked (the CLI opens it before serving so a
@@ -182,7 +182,7 @@ def create_app(
         upstream = DeviceApiClient(
             settings.upstream,
             timeout=settings.upstream_timeout,
-            transport=transport,
+            session=upstream_session,
             max_connections=settings.poll_concurrency,
             on_outcome=metrics.observe_upstream,
             verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,

@@ -1,6 +1,10 @@
-"""The device API client: one pooled httpx client, retries, a circuit breaker.
+"""The device API client: one pooled aiohttp session, retries, a circuit breaker.
 
 Every failure leaves this module as :class:`~iotedge.errors.UpstreamError`.
+
+aiohttp rather than httpx: at 10,000 objects httpcore's pool bookkeeping (a scan of every
+pooled connection per request) was most of the edge's CPU; ``bench/client_bench.py``
+measures the two side by side (docs/performance.md).
 """
 
 import asyncio
@@ -14,7 +18,9 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-import httpx
+import aiohttp
+import orjson
+import yarl
 
 from iotedge.errors import UpstreamError
 
@@ -84,15 +90,19 @@ class CircuitBreaker:
 class DeviceApiClient:
     """Typed access to the device API.
 
+    HTTP/1.1 keep-alive over at most ``max_connections`` pooled connections. The session
+    is opened on first use, inside the running event loop (aiohttp binds it to the loop).
+
     Args:
         base_url: the device API's root URL.
-        timeout: seconds for one request.
+        timeout: seconds to get a connection, and seconds between two reads of a response.
         retries: extra attempts after a timeout, connection error or 5xx.
-        http: a shared client (its lifetime is the caller's); built here when None.
-        transport: an httpx transport for tests that fake an upstream we do not own.
+        session: a shared aiohttp session (its lifetime is the caller's); built here when None.
+            It is also the seam for tests that fake an upstream we do not own.
         breaker: the circuit breaker; a default one opens after 20 failures for ``timeout`` s.
         on_outcome: metrics hook called after every request.
         verify: TLS verification (True, False, a CA bundle path or a context) when base_url is https.
+        max_connections: the pool's bound, and so the most requests in flight.
     """
 
     def __init__(
@@ -101,8 +111,7 @@ class DeviceApiClient:
         *,
         timeout: float = 3.0,
         retries: int = 1,
-        http: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        session: aiohttp.ClientSession | None = None,
         breaker: CircuitBreaker | None = None,
         on_outcome: OutcomeHook | None = None,
         verify: bool | str | ssl.SSLContext = True,
@@ -110,14 +119,13 @@ class DeviceApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
-        self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            verify=verify,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"user-agent": "iotedge-edge"},
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = timeout
+        self._ssl: bool | ssl.SSLContext = (
+            ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
         )
+        self._max_connections = max_connections
         self.breaker = breaker or CircuitBreaker(threshold=20, cooldown=timeout)
         self._on_outcome = on_outcome
         self.data_path = _DATA_PATHS[0]
@@ -125,8 +133,20 @@ class DeviceApiClient:
 
     async def aclose(self) -> None:
         """Close the connection pool if this client created it."""
-        if self._owns_http:
-            await self._http.aclose()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+                # Per phase, as httpx counted it: waiting for a connection, then each read.
+                timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout),
+                headers={"user-agent": "iotedge-edge"},
+                raise_for_status=False,
+            )
+        return self._session
 
     async def objects(self) -> Any:
         """The raw catalogue (``GET /iot_objects``)."""
@@ -150,9 +170,9 @@ class DeviceApiClient:
     async def history(self, object_id: str, limit: int = 10) -> Any:
         """The raw primary-metric history (``GET /iot_objects/{id}/history``)."""
         path = f"/iot_objects/{_quote(object_id)}/history"
-        return await self._get_json(path, "/iot_objects/{id}/history", params={"limit": limit})
+        return await self._get_json(path, "/iot_objects/{id}/history", params={"limit": str(limit)})
 
-    async def _get_json(self, path: str, endpoint: str, params: dict[str, Any] | None = None) -> Any:
+    async def _get_json(self, path: str, endpoint: str, params: dict[str, str] | None = None) -> Any:
         url = self.base_url + path
         attempt = 0
         while True:
@@ -179,23 +199,36 @@ class DeviceApiClient:
             self._report(endpoint, "ok", time.monotonic() - started)
             return body
 
-    async def _get_once(self, url: str, params: dict[str, Any] | None) -> Any:
+    async def _get_once(self, url: str, params: dict[str, str] | None) -> Any:
         try:
-            response = await self._http.get(url, params=params)
-        except httpx.TimeoutException as exc:
+            # encoded=True: the path segments are quoted already (an id may hold "/" or "%").
+            async with self._http().get(yarl.URL(url, encoded=True), params=params) as response:
+                status = response.status
+                content = await response.read()
+        except TimeoutError as exc:  # aiohttp's timeouts subclass it
             raise UpstreamError("timeout", url) from exc
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamError("connect", url, detail=type(exc).__name__) from exc
-        if response.status_code != 200:
-            raise UpstreamError("status", url, status_code=response.status_code)
-        try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise UpstreamError("payload", url, detail="body is not JSON") from exc
+        if status != HTTPStatus.OK:
+            raise UpstreamError("status", url, status_code=status)
+        return _parse_json(content, url)
 
     def _report(self, endpoint: str, outcome: str, seconds: float) -> None:
         if self._on_outcome is not None:
             self._on_outcome(endpoint, outcome, seconds)
+
+
+def _parse_json(content: bytes, url: str) -> Any:
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        pass
+    # The standard parser accepts a little more (NaN, integers past 64 bits, UTF-16):
+    # what it takes, the normaliser judges, as before.
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UpstreamError("payload", url, detail="body is not JSON") from exc
 
 
 def _quote(segment: str) -> str:

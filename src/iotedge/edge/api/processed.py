@@ -5,6 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, ProcessedDataOut
+from iotedge.edge.api.trusted import TrustedJSON
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, visible_object_metric
 from iotedge.edge.timefmt import iso_utc
@@ -47,7 +48,7 @@ async def processed_data(
             headers={"Retry-After": str(max(1, round(ctx.settings.poll_interval)))},
         )
     open_count, total = ctx.store.anomaly_counts(obj.id)
-    return {
+    body = {
         "object_id": obj.id,
         "client": obj.client,
         "type": obj.type,
@@ -61,6 +62,7 @@ async def processed_data(
         "stale": ctx.is_stale(last_at),
         "edge_id": ctx.edge_id,
     }
+    return TrustedJSON(body)
 
 
 def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
@@ -110,8 +112,9 @@ async def client_statistics(
     if client_id is not None:
         if not principal.can_see(client_id) or client_id not in ctx.store.clients(principal.scope):
             raise NotFound("Client not found")
-        return client_statistics_body(ctx, client_id, window)
-    return {
+        return TrustedJSON(client_statistics_body(ctx, client_id, window))
+    everyone = {
         "clients": [client_statistics_body(ctx, c, window) for c in ctx.store.clients(principal.scope)],
         "edge_id": ctx.edge_id,
     }
+    return TrustedJSON(everyone)

@@ -62,7 +62,9 @@ def summary(query: Query, object_id: str, metric: str, since: float, until: floa
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until):
-        table, moments = ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        table, moments = (
+            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        )
         selects.append(
             f"SELECT {moments} FROM {table} r WHERE r.object_id=? AND r.metric=? "  # noqa: S608
             f"AND r.client={_OWNER_OF} AND {_range(piece)}"
@@ -72,17 +74,21 @@ def summary(query: Query, object_id: str, metric: str, since: float, until: floa
     if not count or newest is None:
         return from_moments(0, 0.0, None, None, 0.0, None)
     # (object, metric, ts) is the readings' key, and the newest ts came from an owned row.
-    [(value,)] = query("SELECT value FROM readings WHERE object_id=? AND metric=? AND ts=?", (object_id, metric, newest))
+    [(value,)] = query(
+        "SELECT value FROM readings WHERE object_id=? AND metric=? AND ts=?", (object_id, metric, newest)
+    )
     return from_moments(count, total, low, high, squares, (newest, value))
 
 
 def summary_raw(query: Query, object_id: str, metric: str, since: float, until: float) -> Summary:
     """The same statistics from every raw row of the window (the reference)."""
-    window = f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND r.client = {_OWNER_OF}"
+    window = (
+        f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND r.client={_OWNER_OF}"
+    )
     params = (object_id, metric, since, until, object_id)
     moments = f"COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value) {window}"
-    count, total, low, high, squares = query(f"SELECT {moments}", params)[0]  # noqa: S608
-    last = query(f"SELECT r.ts, r.value {window} ORDER BY r.ts DESC LIMIT 1", params)  # noqa: S608
+    count, total, low, high, squares = query(f"SELECT {moments}", params)[0]
+    last = query(f"SELECT r.ts, r.value {window} ORDER BY r.ts DESC LIMIT 1", params)
     return from_moments(count, total, low, high, squares, last[0] if last else None)
 
 
@@ -91,7 +97,9 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until):
-        table, moments = ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        table, moments = (
+            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        )
         selects.append(
             f"SELECT r.object_id, r.metric, {moments} FROM {table} r {_OWNED} "  # noqa: S608
             f"WHERE o.client=? AND {_range(piece)} GROUP BY r.object_id, r.metric"
@@ -102,13 +110,15 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
         parts.setdefault((object_id, metric), []).append(tuple(row))
     out: dict[tuple[str, str], Moments] = {}
     for key, rows in parts.items():
-        moments, _ = _combine(rows)
-        if moments[0]:
-            out[key] = moments
+        pooled, _ = _combine(rows)
+        if pooled[0]:
+            out[key] = pooled
     return out
 
 
-def client_moments_raw(query: Query, client: str, since: float, until: float) -> dict[tuple[str, str], Moments]:
+def client_moments_raw(
+    query: Query, client: str, since: float, until: float
+) -> dict[tuple[str, str], Moments]:
     """The same from every raw row (the reference)."""
     rows = query(
         "SELECT r.object_id, r.metric, COUNT(r.value), TOTAL(r.value), MIN(r.value), "  # noqa: S608
@@ -116,4 +126,7 @@ def client_moments_raw(query: Query, client: str, since: float, until: float) ->
         "WHERE o.client=? AND r.ts>=? AND r.ts<? GROUP BY r.object_id, r.metric",
         (client, since, until),
     )
-    return {(object_id, metric): (int(n), total, low, high, sq) for object_id, metric, n, total, low, high, sq in rows}
+    return {
+        (object_id, metric): (int(n), total, low, high, sq)
+        for object_id, metric, n, total, low, high, sq in rows
+    }

@@ -100,9 +100,12 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
         table, moments = (
             ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
         )
+        # Driven by the (object, metric) pairs in ``latest`` so that every part is a range
+        # of its table's key, not a scan of each object's whole history.
         selects.append(
-            f"SELECT r.object_id, r.metric, {moments} FROM {table} r {_OWNED} "  # noqa: S608
-            f"WHERE o.client=? AND {_range(piece)} GROUP BY r.object_id, r.metric"
+            f"SELECT l.object_id, l.metric, {moments} FROM objects o CROSS JOIN latest l "  # noqa: S608
+            f"CROSS JOIN {table} r WHERE o.client=? AND l.object_id=o.id AND r.object_id=l.object_id "
+            f"AND r.metric=l.metric AND r.client=o.client AND {_range(piece)} GROUP BY l.object_id, l.metric"
         )
         params += [client, piece.lo, piece.hi]
     parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}

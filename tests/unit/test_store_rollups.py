@@ -201,3 +201,22 @@ def test_a_device_moved_to_another_client_brings_no_rolled_up_history(tmp_path: 
     per_metric, _ = store.client_summaries("client_1", T0, T0 + 3 * HOUR)
     assert per_metric == {}
     store.close()
+
+
+def test_the_rollup_migration_back_fills_from_stored_readings(tmp_path: Path) -> None:
+    """A store of the previous release gets rollups of its readings, under their owners."""
+    path = tmp_path / "old.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript((Path(__file__).parents[1] / "fixtures" / "store_v0.sql").read_text())
+    conn.close()
+    store = Store(path)
+    try:
+        assert store.database.query(
+            "SELECT client, bucket, n, total, low, high, last_value FROM rollup_hour "
+            "WHERE object_id='device_1'"
+        ) == [("client_1", int(T0), 3, 78.0, 25.0, 27.0, 27.0)]
+        _same_rollups(store)
+        got = store.summary("device_1", "temperature", T0 - HOUR, T0 + 2 * HOUR)
+        assert (got.count, got.average, got.last) == (3, 26.0, 27.0)
+    finally:
+        store.close()

@@ -146,6 +146,52 @@ def test_rollup_statistics_equal_the_raw_ones(
             store.close()
 
 
+def _merged(rows: list[tuple[object, ...]]) -> dict[int, tuple[int, float, float, float]]:
+    out: dict[int, tuple[int, float, float, float]] = {}
+    for b, total, low, high, count in rows:
+        assert isinstance(b, int)
+        n, t, lo, hi = out.get(b, (0, 0.0, math.inf, -math.inf))
+        out[b] = (n + int(count), t + float(total), min(lo, float(low)), max(hi, float(high)))  # type: ignore[arg-type]
+    return out
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(_batch, min_size=1, max_size=4),
+    edges=st.lists(st.tuples(_edge, _edge).map(sorted), min_size=1, max_size=4),
+    step=st.sampled_from([60.0, 120.0, 300.0, 900.0, 3600.0, 7200.0, 45.0, 90.5]),
+    aligned=st.booleans(),
+)
+def test_rollup_series_equal_the_raw_ones(
+    batches: list[tuple[list[tuple[str, str, float, float]], str]],
+    edges: list[tuple[float, float]],
+    step: float,
+    aligned: bool,
+) -> None:
+    """Down-sampled series (Grafana) on a grid of whole minutes read rollups, with the raw answer."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "edge.sqlite3", check=False)
+        try:
+            _fill(store, batches)
+            for since, until in edges:
+                start = math.floor(since / step) * step if aligned else since
+                for metric in METRICS:
+                    got = _merged(
+                        windows.bucket_rows(store.database.query, OBJECTS, metric, since, until, step, start)
+                    )
+                    want = _merged(
+                        windows.bucket_rows_raw(
+                            store.database.query, OBJECTS, metric, since, until, step, start
+                        )
+                    )
+                    assert got.keys() == want.keys()
+                    for b, (n, total, low, high) in got.items():
+                        assert (n, low, high) == (want[b][0], want[b][2], want[b][3])
+                        assert total == pytest.approx(want[b][1], rel=1e-9, abs=1e-9)
+        finally:
+            store.close()
+
+
 @given(since=_edge, until=_edge)
 def test_split_covers_the_window_once(since: float, until: float) -> None:
     """The pieces tile [since, until) in order, rollup pieces on their own bucket edges."""

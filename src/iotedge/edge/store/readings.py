@@ -147,19 +147,14 @@ class ReadingsMixin:
 
         Buckets start at ``origin + k * step`` (default ``since``) so that a moving window
         keeps the same grid; each holds the average, min, max and count of the readings of
-        all ``object_ids`` in [since, until) that fall into it.
+        all ``object_ids`` in [since, until) that fall into it. A grid of whole minutes is
+        read from the rollups between the window's raw edges.
         """
         start = since if origin is None else origin
         merged: dict[int, list[float]] = {}
         for first in range(0, len(object_ids), _MAX_SQL_IDS):
             chunk = list(object_ids[first : first + _MAX_SQL_IDS])
-            rows = self._db.query(
-                "SELECT CAST((r.ts - ?) / ? AS INTEGER) AS b, TOTAL(r.value), MIN(r.value), "  # noqa: S608
-                f"MAX(r.value), COUNT(r.value) FROM readings r {_OWNED} "
-                f"WHERE r.object_id IN ({','.join('?' * len(chunk))}) "
-                "AND r.metric=? AND r.ts>=? AND r.ts<? GROUP BY b",
-                (start, step, *chunk, metric, since, until),
-            )
+            rows = windows.bucket_rows(self._db.query, chunk, metric, since, until, step, start)
             for b, total, low, high, count in rows:
                 acc = merged.setdefault(b, [0.0, math.inf, -math.inf, 0])
                 acc[0] += total

@@ -7,15 +7,17 @@ raw functions are the computation of earlier releases, kept for the equivalence 
 the benchmark's before/after.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from iotedge.edge.store.rollups import Piece, split
+from iotedge.edge.store.rollups import HOUR, MINUTE, Piece, split
 from iotedge.edge.store.summaries import Summary, from_moments
 
 __all__ = [
     "Moments",
     "Query",
+    "bucket_rows",
+    "bucket_rows_raw",
     "client_moments",
     "client_moments_raw",
     "summary",
@@ -133,3 +135,67 @@ def client_moments_raw(
         (object_id, metric): (int(n), total, low, high, sq)
         for object_id, metric, n, total, low, high, sq in rows
     }
+
+
+def _grid_pieces(since: float, until: float, step: float, start: float) -> list[Piece]:
+    """The pieces of [since, until) whose buckets never straddle a step of the grid."""
+    if step % MINUTE or start % MINUTE:
+        return [Piece("raw", since, until)]
+    hours = not (step % HOUR or start % HOUR)
+    return [
+        p if hours or p.source != "rollup_hour" else Piece("rollup_minute", p.lo, p.hi)
+        for p in split(since, until)
+    ]
+
+
+def bucket_rows(
+    query: Query,
+    object_ids: Sequence[str],
+    metric: str,
+    since: float,
+    until: float,
+    step: float,
+    start: float,
+) -> list[tuple[Any, ...]]:
+    """(bucket number, sum, min, max, count) rows of ``object_ids`` on the grid ``start + k * step``.
+
+    A grid of whole minutes (Grafana's steps of a minute or more) reads the rollups between
+    the raw edges; any other grid reads raw rows. A bucket number may come in several rows.
+    """
+    marks = ",".join("?" * len(object_ids))
+    selects: list[str] = []
+    params: list[Any] = []
+    for piece in _grid_pieces(since, until, step, start):
+        if piece.source == "raw":
+            columns = (
+                "CAST((r.ts - ?) / ? AS INTEGER), TOTAL(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"
+            )
+            table = "readings"
+        else:
+            columns = "CAST((r.bucket - ?) / ? AS INTEGER), TOTAL(r.total), MIN(r.low), MAX(r.high), SUM(r.n)"
+            table = piece.source
+        selects.append(
+            f"SELECT {columns} FROM {table} r {_OWNED} WHERE r.object_id IN ({marks}) "  # noqa: S608
+            f"AND r.metric=? AND {_range(piece)} GROUP BY 1"
+        )
+        params += [start, step, *object_ids, metric, piece.lo, piece.hi]
+    return query(" UNION ALL ".join(selects), params)
+
+
+def bucket_rows_raw(
+    query: Query,
+    object_ids: Sequence[str],
+    metric: str,
+    since: float,
+    until: float,
+    step: float,
+    start: float,
+) -> list[tuple[Any, ...]]:
+    """The same rows from every raw reading (the reference)."""
+    return query(
+        "SELECT CAST((r.ts - ?) / ? AS INTEGER) AS b, TOTAL(r.value), MIN(r.value), "  # noqa: S608
+        f"MAX(r.value), COUNT(r.value) FROM readings r {_OWNED} "
+        f"WHERE r.object_id IN ({','.join('?' * len(object_ids))}) "
+        "AND r.metric=? AND r.ts>=? AND r.ts<? GROUP BY b",
+        (start, step, *object_ids, metric, since, until),
+    )

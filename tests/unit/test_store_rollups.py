@@ -5,6 +5,7 @@ import math
 import sqlite3
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -146,12 +147,12 @@ def test_rollup_statistics_equal_the_raw_ones(
             store.close()
 
 
-def _merged(rows: list[tuple[object, ...]]) -> dict[int, tuple[int, float, float, float]]:
+def _merged(rows: list[tuple[Any, ...]]) -> dict[int, tuple[int, float, float, float]]:
     out: dict[int, tuple[int, float, float, float]] = {}
     for b, total, low, high, count in rows:
         assert isinstance(b, int)
         n, t, lo, hi = out.get(b, (0, 0.0, math.inf, -math.inf))
-        out[b] = (n + int(count), t + float(total), min(lo, float(low)), max(hi, float(high)))  # type: ignore[arg-type]
+        out[b] = (n + int(count), t + float(total), min(lo, float(low)), max(hi, float(high)))
     return out
 
 

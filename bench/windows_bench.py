@@ -75,6 +75,9 @@ def _queries(store: Store, profile: Profile, end: float) -> list[dict[str, Any]]
     rows = []
     for label, span in _windows(profile):
         since = end - span
+        # A Grafana panel's grid: about 720 points, on whole minutes, anchored on the step.
+        step = float(max(60, math.ceil(span / 720 / 60) * 60))
+        origin = math.floor(since / step) * step
         raw = windows.summary_raw(query, "device_1", metric, since, end)
         rolled = windows.summary(query, "device_1", metric, since, end)
         if (raw.count, raw.min, raw.max, raw.last) != (rolled.count, rolled.min, rolled.max, rolled.last):
@@ -84,6 +87,12 @@ def _queries(store: Store, profile: Profile, end: float) -> list[dict[str, Any]]
             "rollup": partial(windows.summary, query, "device_1", metric, since, end),
             "client_raw": partial(windows.client_moments_raw, query, "client_1", since, end),
             "client_rollup": partial(windows.client_moments, query, "client_1", since, end),
+            "series_raw": partial(
+                windows.bucket_rows_raw, query, ["device_1"], metric, since, end, step, origin
+            ),
+            "series_rollup": partial(
+                windows.bucket_rows, query, ["device_1"], metric, since, end, step, origin
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(repeats):  # interleaved, so machine noise falls on both alike
@@ -100,6 +109,9 @@ def _queries(store: Store, profile: Profile, end: float) -> list[dict[str, Any]]
                 "client_raw_p50_ms": medians["client_raw"],
                 "client_rollup_p50_ms": medians["client_rollup"],
                 "client_speedup": medians["client_raw"] / medians["client_rollup"],
+                "series_step_s": step,
+                "series_raw_p50_ms": medians["series_raw"],
+                "series_rollup_p50_ms": medians["series_rollup"],
                 "repeats": repeats,
             }
         )
@@ -173,17 +185,19 @@ def windows_md(data: dict[str, Any]) -> list[str]:
         f"device_1 holds up to 30 d of 5-second readings; {data['history_rows']:,} rows written "
         f"in {data['history_write_s']:.1f} s. `summary` is one object's primary metric; "
         "*client* is the per-object moments of client_1's 10 objects (the SQL part of "
-        "`client_summaries`). Medians of interleaved rounds.",
+        "`client_summaries`); *series* is device_1's down-sampled series on a grid of about 720 "
+        "whole-minute steps (Grafana). Medians of interleaved rounds.",
         "",
         "| window | readings | summary raw ms | summary rollups ms | x | client raw ms "
-        "| client rollups ms | x |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| client rollups ms | x | series step s | series raw ms | series rollups ms |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in data["rows"]:
         lines.append(
             f"| {r['window']} | {r['readings']:,} | {r['summary_raw_p50_ms']:.2f} | "
             f"{r['summary_rollup_p50_ms']:.2f} | {r['summary_speedup']:.0f} | {r['client_raw_p50_ms']:.2f} | "
-            f"{r['client_rollup_p50_ms']:.2f} | {r['client_speedup']:.0f} |"
+            f"{r['client_rollup_p50_ms']:.2f} | {r['client_speedup']:.0f} | {r['series_step_s']:.0f} | "
+            f"{r['series_raw_p50_ms']:.2f} | {r['series_rollup_p50_ms']:.2f} |"
         )
     ingest = data["ingest"]
     lines += [

@@ -30,8 +30,8 @@ _WINDOWS = (("1 h", 3_600.0), ("1 d", _DAY_S), ("7 d", 7 * _DAY_S), ("30 d", 30 
 _MAX_REPEATS = 9  # a raw 30-day client query takes about a second; keep the run within ~3 min
 _CHUNK = 50_000
 _INGEST_BATCH = 1_000
-_INGEST_BATCHES = 100
-_INGEST_ROUNDS = 3
+_INGEST_MAX_BATCHES = 100
+_INGEST_MAX_ROUNDS = 3
 # Earlier releases' insert: the raw rows and the latest values, nothing else.
 _RAW_INSERT = "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)"
 _RAW_LATEST = (
@@ -118,8 +118,9 @@ def _queries(store: Store, profile: Profile, end: float) -> list[dict[str, Any]]
     return rows
 
 
-def _ingest_rates(tmp: Path) -> dict[str, float]:
+def _ingest_rates(profile: Profile, tmp: Path) -> dict[str, float]:
     """Readings/s of 1,000-reading batches (500 objects x 2 metrics), without and with rollups."""
+    count = max(1, min(profile.ingest_readings // _INGEST_BATCH, _INGEST_MAX_BATCHES))
     rng = random.Random(7)
     batches = [
         [
@@ -129,10 +130,10 @@ def _ingest_rates(tmp: Path) -> dict[str, float]:
             for i in range(_INGEST_BATCH // 2)
             for metric in ("temperature", "battery_level")
         ]
-        for n in range(_INGEST_BATCHES)
+        for n in range(count)
     ]
     rates: dict[str, list[float]] = {"raw": [], "rollup": []}
-    for number in range(_INGEST_ROUNDS):
+    for number in range(min(profile.ingest_rounds, _INGEST_MAX_ROUNDS)):
         for kind in ("raw", "rollup"):
             store = Store(tmp / f"ingest-{kind}-{number}.sqlite3", check=False)
             started = time.perf_counter()
@@ -144,7 +145,7 @@ def _ingest_rates(tmp: Path) -> dict[str, float]:
                 with store.database.write() as db:
                     db.executemany(_RAW_INSERT, rows)
                     db.executemany(_RAW_LATEST, rows)
-            rates[kind].append(_INGEST_BATCH * _INGEST_BATCHES / (time.perf_counter() - started))
+            rates[kind].append(_INGEST_BATCH * count / (time.perf_counter() - started))
             store.close()
     return {kind: statistics.median(samples) for kind, samples in rates.items()}
 
@@ -173,7 +174,7 @@ def scenario_windows(profile: Profile) -> dict[str, Any]:
         finally:
             store.close()
         say("windows: ingest with and without rollups")
-        ingest = _ingest_rates(Path(tmp))
+        ingest = _ingest_rates(profile, Path(tmp))
     return {"rows": rows, "history_rows": written, "history_write_s": write_s, "ingest": ingest}
 
 

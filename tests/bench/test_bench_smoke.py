@@ -72,3 +72,17 @@ def test_quick_store_scenarios_report_rates_and_query_times(tmp_path: Path) -> N
     assert day["rows"] >= 2 * 17_280
     assert day["window_count"] >= 17_280 - 2  # a day of 5 s readings, give or take its two edges
     assert day["errors"] == 0
+
+
+def test_quick_windows_scenario_compares_raw_and_rollup_statistics(tmp_path: Path) -> None:
+    """The windows scenario writes its history, gets the same counts both ways and times both."""
+    data = _quick(tmp_path, "windows", timeout=120)["windows"]
+    assert data["history_rows"] >= 10 * 2 * 17_280 - 20
+    assert [row["window"] for row in data["rows"]] == ["1 h", "1 d"]
+    for row in data["rows"]:
+        assert row["readings"] > 0
+        assert row["summary_raw_p50_ms"] > 0
+        assert row["summary_rollup_p50_ms"] > 0
+    assert data["ingest"]["raw"] > 0
+    assert data["ingest"]["rollup"] > 0
+    assert "## Window statistics" in (tmp_path / "results.md").read_text()

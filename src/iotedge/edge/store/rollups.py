@@ -6,7 +6,7 @@ value. They are written in the same transaction as the readings, counting only r
 were actually inserted, so a rollup is always exactly the aggregate of the raw rows it covers
 (prune recomputes the one bucket it cuts through). A window's statistics then read the raw
 rows of its two partial minutes, whole minutes up to the hour edges and whole hours between:
-at most ~240 rows whatever the window's length, instead of one row per reading.
+at most ~140 rows plus one per hour (720 for 30 days), instead of one row per reading.
 """
 
 import math
@@ -40,9 +40,7 @@ ReadingRow = tuple[str, str, float, float, str]
 
 Source = Literal["raw", "rollup_minute", "rollup_hour"]
 
-# A reading at exactly ``since`` in float arithmetic can land one bucket off after a division;
-# both sides (Python here, SQL below) correct by one step so that bucket <= ts < bucket + step
-# holds exactly, and the two always agree.
+# SQLite evaluates every SET expression on the old row, so last_value compares the old last_ts.
 _UPSERT = """INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares,
   last_ts, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?)
 ON CONFLICT (object_id, metric, client, bucket) DO UPDATE SET n = n + excluded.n,
@@ -70,6 +68,9 @@ def table_ddl(table: str) -> str:
 ) WITHOUT ROWID"""
 
 
+# A reading at exactly ``since`` in float arithmetic can land one bucket off after a division;
+# both sides (``floor_to`` and this SQL) correct by one step so that bucket <= ts < bucket + step
+# holds exactly, and the two always agree.
 def _bucket_sql(column: str, step: int) -> str:
     start = f"(CAST({column} / {step} AS INTEGER) * {step})"
     return f"({start} - {step} * ({start} > {column}) + {step} * ({start} + {step} <= {column}))"

@@ -68,7 +68,7 @@ def table_ddl(table: str) -> str:
 ) WITHOUT ROWID"""
 
 
-# A reading at exactly ``since`` in float arithmetic can land one bucket off after a division;
+# A timestamp next to a bucket edge can land one bucket off after a float division;
 # both sides (``floor_to`` and this SQL) correct by one step so that bucket <= ts < bucket + step
 # holds exactly, and the two always agree.
 def _bucket_sql(column: str, step: int) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mqtt_bench import render as render_mqtt
+from windows_bench import windows_md
 
 __all__ = ["ENDPOINTS", "machine", "render_chart", "render_markdown"]
 
@@ -101,6 +102,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += _ingest_md(results["ingest"])
     if "history" in results:
         out += _history_md(results["history"])
+    if "windows" in results:
+        out += windows_md(results["windows"])
     if "rss" in results:
         out += _rss_md(results["rss"])
     if "load" in results:

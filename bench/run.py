@@ -48,9 +48,10 @@ from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
 from store_bench import scenario_history, scenario_ingest
 from versus import scenario_versus, versus_md
+from windows_bench import scenario_windows
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "rss", "load", "mqtt", "versus")
+SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "windows", "rss", "load", "mqtt", "versus")
 
 # -- settings --------------------------------------------------------------------------
 
@@ -350,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["ingest"] = scenario_ingest(profile)
         if "history" in chosen:
             results["history"] = scenario_history(profile, log_dir)
+        if "windows" in chosen:
+            results["windows"] = scenario_windows(profile)
         if "rss" in chosen:
             results["rss"] = scenario_rss(profile, log_dir)
         if "load" in chosen:

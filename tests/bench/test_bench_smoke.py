@@ -103,3 +103,17 @@ def _quick_versus(tmp_path: Path, *extra: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
     return results
+
+
+def test_quick_windows_scenario_compares_raw_and_rollup_statistics(tmp_path: Path) -> None:
+    """The windows scenario writes its history, gets the same counts both ways and times both."""
+    data = _quick(tmp_path, "windows", timeout=120)["windows"]
+    assert data["history_rows"] >= 10 * 2 * 17_280 - 20
+    assert [row["window"] for row in data["rows"]] == ["1 h", "1 d"]
+    for row in data["rows"]:
+        assert row["readings"] > 0
+        assert row["summary_raw_p50_ms"] > 0
+        assert row["summary_rollup_p50_ms"] > 0
+    assert data["ingest"]["raw"] > 0
+    assert data["ingest"]["rollup"] > 0
+    assert "## Window statistics" in (tmp_path / "results.md").read_text()

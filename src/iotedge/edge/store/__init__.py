@@ -1,9 +1,11 @@
 """The edge's store: one interface (:class:`EdgeStore`), SQLite as the embedded backend.
 
 Modules, one job each: ``schema`` (every table, as numbered migrations), ``connection``
-(the one owner of the SQLite connections), ``readings``, ``summaries`` (statistics types and
-pooling), ``events`` (anomaly events and the outbox), ``records`` (domain types) and
-``sqlite`` (the backend that puts them together). The PostgreSQL backend will be an added
+(the one owner of the SQLite connections), ``readings``, ``rollups`` (per-minute and
+per-hour aggregates kept at ingest), ``windows`` (window statistics from rollups, and from
+raw rows as the reference), ``summaries`` (statistics types and pooling), ``events``
+(anomaly events and the outbox), ``records`` (domain types) and ``sqlite`` (the backend that
+puts them together). The PostgreSQL backend will be an added
 module implementing :class:`EdgeStore`; nothing that uses the store has to change.
 """
 

@@ -6,12 +6,15 @@ brings none of its past with it.
 """
 
 import math
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from iotedge.edge.normalise import Reading
+from iotedge.edge.store import rollups, windows
 from iotedge.edge.store.connection import SqliteDatabase
 from iotedge.edge.store.records import Scope
+from iotedge.edge.store.rollups import ReadingRow
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 
 __all__ = ["ReadingsMixin", "in_scope"]
@@ -32,6 +35,28 @@ def in_scope(scope: Scope, column: str) -> tuple[str, list[str]]:
     return f"{column} IN ({','.join('?' * len(scope))})", sorted(scope)
 
 
+_INSERT = "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)"
+
+
+def _insert_new(db: sqlite3.Connection, rows: list[ReadingRow]) -> list[ReadingRow]:
+    """Insert ``rows`` (ignoring known ones) and return those that were new.
+
+    One ``executemany`` settles the usual batches, all new or all known; a mixed batch is
+    undone and replayed row by row, since only a row's own insert tells whether it was new.
+    """
+    before = db.total_changes
+    db.execute("SAVEPOINT readings_batch")
+    db.executemany(_INSERT, rows)
+    inserted = db.total_changes - before
+    if inserted == len(rows) or inserted == 0:
+        db.execute("RELEASE readings_batch")
+        return rows if inserted else []
+    db.execute("ROLLBACK TO readings_batch")
+    fresh = [row for row in rows if db.execute(_INSERT, row).rowcount == 1]
+    db.execute("RELEASE readings_batch")
+    return fresh
+
+
 class ReadingsMixin:
     """The readings half of the SQLite store."""
 
@@ -48,19 +73,15 @@ class ReadingsMixin:
             return 0
         rows = [(r.object_id, r.metric, r.ts, r.value, r.client) for r in readings]
         with self._db.write() as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)",
-                rows,
-            )
-            inserted = db.total_changes - before
+            fresh = _insert_new(db, rows)
+            rollups.add(db, fresh)
             db.executemany(
                 "INSERT INTO latest (object_id, metric, ts, value, client) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (object_id, metric) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
                 "client=excluded.client WHERE excluded.ts >= latest.ts",
                 rows,
             )
-        return inserted
+        return len(fresh)
 
     def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:
         """(object_id, client, metric, ts, value) of the newest reading per object and metric."""
@@ -91,26 +112,14 @@ class ReadingsMixin:
         return [(ts, value) for ts, value in reversed(rows)]
 
     def summary(self, object_id: str, metric: str, since: float, until: float) -> Summary:
-        """Statistics of one object's metric over [since, until)."""
-        window = f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND {_OWNER_OF}"
-        params = (object_id, metric, since, until, object_id)
-        moments = (
-            f"COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value) {window}"
-        )
-        count, total, low, high, squares = self._db.query(f"SELECT {moments}", params)[0]
-        last = self._db.query(f"SELECT r.ts, r.value {window} ORDER BY r.ts DESC LIMIT 1", params)
-        return from_moments(count, total, low, high, squares, last[0] if last else None)
+        """Statistics of one object's metric over [since, until) (rollups plus raw edges)."""
+        return windows.summary(self._db.query, object_id, metric, since, until)
 
     def client_summaries(
         self, client: str, since: float, until: float
     ) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
         """Per-metric statistics across a client's objects, and per object and metric."""
-        rows = self._db.query(
-            "SELECT r.object_id, r.metric, COUNT(r.value), TOTAL(r.value), MIN(r.value), "  # noqa: S608
-            f"MAX(r.value), TOTAL(r.value*r.value) FROM readings r {_OWNED} "
-            "WHERE o.client=? AND r.ts>=? AND r.ts<? GROUP BY r.object_id, r.metric",
-            (client, since, until),
-        )
+        moments = windows.client_moments(self._db.query, client, since, until)
         latest = {
             (object_id, metric): (ts, value)
             for object_id, _, metric, ts, value in self.latest(frozenset({client}))
@@ -118,7 +127,7 @@ class ReadingsMixin:
         }
         per_object: dict[str, dict[str, Summary]] = {}
         by_metric: dict[str, list[Summary]] = {}
-        for object_id, metric, count, total, low, high, squares in rows:
+        for (object_id, metric), (count, total, low, high, squares) in sorted(moments.items()):
             summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
             per_object.setdefault(object_id, {})[metric] = summary
             by_metric.setdefault(metric, []).append(summary)
@@ -138,19 +147,14 @@ class ReadingsMixin:
 
         Buckets start at ``origin + k * step`` (default ``since``) so that a moving window
         keeps the same grid; each holds the average, min, max and count of the readings of
-        all ``object_ids`` in [since, until) that fall into it.
+        all ``object_ids`` in [since, until) that fall into it. A grid of whole minutes is
+        read from the rollups between the window's raw edges.
         """
         start = since if origin is None else origin
         merged: dict[int, list[float]] = {}
         for first in range(0, len(object_ids), _MAX_SQL_IDS):
             chunk = list(object_ids[first : first + _MAX_SQL_IDS])
-            rows = self._db.query(
-                "SELECT CAST((r.ts - ?) / ? AS INTEGER) AS b, TOTAL(r.value), MIN(r.value), "  # noqa: S608
-                f"MAX(r.value), COUNT(r.value) FROM readings r {_OWNED} "
-                f"WHERE r.object_id IN ({','.join('?' * len(chunk))}) "
-                "AND r.metric=? AND r.ts>=? AND r.ts<? GROUP BY b",
-                (start, step, *chunk, metric, since, until),
-            )
+            rows = windows.bucket_rows(self._db.query, chunk, metric, since, until, step, start)
             for b, total, low, high, count in rows:
                 acc = merged.setdefault(b, [0.0, math.inf, -math.inf, 0])
                 acc[0] += total
@@ -181,7 +185,10 @@ class ReadingsMixin:
     def prune(self, before: float) -> int:
         """Delete readings older than ``before``; returns how many."""
         with self._db.write() as db:
-            return int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
+            removed = int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
+            if removed:
+                rollups.prune(db, before)
+        return removed
 
     def count_readings(self) -> int:
         """How many readings are stored."""

@@ -11,6 +11,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from iotedge.edge.store.rollups import LEVELS, rebuild_sql, table_ddl
 from iotedge.errors import StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate", "schema_version"]
@@ -129,9 +130,16 @@ _V2_OWNER = (
     "UPDATE latest SET client = COALESCE((SELECT o.client FROM objects o WHERE o.id = latest.object_id), '')",
 )
 
+# Per-minute and per-hour rollups of the readings (issue 16), filled from the readings already
+# stored; from then on insert_readings keeps them in the same transaction as the raw rows.
+_V3_ROLLUPS = tuple(
+    statement for table, step in LEVELS for statement in (table_ddl(table), rebuild_sql(table, step))
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="tables of the first release", statements=_V1_TABLES),
     Migration(version=2, name="readings carry their owner", statements=_V2_OWNER),
+    Migration(version=3, name="per-minute and per-hour rollups", statements=_V3_ROLLUPS),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The version this release writes."""

@@ -1,0 +1,171 @@
+"""Per-minute and per-hour rollups of the readings: how they are kept, and how windows use them.
+
+A rollup row holds, for one (object, metric, owner, bucket), the count, sum, sum of squares,
+min and max of the readings in ``[bucket, bucket + step)`` and the newest reading's time and
+value. They are written in the same transaction as the readings, counting only readings that
+were actually inserted, so a rollup is always exactly the aggregate of the raw rows it covers
+(prune recomputes the one bucket it cuts through). A window's statistics then read the raw
+rows of its two partial minutes, whole minutes up to the hour edges and whole hours between:
+at most ~140 rows plus one per hour (720 for 30 days), instead of one row per reading.
+"""
+
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "HOUR",
+    "LEVELS",
+    "MINUTE",
+    "Piece",
+    "ReadingRow",
+    "add",
+    "ceil_to",
+    "floor_to",
+    "prune",
+    "rebuild_sql",
+    "split",
+    "table_ddl",
+]
+
+MINUTE = 60
+HOUR = 3600
+LEVELS: tuple[tuple[str, int], ...] = (("rollup_minute", MINUTE), ("rollup_hour", HOUR))
+"""(table, bucket width in seconds), finest first."""
+
+ReadingRow = tuple[str, str, float, float, str]
+"""(object_id, metric, ts, value, client), as the readings table holds them."""
+
+Source = Literal["raw", "rollup_minute", "rollup_hour"]
+
+# SQLite evaluates every SET expression on the old row, so last_value compares the old last_ts.
+_UPSERT = """INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares,
+  last_ts, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?)
+ON CONFLICT (object_id, metric, client, bucket) DO UPDATE SET n = n + excluded.n,
+  total = total + excluded.total, low = MIN(low, excluded.low), high = MAX(high, excluded.high),
+  squares = squares + excluded.squares,
+  last_value = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last_value ELSE last_value END,
+  last_ts = MAX(last_ts, excluded.last_ts)"""
+
+
+def table_ddl(table: str) -> str:
+    """CREATE TABLE of one rollup level."""
+    return f"""CREATE TABLE IF NOT EXISTS {table} (
+  object_id TEXT NOT NULL,
+  metric TEXT NOT NULL,
+  client TEXT NOT NULL,
+  bucket INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  total REAL NOT NULL,
+  low REAL NOT NULL,
+  high REAL NOT NULL,
+  squares REAL NOT NULL,
+  last_ts REAL NOT NULL,
+  last_value REAL NOT NULL,
+  PRIMARY KEY (object_id, metric, client, bucket)
+) WITHOUT ROWID"""
+
+
+# A timestamp next to a bucket edge can land one bucket off after a float division;
+# both sides (``floor_to`` and this SQL) correct by one step so that bucket <= ts < bucket + step
+# holds exactly, and the two always agree.
+def _bucket_sql(column: str, step: int) -> str:
+    start = f"(CAST({column} / {step} AS INTEGER) * {step})"
+    return f"({start} - {step} * ({start} > {column}) + {step} * ({start} + {step} <= {column}))"
+
+
+def rebuild_sql(table: str, step: int, condition: str = "1") -> str:
+    """INSERT of ``table``'s buckets computed from the readings matching ``condition``."""
+    bucket = _bucket_sql("ts", step)
+    return (
+        f"INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares, "  # noqa: S608
+        "last_ts, last_value) SELECT g.object_id, g.metric, g.client, g.bucket, g.n, g.total, g.low, "
+        "g.high, g.squares, g.last_ts, r.value FROM (SELECT object_id, metric, client, "
+        f"{bucket} AS bucket, COUNT(*) AS n, TOTAL(value) AS total, MIN(value) AS low, "
+        "MAX(value) AS high, TOTAL(value * value) AS squares, MAX(ts) AS last_ts "
+        f"FROM readings WHERE {condition} GROUP BY object_id, metric, client, bucket) g "
+        "JOIN readings r ON r.object_id = g.object_id AND r.metric = g.metric AND r.ts = g.last_ts"
+    )
+
+
+def floor_to(ts: float, step: int) -> int:
+    """The multiple of ``step`` at or below ``ts`` (exactly: result <= ts < result + step)."""
+    start = math.floor(ts / step) * step
+    if start > ts:
+        start -= step
+    elif start + step <= ts:
+        start += step
+    return start
+
+
+def ceil_to(ts: float, step: int) -> int:
+    """The multiple of ``step`` at or above ``ts``."""
+    start = floor_to(ts, step)
+    return start if start == ts else start + step
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Part of a window read from one source: raw rows in [lo, hi) or buckets starting in it."""
+
+    source: Source
+    lo: float
+    hi: float
+
+
+def split(since: float, until: float) -> list[Piece]:
+    """[since, until) as raw edges, whole minutes and whole hours, in time order."""
+    if not (math.isfinite(since) and math.isfinite(until)) or until <= since:
+        return [Piece("raw", since, until)]
+    m0, m1 = ceil_to(since, MINUTE), floor_to(until, MINUTE)
+    if m0 >= m1:
+        return [Piece("raw", since, until)]
+    h0, h1 = ceil_to(since, HOUR), floor_to(until, HOUR)
+    middle = (
+        [Piece("rollup_minute", m0, h0), Piece("rollup_hour", h0, h1), Piece("rollup_minute", h1, m1)]
+        if h0 < h1
+        else [Piece("rollup_minute", m0, m1)]
+    )
+    pieces = [Piece("raw", since, m0), *middle, Piece("raw", m1, until)]
+    return [p for p in pieces if p.lo < p.hi]
+
+
+def _aggregate(rows: Iterable[ReadingRow], step: int) -> list[tuple[object, ...]]:
+    acc: dict[tuple[str, str, str, int], list[float]] = {}
+    for object_id, metric, ts, value, client in rows:
+        key = (object_id, metric, client, floor_to(ts, step))
+        a = acc.get(key)
+        if a is None:
+            acc[key] = [1, value, value, value, value * value, ts, value]
+            continue
+        a[0] += 1
+        a[1] += value
+        a[2] = min(a[2], value)
+        a[3] = max(a[3], value)
+        a[4] += value * value
+        if ts >= a[5]:
+            a[5], a[6] = ts, value
+    return [(*key, int(a[0]), *a[1:]) for key, a in acc.items()]
+
+
+def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> None:
+    """Count newly inserted readings (object_id, metric, ts, value, client) into every level."""
+    if not rows:
+        return
+    for table, step in LEVELS:
+        db.executemany(_UPSERT.format(table=table), _aggregate(rows, step))
+
+
+def prune(db: sqlite3.Connection, before: float) -> None:
+    """Drop the buckets of readings just deleted below ``before``; recompute the one it cuts."""
+    if not math.isfinite(before):
+        if before > 0:
+            for table, _ in LEVELS:
+                db.execute(f"DELETE FROM {table}")  # noqa: S608
+        return
+    for table, step in LEVELS:
+        cut = floor_to(before, step)
+        db.execute(f"DELETE FROM {table} WHERE bucket <= ?", (cut,))  # noqa: S608
+        db.execute(rebuild_sql(table, step, "ts >= ? AND ts < ?"), (cut, cut + step))

@@ -1,0 +1,201 @@
+"""Window statistics in SQL: from the rollups (what the store serves) and from raw rows (the reference).
+
+Both scope a window the same way: one object's readings recorded under its current owner
+(``readings.client`` = ``objects.client``), and the rollups carry that client in their key,
+so a device moved to another client brings none of its past with it on either path. The
+raw functions are the computation of earlier releases, kept for the equivalence tests and
+the benchmark's before/after.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from iotedge.edge.store.rollups import HOUR, MINUTE, Piece, split
+from iotedge.edge.store.summaries import Summary, from_moments
+
+__all__ = [
+    "Moments",
+    "Query",
+    "bucket_rows",
+    "bucket_rows_raw",
+    "client_moments",
+    "client_moments_raw",
+    "summary",
+    "summary_raw",
+]
+
+Query = Callable[[str, Iterable[Any]], list[tuple[Any, ...]]]
+"""Runs one read-only statement (``SqliteDatabase.query``)."""
+
+Moments = tuple[int, float, float | None, float | None, float]
+"""COUNT, SUM, MIN, MAX and SUM of squares of some readings."""
+
+_OWNER_OF = "(SELECT client FROM objects WHERE id = ?)"
+_OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
+_RAW_MOMENTS = "COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value), MAX(r.ts)"
+_ROLLUP_MOMENTS = "SUM(r.n), TOTAL(r.total), MIN(r.low), MAX(r.high), TOTAL(r.squares), MAX(r.last_ts)"
+
+
+def _range(piece: Piece) -> str:
+    column = "r.ts" if piece.source == "raw" else "r.bucket"
+    return f"{column}>=? AND {column}<?"
+
+
+def _combine(parts: Iterable[tuple[Any, ...]]) -> tuple[Moments, float | None]:
+    """Pool (count, sum, min, max, squares, newest ts) rows of disjoint parts of one window."""
+    count, total, squares = 0, 0.0, 0.0
+    low: float | None = None
+    high: float | None = None
+    newest: float | None = None
+    for n, part_total, part_low, part_high, part_squares, part_newest in parts:
+        if not n:
+            continue
+        count += int(n)
+        total += part_total
+        squares += part_squares
+        low = part_low if low is None else min(low, part_low)
+        high = part_high if high is None else max(high, part_high)
+        newest = part_newest if newest is None else max(newest, part_newest)
+    return (count, total, low, high, squares), newest
+
+
+def summary(query: Query, object_id: str, metric: str, since: float, until: float) -> Summary:
+    """Statistics of one object's metric over [since, until), from raw edges and rollups."""
+    selects: list[str] = []
+    params: list[Any] = []
+    for piece in split(since, until):
+        table, moments = (
+            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        )
+        selects.append(
+            f"SELECT {moments} FROM {table} r WHERE r.object_id=? AND r.metric=? "  # noqa: S608
+            f"AND r.client={_OWNER_OF} AND {_range(piece)}"
+        )
+        params += [object_id, metric, object_id, piece.lo, piece.hi]
+    (count, total, low, high, squares), newest = _combine(query(" UNION ALL ".join(selects), params))
+    if not count or newest is None:
+        return from_moments(0, 0.0, None, None, 0.0, None)
+    # (object, metric, ts) is the readings' key, and the newest ts came from an owned row.
+    [(value,)] = query(
+        "SELECT value FROM readings WHERE object_id=? AND metric=? AND ts=?", (object_id, metric, newest)
+    )
+    return from_moments(count, total, low, high, squares, (newest, value))
+
+
+def summary_raw(query: Query, object_id: str, metric: str, since: float, until: float) -> Summary:
+    """The same statistics from every raw row of the window (the reference)."""
+    window = (
+        f"FROM readings r WHERE r.object_id=? AND r.metric=? AND r.ts>=? AND r.ts<? AND r.client={_OWNER_OF}"
+    )
+    params = (object_id, metric, since, until, object_id)
+    moments = f"COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTAL(r.value*r.value) {window}"
+    count, total, low, high, squares = query(f"SELECT {moments}", params)[0]
+    last = query(f"SELECT r.ts, r.value {window} ORDER BY r.ts DESC LIMIT 1", params)
+    return from_moments(count, total, low, high, squares, last[0] if last else None)
+
+
+def client_moments(query: Query, client: str, since: float, until: float) -> dict[tuple[str, str], Moments]:
+    """(object, metric) -> moments over [since, until) of the client's objects, from rollups."""
+    selects: list[str] = []
+    params: list[Any] = []
+    for piece in split(since, until):
+        table, moments = (
+            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+        )
+        # Driven by the (object, metric) pairs in ``latest`` so that every part is a range
+        # of its table's key, not a scan of each object's whole history.
+        selects.append(
+            f"SELECT l.object_id, l.metric, {moments} FROM objects o CROSS JOIN latest l "  # noqa: S608
+            f"CROSS JOIN {table} r WHERE o.client=? AND l.object_id=o.id AND r.object_id=l.object_id "
+            f"AND r.metric=l.metric AND r.client=o.client AND {_range(piece)} GROUP BY l.object_id, l.metric"
+        )
+        params += [client, piece.lo, piece.hi]
+    parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for object_id, metric, *row in query(" UNION ALL ".join(selects), params):
+        parts.setdefault((object_id, metric), []).append(tuple(row))
+    out: dict[tuple[str, str], Moments] = {}
+    for key, rows in parts.items():
+        pooled, _ = _combine(rows)
+        if pooled[0]:
+            out[key] = pooled
+    return out
+
+
+def client_moments_raw(
+    query: Query, client: str, since: float, until: float
+) -> dict[tuple[str, str], Moments]:
+    """The same from every raw row (the reference)."""
+    rows = query(
+        "SELECT r.object_id, r.metric, COUNT(r.value), TOTAL(r.value), MIN(r.value), "  # noqa: S608
+        f"MAX(r.value), TOTAL(r.value*r.value) FROM readings r {_OWNED} "
+        "WHERE o.client=? AND r.ts>=? AND r.ts<? GROUP BY r.object_id, r.metric",
+        (client, since, until),
+    )
+    return {
+        (object_id, metric): (int(n), total, low, high, sq)
+        for object_id, metric, n, total, low, high, sq in rows
+    }
+
+
+def _grid_pieces(since: float, until: float, step: float, start: float) -> list[Piece]:
+    """The pieces of [since, until) whose buckets never straddle a step of the grid."""
+    if step % MINUTE or start % MINUTE:
+        return [Piece("raw", since, until)]
+    hours = not (step % HOUR or start % HOUR)
+    return [
+        p if hours or p.source != "rollup_hour" else Piece("rollup_minute", p.lo, p.hi)
+        for p in split(since, until)
+    ]
+
+
+def bucket_rows(
+    query: Query,
+    object_ids: Sequence[str],
+    metric: str,
+    since: float,
+    until: float,
+    step: float,
+    start: float,
+) -> list[tuple[Any, ...]]:
+    """(bucket number, sum, min, max, count) rows of ``object_ids`` on the grid ``start + k * step``.
+
+    A grid of whole minutes (Grafana's steps of a minute or more) reads the rollups between
+    the raw edges; any other grid reads raw rows. A bucket number may come in several rows.
+    """
+    marks = ",".join("?" * len(object_ids))
+    selects: list[str] = []
+    params: list[Any] = []
+    for piece in _grid_pieces(since, until, step, start):
+        if piece.source == "raw":
+            columns = (
+                "CAST((r.ts - ?) / ? AS INTEGER), TOTAL(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"
+            )
+            table = "readings"
+        else:
+            columns = "CAST((r.bucket - ?) / ? AS INTEGER), TOTAL(r.total), MIN(r.low), MAX(r.high), SUM(r.n)"
+            table = piece.source
+        selects.append(
+            f"SELECT {columns} FROM {table} r {_OWNED} WHERE r.object_id IN ({marks}) "  # noqa: S608
+            f"AND r.metric=? AND {_range(piece)} GROUP BY 1"
+        )
+        params += [start, step, *object_ids, metric, piece.lo, piece.hi]
+    return query(" UNION ALL ".join(selects), params)
+
+
+def bucket_rows_raw(
+    query: Query,
+    object_ids: Sequence[str],
+    metric: str,
+    since: float,
+    until: float,
+    step: float,
+    start: float,
+) -> list[tuple[Any, ...]]:
+    """The same rows from every raw reading (the reference)."""
+    return query(
+        "SELECT CAST((r.ts - ?) / ? AS INTEGER) AS b, TOTAL(r.value), MIN(r.value), "  # noqa: S608
+        f"MAX(r.value), COUNT(r.value) FROM readings r {_OWNED} "
+        f"WHERE r.object_id IN ({','.join('?' * len(object_ids))}) "
+        "AND r.metric=? AND r.ts>=? AND r.ts<? GROUP BY b",
+        (start, step, *object_ids, metric, since, until),
+    )

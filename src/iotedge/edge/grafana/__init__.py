@@ -6,7 +6,6 @@ from iotedge.edge.grafana.targets import (
     SeriesTarget,
     TableTarget,
     parse_target,
-    split_values,
 )
 
-__all__ = ["AGGREGATES", "TABLES", "SeriesTarget", "TableTarget", "parse_target", "split_values"]
+__all__ = ["AGGREGATES", "TABLES", "SeriesTarget", "TableTarget", "parse_target"]

@@ -1,5 +1,6 @@
 """Anomaly notifications: outbox drainer, webhook and email channels, noise control."""
 
+from iotedge.config_notify import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import ChannelResult, build_channels, send_test
 from iotedge.edge.notify.drainer import DeliveryStats, Drainer, DrainReport, backoff_delay
@@ -12,7 +13,6 @@ from iotedge.edge.notify.message import (
     webhook_body,
 )
 from iotedge.edge.notify.mqtt import MqttChannel
-from iotedge.edge.notify.settings import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
 from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
 

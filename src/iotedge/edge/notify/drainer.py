@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from iotedge.config_notify import CHANNELS, NotifySettings
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import build_channels
 from iotedge.edge.notify.message import Kind, Notification
@@ -32,7 +33,6 @@ from iotedge.edge.notify.noise import (
     settle_flapping,
     triage,
 )
-from iotedge.edge.notify.settings import CHANNELS, NotifySettings
 from iotedge.edge.store import SqliteDatabase
 from iotedge.errors import StoreError
 

@@ -3,7 +3,7 @@
 from iotedge.config_notify import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import ChannelResult, build_channels, send_test
-from iotedge.edge.notify.drainer import DeliveryStats, Drainer, DrainReport, backoff_delay
+from iotedge.edge.notify.drainer import Drainer, DrainReport, backoff_delay
 from iotedge.edge.notify.mail import EmailChannel, build_email
 from iotedge.edge.notify.message import (
     SCHEMA_VERSION,
@@ -22,7 +22,6 @@ __all__ = [
     "Channel",
     "ChannelResult",
     "DeliveryError",
-    "DeliveryStats",
     "DrainReport",
     "Drainer",
     "EmailChannel",

@@ -25,14 +25,13 @@ from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.mqtt import build_bridge
-from iotedge.edge.normalise import REJECTION_REASONS
-from iotedge.edge.notify import CHANNELS, Drainer, MqttChannel, pending_count
+from iotedge.edge.notify import Drainer, MqttChannel, pending_count
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import SqliteStore, open_store
 from iotedge.edge.ui import install_console
-from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
+from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import ConfigError
 from iotedge.tls import client_context
 
@@ -107,9 +106,6 @@ def create_app(
     metrics = EdgeMetrics(
         registry=CollectorRegistry(),
         edge_id=edge_id,
-        upstream_endpoints=UPSTREAM_ENDPOINTS,
-        reject_reasons=(*REJECTION_REASONS, "not_json"),
-        channels=CHANNELS,
         clock=clock,
         per_object=settings.metrics_per_object,
     )

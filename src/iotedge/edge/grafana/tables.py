@@ -7,6 +7,7 @@ from typing import Any
 from iotedge.edge.grafana.targets import TableTarget
 from iotedge.edge.reads import (
     ANOMALY_LIMIT,
+    ANOMALY_ROW_FIELDS,
     View,
     Window,
     anomaly_rows,
@@ -15,12 +16,11 @@ from iotedge.edge.reads import (
     split_values,
     statistics_rows,
 )
+from iotedge.edge.store import STATISTICS
 from iotedge.errors import BadRequest
 from iotedge.specs import METRIC_ORDER
 
 __all__ = ["Table", "table"]
-
-_STATS = ["count", "average", "min", "max", "stddev", "last"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ def _columns(keys: Sequence[str]) -> list[tuple[str, str]]:
         "value": "number",
         "threshold": "number",
         "event_id": "number",
-        **{key: "number" for key in (*_STATS, *METRIC_ORDER)},
+        **{key: "number" for key in (*STATISTICS, *METRIC_ORDER)},
     }
     return [(key, kinds.get(key, "string")) for key in keys]
 
@@ -78,7 +78,7 @@ def table(view: View, target: TableTarget, window: Window) -> Table:
     p = target.params
     clients, objects = split_values(p.get("client_id")), split_values(p.get("object_id"))
     metrics = split_values(p.get("metric"))
-    stats = [*_STATS, "last_reading_at_ms"]
+    stats = [*STATISTICS, "last_reading_at_ms"]
     if target.name in ("processed_data", "client_statistics", "statistics"):
         by = (
             {"processed_data": "object", "client_statistics": "client"}.get(target.name)
@@ -111,5 +111,5 @@ def table(view: View, target: TableTarget, window: Window) -> Table:
         state=p.get("state") or "all",
         limit=_limit(p),
     )
-    keys = ["time", "timeEnd", "title", "text", "tags", "object_id", "client_id", "type", "metric", "rule"]
-    return Table(_columns([*keys, "severity", "value", "threshold", "state", "event_id"]), rows)
+    keys = ["time", "timeEnd", "title", "text", "tags", *ANOMALY_ROW_FIELDS, "state", "event_id"]
+    return Table(_columns(keys), rows)

@@ -7,6 +7,7 @@ target grammar (:mod:`iotedge.edge.grafana`) only decides what to ask it.
 from iotedge.edge.reads.budget import QueryBudget
 from iotedge.edge.reads.rows import (
     ANOMALY_LIMIT,
+    ANOMALY_ROW_FIELDS,
     STAT_BY,
     anomaly_rows,
     client_rows,
@@ -29,6 +30,7 @@ from iotedge.edge.reads.window import MAX_BUCKETS, Window, window_between
 
 __all__ = [
     "ANOMALY_LIMIT",
+    "ANOMALY_ROW_FIELDS",
     "MAX_BUCKETS",
     "STAT_BY",
     "QueryBudget",

@@ -4,13 +4,13 @@ Numbers and epoch-millisecond times, the shapes Grafana reads without any
 transformation; the REST endpoints for Infinity and Grafana's table targets return them.
 """
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from iotedge.edge.reads.view import View
 from iotedge.edge.reads.window import Window
 from iotedge.edge.store import EMPTY, Summary, anomaly_json, pool
+from iotedge.edge.store.events import ANOMALY_FIELDS
 from iotedge.edge.timefmt import epoch_ms
 from iotedge.errors import BadRequest
 from iotedge.specs import METRIC_ORDER
@@ -31,11 +31,12 @@ STAT_BY: tuple[str, ...] = ("client", "object", "metric")
 ANOMALY_LIMIT = 500
 """Anomaly rows one read returns unless told otherwise."""
 
+_ANOMALY_SHOWN = tuple(name for name in ANOMALY_FIELDS if name not in ("last_value", "message"))
+_ROW_NAMES = {"client": "client_id"}  # flat rows name every id column *_id
+ANOMALY_ROW_FIELDS = tuple(_ROW_NAMES.get(name, name) for name in _ANOMALY_SHOWN)
+"""The event fields an anomaly row shows, in order (the store's, with ``client`` as ``client_id``)."""
+
 _PER_OBJECT_QUERIES = 20  # above this many objects of one client, one grouped query is cheaper
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(value, 4)
 
 
 combine = pool
@@ -45,12 +46,7 @@ combine = pool
 def _stat_row(summary: Summary, **labels: Any) -> dict[str, Any]:
     return {
         **labels,
-        "count": summary.count,
-        "average": _round(summary.average),
-        "min": summary.min,
-        "max": summary.max,
-        "stddev": _round(summary.stddev),
-        "last": summary.last,
+        **summary.as_json(),
         "last_reading_at_ms": epoch_ms(summary.last_at) if summary.last_at is not None else None,
     }
 
@@ -200,14 +196,7 @@ def anomaly_rows(
                 "text": record.message,
                 "tags": ",".join(tags),
                 "event_id": record.id,
-                "object_id": record.object_id,
-                "client_id": record.client,
-                "type": record.type,
-                "metric": record.metric,
-                "rule": record.rule,
-                "severity": record.severity,
-                "value": record.value,
-                "threshold": record.threshold,
+                **{_ROW_NAMES.get(name, name): body[name] for name in _ANOMALY_SHOWN},
                 "state": body["state"],
             }
         )

@@ -71,7 +71,7 @@ def test_first_matching_route_decides() -> None:
 def test_bad_settings_fail_at_construction(kwargs: dict[str, object], needle: str) -> None:
     """Invalid combinations raise ConfigError naming the setting."""
     with pytest.raises(ConfigError, match=needle):
-        NotifySettings(**kwargs)  # type: ignore[arg-type]
+        NotifySettings(**kwargs)
 
 
 def test_secrets_stay_out_of_repr() -> None:

@@ -1,4 +1,8 @@
-"""The notification flags of ``iotedge edge`` and ``iotedge notify test`` (each has an IOTEDGE_* twin)."""
+"""The notification flags of ``iotedge edge`` and ``iotedge notify test`` (each has an IOTEDGE_* twin).
+
+The two secrets, ``IOTEDGE_WEBHOOK_SECRET`` and ``IOTEDGE_SMTP_PASSWORD``, have no flag, like the
+API keys and the metrics token: a flag shows in ``ps`` listings and shell history.
+"""
 
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +18,6 @@ def edge_notify_options() -> list[_Option]:
     """Flags of the notification channels, routes, noise control and outbox pacing."""
     return [
         click.option("--webhook-url", help="Notify anomalies by webhook to this URL. [default: off]"),
-        click.option(
-            "--webhook-secret", help="HMAC secret of the webhook (prefer the environment variable)."
-        ),
         click.option("--webhook-timeout", help="Timeout of one webhook POST, e.g. 10s. [default: 10s]"),
         click.option(
             "--smtp-host", help="Notify anomalies by email through this SMTP server. [default: off]"
@@ -26,7 +27,6 @@ def edge_notify_options() -> list[_Option]:
             "--smtp-security", type=click.Choice(["plain", "starttls", "tls"]), help="[default: starttls]"
         ),
         click.option("--smtp-user", help="SMTP user name."),
-        click.option("--smtp-password", help="SMTP password (prefer the environment variable)."),
         click.option("--smtp-timeout", help="Socket timeout of each SMTP step. [default: 20s]"),
         click.option("--smtp-ca-file", type=click.Path(), help="CA bundle that verifies the SMTP server."),
         click.option("--mail-from", help="Sender of notification mails. [default: iotedge@localhost]"),

@@ -41,8 +41,8 @@ keys file. This page is generated from the code (`SimSettings` and `EdgeSettings
   the default. Every flag of `iotedge sim` has the twin `IOTEDGE_SIM_<FLAG>`, every flag of
   `iotedge edge` the twin `IOTEDGE_<FLAG>` (upper case, `-` becomes `_`):
   `--poll-interval 2s` and `IOTEDGE_POLL_INTERVAL=2s` are the same. Settings marked
-  "environment only" have no flag (mostly secrets and notification settings, so they stay
-  out of `ps` listings and shell history).
+  "environment only" have no flag: they are secrets, kept out of `ps` listings and shell
+  history.
 - **Durations** accept a number of seconds or a suffix: `250ms`, `5s`, `15m`, `2h`, `7d`.
 - **Lists** (mail recipients, garbage kinds) are comma-separated.
 - **Validation happens at start-up.** A bad value stops the command with a message naming

@@ -1,4 +1,4 @@
-"""What the edge speaks to Grafana: the JSON data source target grammar, catalogue and models (reads: edge/reads/)."""
+"""What the edge speaks to Grafana: the JSON data source target grammar; the reads are edge/reads/."""
 
 from iotedge.edge.grafana.targets import (
     AGGREGATES,

@@ -10,6 +10,7 @@ import click
 
 from iotedge import __version__
 from iotedge.cli_mqtt import edge_mqtt_options, sim_mqtt_options
+from iotedge.cli_notify import edge_notify_options
 from iotedge.cli_security import certs, edge_security_options, keys, metrics_options, tls_options
 from iotedge.cli_sim import inject
 from iotedge.cli_store import store
@@ -154,6 +155,7 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         *edge_security_options(),
         *edge_mqtt_options(),
+        *edge_notify_options(),
     ]
     return _with_options(options)(func)
 
@@ -230,11 +232,10 @@ def notify() -> None:
 def notify_test(**options: Any) -> None:
     """Send a test message on every configured channel and report each outcome."""
     from iotedge.config import load_edge_settings
-    from iotedge.edge.app import notify_settings
     from iotedge.edge.notify import send_test
 
     settings = load_edge_settings(**options)
-    notifying = notify_settings(settings, settings.resolved_edge_id)
+    notifying = settings.notify
     if not notifying.enabled_channels():
         raise click.ClickException(
             "no channel configured: set IOTEDGE_WEBHOOK_URL (+ IOTEDGE_WEBHOOK_SECRET) "

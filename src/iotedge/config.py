@@ -10,7 +10,10 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
+from iotedge.config_notify import DERIVED, NotifySettingError, NotifySettings
+from iotedge.durations import parse_duration
 from iotedge.errors import ConfigError
 
 __all__ = [
@@ -24,35 +27,13 @@ __all__ = [
     "load_edge_settings",
     "load_sim_settings",
     "parse_duration",
+    "setting_fields",
 ]
 
 SIM_ENV_PREFIX = "IOTEDGE_SIM_"
 EDGE_ENV_PREFIX = "IOTEDGE_"
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
 GarbageKind = Literal["truncated", "malformed", "html", "wrong_types", "partial"]
-
-
-def parse_duration(value: str | float | int) -> float:
-    """Seconds from ``5``, ``5s``, ``250ms``, ``15m``, ``2h`` or ``7d``."""
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        text = value.strip().lower()
-        for suffix in ("ms", "s", "m", "h", "d"):
-            if text.endswith(suffix) and text[: -len(suffix)].strip():
-                number, factor = text[: -len(suffix)], _UNITS[suffix]
-                break
-        else:
-            number, factor = text, 1.0
-        try:
-            seconds = float(number) * factor
-        except ValueError:
-            raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 5s, 15m, 2h, 7d)") from None
-    if not seconds >= 0 or seconds == float("inf"):
-        raise ValueError(f"duration must be a finite number >= 0, got {value!r}")
-    return seconds
 
 
 def check_tls_pair(certfile: Path | None, keyfile: Path | None, client_ca: Path | None) -> None:
@@ -154,29 +135,8 @@ class EdgeSettings(_Settings):
     clients: tuple[str, ...] = Field(
         (), description="Poll only these clients' objects (comma-separated; empty = all): one edge per group."
     )
-    webhook_url: str = Field("", description="Anomaly notifications by webhook: the receiver's URL.")
-    webhook_secret: str = Field("", repr=False, description="Shared secret of the webhook's HMAC signature.")
-    smtp_host: str = Field("", description="Anomaly notifications by email: the SMTP server.")
-    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
-    smtp_security: Literal["plain", "starttls", "tls"] = Field(
-        "starttls", description="SMTP transport security."
-    )
-    smtp_user: str = Field("", description="SMTP user name (optional).")
-    smtp_password: str = Field("", repr=False, description="SMTP password (optional).")
-    mail_from: str = Field("iotedge@localhost", description="Sender address of notification mails.")
-    mail_to: tuple[str, ...] = Field((), description="Recipients of notification mails (comma-separated).")
-    notify_routes: str = Field(
-        "", description="Which channels fire per client and severity, e.g. 'client_1:critical=email+webhook'."
-    )
-    notify_cooldown: float = Field(
-        300.0, ge=0, description="Seconds before a re-opened anomaly notifies again."
-    )
-    notify_flap_window: float = Field(600.0, ge=0, description="Window (s) in which flapping is counted.")
-    notify_flap_max: int = Field(
-        6, ge=1, description="Transitions in the window that make a series 'flapping'."
-    )
-    notify_max_age: float = Field(
-        86400.0, ge=0, description="Give up delivering a message after this many seconds."
+    notify: NotifySettings = Field(
+        default_factory=NotifySettings, description="Anomaly notifications: channels, routes, noise control."
     )
     certfile: Path | None = Field(None, description="Serve HTTPS with this certificate (PEM, chain).")
     keyfile: Path | None = Field(None, description="Private key of --certfile (PEM).")
@@ -249,7 +209,19 @@ class EdgeSettings(_Settings):
         0.0, ge=0, description="Publish retained per-object statistics every N seconds (0 = off)."
     )
 
-    @field_validator("mail_to", "clients", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _notify_from_edge(cls, data: Any) -> Any:
+        """The notification settings the edge's own decide: its name, and whether MQTT is on."""
+        if isinstance(data, dict) and isinstance(data.get("notify", {}), dict):
+            derived = {
+                "edge_id": data.get("edge_id") or os.uname().nodename,
+                "mqtt": bool(data.get("mqtt_broker")),
+            }
+            data = {**data, "notify": {**data.get("notify", {}), **derived}}
+        return data
+
+    @field_validator("clients", mode="before")
     @classmethod
     def _addresses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -261,9 +233,6 @@ class EdgeSettings(_Settings):
         "upstream_timeout",
         "retention",
         "stale_after",
-        "notify_cooldown",
-        "notify_flap_window",
-        "notify_max_age",
         "header_timeout",
         "body_timeout",
         "mqtt_session_expiry",
@@ -310,7 +279,7 @@ class EdgeSettings(_Settings):
 
 _S = TypeVar("_S", bound=_Settings)
 
-_SECRET_FIELDS = frozenset({"api_keys", "metrics_token", "mqtt_password"})
+_SECRET_FIELDS = frozenset({"api_keys", "metrics_token", "mqtt_password", "webhook_secret", "smtp_password"})
 """Fields whose values never appear in error messages."""
 
 
@@ -319,30 +288,70 @@ def env_name(prefix: str, field: str) -> str:
     return prefix + field.upper()
 
 
+def setting_fields(model: type[BaseModel]) -> dict[str, tuple[tuple[str, ...], FieldInfo]]:
+    """Every setting by its flat name (its variable and flag), with its path in the tree.
+
+    A nested model's fields are settings of their own, named by their alias or name
+    (``notify.cooldown_s`` is ``notify_cooldown``); the ones the edge derives are not.
+    """
+    found: dict[str, tuple[tuple[str, ...], FieldInfo]] = {}
+    for name, info in model.model_fields.items():
+        nested = info.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            for sub, sub_info in nested.model_fields.items():
+                if sub not in DERIVED:
+                    found[sub_info.alias or sub] = ((name, sub), sub_info)
+        else:
+            found[name] = ((name,), info)
+    return found
+
+
+def _flat_name(loc: tuple[int | str, ...], fields: Mapping[str, tuple[tuple[str, ...], FieldInfo]]) -> str:
+    """The setting an error's location points at (a nested field's location may use its alias)."""
+    if len(loc) > 1:
+        head, sub = str(loc[0]), str(loc[1])
+        for flat, (path, _) in fields.items():
+            if path[0] == head and sub in (flat, path[-1]):
+                return flat
+    return str(loc[0])
+
+
 def _load(
     model: type[_S], prefix: str, environ: Mapping[str, str] | None, overrides: Mapping[str, Any]
 ) -> _S:
     environ = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
+    fields = setting_fields(model)
+    given: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for field in model.model_fields:
-        name = env_name(prefix, field)
+    for flat in fields:
+        name = env_name(prefix, flat)
         if name in environ:
-            data[field] = environ[name]
-            sources[field] = f"environment variable {name}"
-    for field, value in overrides.items():
+            given[flat] = environ[name]
+            sources[flat] = f"environment variable {name}"
+    for flat, value in overrides.items():
         if value is not None:
-            data[field] = value
-            sources[field] = f"option --{field.replace('_', '-')}"
+            given[flat] = value
+            sources[flat] = f"option --{flat.replace('_', '-')}"
+    data: dict[str, Any] = {}
+    for flat, value in given.items():
+        path = fields[flat][0] if flat in fields else (flat,)
+        if len(path) == 1:
+            data[flat] = value
+        else:
+            data.setdefault(path[0], {})[flat] = value
     try:
         return model.model_validate(data)
+    except NotifySettingError as exc:
+        where = sources.get(exc.setting, exc.setting)
+        shown = "<hidden>" if exc.setting in _SECRET_FIELDS else repr(exc.value)
+        raise ConfigError(f"{where}: {exc.reason} (got {shown})") from exc
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             if not error["loc"]:  # a check across fields: its input is every setting, keys too
                 problems.append(error["msg"].removeprefix("Value error, "))
                 continue
-            field = str(error["loc"][0])
+            field = _flat_name(error["loc"], fields)
             where = sources.get(field, field)
             shown = "<hidden>" if field in _SECRET_FIELDS else repr(error.get("input"))
             problems.append(f"{where}: {error['msg']} (got {shown})")

@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from prometheus_client import CollectorRegistry
 
+from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.notify import Drainer, NotifySettings, notification_rows, send_test
 from tests.notifyutil import T0, FakeClock, OutboxWriter, smtp_sink, webhook_receiver
 from tests.procs import free_port
@@ -169,13 +171,23 @@ def test_webhook_retries_500_then_each_event_once(tmp_path: Path) -> None:
     for n in range(1, 4):
         out.add(n, "opened", at=T0, object_id=f"device_{n}")
     clock = FakeClock(T0)
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics(registry=registry, edge_id="edge-test")
+
+    def counted(outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "iotedge_notifications_total", {"channel": "webhook", "outcome": outcome}
+        )
+
     with webhook_receiver(HOOK_KEY, fail_first=3) as hook:
 
         async def main() -> None:
-            drainer = Drainer(out.path, _hook_settings(hook.url), clock=clock)
+            drainer = Drainer(
+                out.path, _hook_settings(hook.url), clock=clock, on_outcome=metrics.record_notification
+            )
             await _drain(drainer, clock, passes=6, step=61)
-            assert drainer.stats.retried["webhook"] == 3
-            assert drainer.stats.sent["webhook"] == 3
+            assert counted("failed") == 3  # each retried attempt
+            assert counted("sent") == 3
             await drainer.aclose()
 
         asyncio.run(main())

@@ -5,9 +5,9 @@ import math
 import pytest
 
 from iotedge.edge.grafana.models import AdhocFilterIn
-from iotedge.edge.grafana.query import MAX_BUCKETS, SeriesData, compile_filters, window_between
-from iotedge.edge.grafana.tables import combine
-from iotedge.edge.grafana.targets import SeriesTarget, TableTarget, parse_target, split_values
+from iotedge.edge.grafana.query import compile_filters
+from iotedge.edge.grafana.targets import SeriesTarget, TableTarget, parse_target
+from iotedge.edge.reads import MAX_BUCKETS, SeriesData, combine, split_values, window_between
 from iotedge.edge.stats import summarise
 from iotedge.edge.store import Bucket, Summary
 from iotedge.errors import BadRequest

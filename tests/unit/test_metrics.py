@@ -21,11 +21,11 @@ from iotedge.edge.container import ContainerSample
 from iotedge.edge.metrics import (
     NOTIFICATION_OUTCOMES,
     REJECT_REASONS,
-    UPSTREAM_ENDPOINTS,
     UPSTREAM_OUTCOMES,
     EdgeMetrics,
 )
 from iotedge.edge.metrics_http import MetricsAccess, MetricsMiddleware, MetricsServer, serve_metrics
+from iotedge.edge.upstream import UPSTREAM_ENDPOINTS
 from tests.procs import free_port
 
 SAMPLE = ContainerSample(
@@ -215,11 +215,13 @@ def test_unknown_cpu_rate_exports_no_series() -> None:
 def test_out_of_set_labels_count_as_other() -> None:
     """An unexpected outcome, reason or method does not create a new series of its own."""
     registry, metrics = make()
-    metrics.observe_upstream("data", "exploded", 0.1)
+    metrics.observe_upstream("/iot_data/{id}", "exploded", 0.1)
     metrics.record_rejected("cosmic_rays")
     metrics.observe_http("/x", "BREW", 418, 0.001)
     samples = scrape(registry)
-    assert samples[("iotedge_upstream_requests_total", labels(endpoint="data", outcome="other"))] == 1
+    assert (
+        samples[("iotedge_upstream_requests_total", labels(endpoint="/iot_data/{id}", outcome="other"))] == 1
+    )
     assert samples[("iotedge_readings_rejected_total", labels(reason="other"))] == 1
     assert samples[("iotedge_http_requests_total", labels(route="/x", method="other", status="418"))] == 1
     assert not any(value == "exploded" or value == "cosmic_rays" for _, ls in samples for _, value in ls)

@@ -1,9 +1,13 @@
 """Notification settings: route parsing, routing decisions and refusals at construction."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from iotedge.cli import edge
+from iotedge.config import EdgeSettings, load_edge_settings, setting_fields
+from iotedge.config_notify import DERIVED
 from iotedge.edge.notify import NotifySettings, Route, parse_routes
 from iotedge.errors import ConfigError
 
@@ -67,7 +71,7 @@ def test_first_matching_route_decides() -> None:
 def test_bad_settings_fail_at_construction(kwargs: dict[str, object], needle: str) -> None:
     """Invalid combinations raise ConfigError naming the setting."""
     with pytest.raises(ConfigError, match=needle):
-        NotifySettings(**kwargs)  # type: ignore[arg-type]
+        NotifySettings(**kwargs)
 
 
 def test_secrets_stay_out_of_repr() -> None:
@@ -82,3 +86,35 @@ def test_secrets_stay_out_of_repr() -> None:
         mail_to=("a@b",),
     )
     assert HOOK_KEY not in repr(settings) and MAIL_PASS not in repr(settings)
+
+
+def test_every_notify_setting_is_a_variable_and_a_flag(tmp_path: Path) -> None:
+    """Each notification field (the derived ones aside) is an IOTEDGE_* variable, and a flag unless secret."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not read here")
+    env = {
+        "IOTEDGE_SMTP_CA_FILE": str(ca),
+        "IOTEDGE_WEBHOOK_TIMEOUT": "4s",
+        "IOTEDGE_NOTIFY_BACKOFF_BASE": "1s",
+        "IOTEDGE_NOTIFY_BACKOFF_MAX": "1m",
+        "IOTEDGE_NOTIFY_BATCH_SIZE": "7",
+    }
+    notify = load_edge_settings(env, notify_poll_interval="3s", edge_id="e9").notify
+    assert (notify.smtp_ca_file, notify.webhook_timeout_s) == (str(ca), 4.0)
+    assert (notify.backoff_base_s, notify.backoff_max_s, notify.batch_size) == (1.0, 60.0, 7)
+    assert (notify.poll_interval_s, notify.edge_id) == (3.0, "e9")
+    flags = {param.name for param in edge.params}
+    settings = setting_fields(EdgeSettings)
+    for name, info in NotifySettings.model_fields.items():
+        if name in DERIVED:
+            continue
+        flat = info.alias or name
+        assert settings[flat][0] == ("notify", name), flat
+        if flat not in ("webhook_secret", "smtp_password"):  # secrets: environment only, out of `ps`
+            assert flat in flags, f"iotedge edge has no flag for {flat}"
+
+
+def test_a_bad_notify_variable_is_named() -> None:
+    """A bad value names the environment variable it came from, as for any other setting."""
+    with pytest.raises(ConfigError, match="IOTEDGE_NOTIFY_BATCH_SIZE"):
+        load_edge_settings({"IOTEDGE_NOTIFY_BATCH_SIZE": "0"})

@@ -2,7 +2,7 @@
 
 import pytest
 
-from iotedge.edge.grafana.budget import QueryBudget
+from iotedge.edge.reads import QueryBudget
 from iotedge.errors import BadRequest
 
 

@@ -12,7 +12,14 @@ import click
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from iotedge.config import EDGE_ENV_PREFIX, SIM_ENV_PREFIX, EdgeSettings, SimSettings, env_name
+from iotedge.config import (
+    EDGE_ENV_PREFIX,
+    SIM_ENV_PREFIX,
+    EdgeSettings,
+    SimSettings,
+    env_name,
+    setting_fields,
+)
 from iotedge.edge.auth import KeyRecord
 from iotedge.edge.rules import DEFAULT_RULES, RuleSet
 from tools.docs_gen.markdown import GENERATED_NOTE, code, compact_json, table
@@ -34,8 +41,8 @@ keys file. This page is generated from the code (`SimSettings` and `EdgeSettings
   the default. Every flag of `iotedge sim` has the twin `IOTEDGE_SIM_<FLAG>`, every flag of
   `iotedge edge` the twin `IOTEDGE_<FLAG>` (upper case, `-` becomes `_`):
   `--poll-interval 2s` and `IOTEDGE_POLL_INTERVAL=2s` are the same. Settings marked
-  "environment only" have no flag (mostly secrets and notification settings, so they stay
-  out of `ps` listings and shell history).
+  "environment only" have no flag: they are secrets, kept out of `ps` listings and shell
+  history.
 - **Durations** accept a number of seconds or a suffix: `250ms`, `5s`, `15m`, `2h`, `7d`.
 - **Lists** (mail recipients, garbage kinds) are comma-separated.
 - **Validation happens at start-up.** A bad value stops the command with a message naming
@@ -139,11 +146,14 @@ _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
     "Notifications (see [notifications.md](notifications.md))": (
         "webhook_url",
         "webhook_secret",
+        "webhook_timeout",
         "smtp_host",
         "smtp_port",
         "smtp_security",
         "smtp_user",
         "smtp_password",
+        "smtp_timeout",
+        "smtp_ca_file",
         "mail_from",
         "mail_to",
         "notify_routes",
@@ -151,6 +161,10 @@ _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
         "notify_flap_window",
         "notify_flap_max",
         "notify_max_age",
+        "notify_poll_interval",
+        "notify_backoff_base",
+        "notify_backoff_max",
+        "notify_batch_size",
     ),
 }
 
@@ -187,11 +201,17 @@ def click_options(command: click.Command) -> dict[str, dict[str, Any]]:
 
 
 def _duration_fields(model: type[BaseModel]) -> set[str]:
-    """Fields that a validator parses as durations (``5s``, ``15m``...)."""
+    """Settings (flat names) that a validator parses as durations (``5s``, ``15m``...)."""
     names: set[str] = set()
-    for name, decorator in model.__pydantic_decorators__.field_validators.items():
-        if "duration" in name:
-            names.update(decorator.info.fields)
+    for flat, (path, _) in setting_fields(model).items():
+        owner: type[BaseModel] = model
+        if len(path) > 1:
+            nested = model.model_fields[path[0]].annotation
+            if isinstance(nested, type) and issubclass(nested, BaseModel):
+                owner = nested
+        for name, decorator in owner.__pydantic_decorators__.field_validators.items():
+            if "duration" in name and path[-1] in decorator.info.fields:
+                names.add(flat)
     return names
 
 
@@ -247,7 +267,7 @@ def _kind(name: str, info: FieldInfo, durations: set[str]) -> str:
     elif _literal_values(annotation):
         prefix = "comma list of" if typing.get_origin(annotation) is tuple else "one of"
         kind = f"{prefix} " + ", ".join(str(v) for v in _literal_values(annotation))
-    elif typing.get_origin(annotation) is tuple:
+    elif typing.get_origin(annotation) is tuple and typing.get_args(annotation)[0] is str:
         kind = "comma list"
     elif annotation is bool:
         kind = "true/false"
@@ -276,8 +296,9 @@ def _settings_rows(
     options = click_options(command)
     durations = _duration_fields(model)
     rows = []
+    fields = setting_fields(model)
     for name in names:
-        info = model.model_fields[name]
+        info = fields[name][1]
         rows.append(
             [
                 _flag(options.get(name)),
@@ -298,11 +319,11 @@ def _command_section(name: str) -> list[str]:
     title = {"sim": "the device API simulator", "edge": "the edge server"}[name]
     help_text = (command.help or "").split("\n")[0]
     lines = [f"## `iotedge {name}`: {title}", "", help_text, ""]
-    fields = list(model.model_fields)
+    fields = list(setting_fields(model))
     if name == "edge":
         placed: set[str] = set()
         for group, members in _EDGE_GROUPS.items():
-            names = [field for field in members if field in model.model_fields]
+            names = [field for field in members if field in fields]
             placed.update(names)
             if names:
                 lines += [
@@ -341,7 +362,7 @@ def _other_commands() -> list[str]:
             continue
         lines += [f"### `{full}`", "", (command.help or "").split("\n")[0], ""]
         options = click_options(command)
-        if full == "iotedge notify test" and set(options) <= set(EdgeSettings.model_fields):
+        if full == "iotedge notify test" and set(options) <= set(setting_fields(EdgeSettings)):
             lines += ["Takes the same flags and environment variables as `iotedge edge`.", ""]
             continue
         rows = []

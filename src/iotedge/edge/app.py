@@ -25,14 +25,13 @@ from iotedge.edge.http_errors import install_error_handlers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.mqtt import build_bridge
-from iotedge.edge.normalise import REJECTION_REASONS
-from iotedge.edge.notify import CHANNELS, Drainer, MqttChannel, NotifySettings, parse_routes, pending_count
+from iotedge.edge.notify import Drainer, MqttChannel, pending_count
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.store import SqliteStore, open_store
 from iotedge.edge.ui import install_console
-from iotedge.edge.upstream import UPSTREAM_ENDPOINTS, DeviceApiClient
+from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import ConfigError
 from iotedge.tls import client_context
 
@@ -41,28 +40,6 @@ __all__ = ["STORE_FILENAME", "create_app"]
 _log = logging.getLogger(__name__)
 
 STORE_FILENAME = "iotedge.sqlite3"
-
-
-def notify_settings(settings: EdgeSettings, edge_id: str) -> NotifySettings:
-    """The notification settings carried by the edge settings."""
-    return NotifySettings(
-        edge_id=edge_id,
-        webhook_url=settings.webhook_url,
-        webhook_secret=settings.webhook_secret,
-        smtp_host=settings.smtp_host,
-        smtp_port=settings.smtp_port,
-        smtp_security=settings.smtp_security,
-        smtp_user=settings.smtp_user,
-        smtp_password=settings.smtp_password,
-        mail_from=settings.mail_from,
-        mail_to=settings.mail_to,
-        routes=parse_routes(settings.notify_routes),
-        cooldown_s=settings.notify_cooldown,
-        flap_window_s=settings.notify_flap_window,
-        flap_max=settings.notify_flap_max,
-        max_age_s=settings.notify_max_age,
-        mqtt=bool(settings.mqtt_broker),
-    )
 
 
 async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) -> None:
@@ -129,9 +106,6 @@ def create_app(
     metrics = EdgeMetrics(
         registry=CollectorRegistry(),
         edge_id=edge_id,
-        upstream_endpoints=UPSTREAM_ENDPOINTS,
-        reject_reasons=(*REJECTION_REASONS, "not_json"),
-        channels=CHANNELS,
         clock=clock,
         per_object=settings.metrics_per_object,
     )
@@ -151,7 +125,7 @@ def create_app(
         # One owner of the store's connections: the drainer and the notification views
         # share them (see iotedge.edge.store.connection for why one writer and one reader).
         db = store if store is not None else open_store(settings.data_dir / STORE_FILENAME)
-        notifying = notify_settings(settings, edge_id)
+        notifying = settings.notify
         bridge = (
             build_bridge(
                 settings,

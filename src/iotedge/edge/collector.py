@@ -3,6 +3,9 @@
 ``refresh()`` runs exactly one cycle and never raises; ``run()`` only loops around it,
 booking the next cycle after the current one ends (cycles never overlap) with a little
 jitter. Tests call ``refresh()`` directly.
+
+About 400 lines on purpose: one coordinator whose steps (catalogue, poll, backfill, store,
+rules, retention) share its health and schedule; split, they would pass that state around.
 """
 
 import asyncio

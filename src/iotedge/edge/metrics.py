@@ -31,15 +31,16 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from iotedge import __version__
+from iotedge.config_notify import CHANNELS
 from iotedge.edge.container import ContainerSample
+from iotedge.edge.normalise import REJECTION_REASONS
+from iotedge.edge.upstream import UPSTREAM_ENDPOINTS
 from iotedge.guard import CONNECTION_EVENTS, TLS_REASONS
 
 __all__ = [
     "HTTP_METHODS",
-    "NOTIFICATION_CHANNELS",
     "NOTIFICATION_OUTCOMES",
     "REJECT_REASONS",
-    "UPSTREAM_ENDPOINTS",
     "UPSTREAM_OUTCOMES",
     "ContainerSource",
     "EdgeMetrics",
@@ -50,9 +51,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 UPSTREAM_OUTCOMES = ("ok", "timeout", "connect", "status", "payload", "circuit_open")
-UPSTREAM_ENDPOINTS = ("objects", "data", "history")
-REJECT_REASONS = ("shape", "type", "missing", "non_finite", "out_of_range", "timestamp")
-NOTIFICATION_CHANNELS = ("webhook", "email")
+REJECT_REASONS = (*REJECTION_REASONS, "not_json")  # a poll answer that is not JSON is rejected whole
 # sent: delivered; failed: one attempt failed (it will be retried); dropped: gave up;
 # suppressed: held back by noise control (cooldown, flapping) or routing.
 NOTIFICATION_OUTCOMES = ("sent", "failed", "dropped", "suppressed")
@@ -188,7 +187,7 @@ class EdgeMetrics:
         open_anomalies: OpenAnomalies | None = None,
         upstream_endpoints: Sequence[str] = UPSTREAM_ENDPOINTS,
         reject_reasons: Sequence[str] = REJECT_REASONS,
-        channels: Sequence[str] = NOTIFICATION_CHANNELS,
+        channels: Sequence[str] = CHANNELS,
         clock: Callable[[], float] = time.time,
         per_object: bool = False,
     ) -> None:

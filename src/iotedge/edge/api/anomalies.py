@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query
 from iotedge.edge.api.models import AnomaliesOut
 from iotedge.edge.api.selection import LIST_HELP, MAX_LIST_LENGTH, clients_param
 from iotedge.edge.deps import ContextDep, PrincipalDep
-from iotedge.edge.grafana.targets import split_values
+from iotedge.edge.reads import split_values
 from iotedge.edge.store import anomaly_json
 from iotedge.edge.timefmt import parse_instant
 

@@ -13,10 +13,18 @@ from fastapi import APIRouter, Query
 from iotedge.edge.api.models import ClientsOut, ReadingRowOut, StatisticsRowOut
 from iotedge.edge.api.selection import LIST_HELP, MAX_LIST_LENGTH, clients_param, metrics_param, objects_param
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRangeDep
-from iotedge.edge.grafana.budget import QueryBudget
-from iotedge.edge.grafana.query import MAX_BUCKETS, Evaluator, SeriesData, window_between
-from iotedge.edge.grafana.tables import client_rows, statistics_rows
-from iotedge.edge.grafana.targets import SeriesTarget
+from iotedge.edge.reads import (
+    MAX_BUCKETS,
+    QueryBudget,
+    SeriesData,
+    client_plans,
+    client_rows,
+    fetch,
+    object_plans,
+    statistics_rows,
+    view_of,
+    window_between,
+)
 from iotedge.edge.timefmt import epoch_ms
 from iotedge.web import JSONBytes
 
@@ -53,25 +61,24 @@ async def readings(
     The same budget as ``POST /query`` applies (500 series, 200,000 points, 8 MiB: a 422
     naming the limit beyond), and the request's cost is charged to the key's rate budget.
     """
-    ev = Evaluator(ctx, principal.scope)
+    view = view_of(ctx, principal.scope)
     clients = clients_param(principal, client_id)
-    objs = ev.select_objects(objects_param(ev, object_id), clients)
+    objs = view.select_objects(objects_param(view, object_id), clients)
     metrics = metrics_param(metric)
     span = window_between(window.since, window.until, interval_ms=step_ms, max_points=max_points)
-    target = SeriesTarget(subjects=None, metrics=metrics, agg=agg)
     if by == "object":
-        plans = ev.object_plans(objs, metrics, target)
+        plans = object_plans(view, objs, metrics, agg=agg)
     else:
         plans = []
         for client in sorted({obj.client for obj in objs}):
             members = [obj for obj in objs if obj.client == client]
-            plans += ev.client_plans(client, members, metrics, target)
+            plans += client_plans(view, client, members, metrics, agg=agg)
     budget = QueryBudget(names=("object_id", "max_points"), location="query")
     try:
         budget.plan_series(len(plans))
         rows = []
         for plan in plans:
-            data = ev.fetch(plan, span)
+            data = fetch(view, plan, span)
             budget.spend_points(len(data.buckets), sum(bucket.count for bucket in data.buckets))
             rows += [_row(data, bucket_ts, bucket) for bucket_ts, bucket in _stamped(data, span.since)]
             await asyncio.sleep(0)  # other requests are served between two store reads
@@ -115,14 +122,14 @@ async def statistics(
     metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
 ) -> JSONBytes:
     """Window statistics as flat rows, one per metric of each group (metrics are never mixed)."""
-    ev = Evaluator(ctx, principal.scope)
+    view = view_of(ctx, principal.scope)
     clients = clients_param(principal, client_id)
     rows = statistics_rows(
-        ev,
+        view,
         window_between(window.since, window.until),
         by=by,
         client_ids=clients,
-        object_ids=objects_param(ev, object_id),
+        object_ids=objects_param(view, object_id),
         metrics=metrics_param(metric),
     )
     return JSONBytes(rows)
@@ -133,5 +140,5 @@ async def clients(
     ctx: ContextDep, principal: PrincipalDep, client_id: Annotated[str | None, _LIST] = None
 ) -> JSONBytes:
     """Clients visible to the key: objects, objects offline (stale), newest reading."""
-    rows = client_rows(Evaluator(ctx, principal.scope), client_ids=clients_param(principal, client_id))
+    rows = client_rows(view_of(ctx, principal.scope), client_ids=clients_param(principal, client_id))
     return JSONBytes({"clients": rows, "count": len(rows), "edge_id": ctx.edge_id})

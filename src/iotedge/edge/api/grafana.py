@@ -13,7 +13,6 @@ from fastapi import APIRouter, Body
 
 from iotedge.edge.deps import ContextDep, OptionalPrincipalDep, PrincipalDep
 from iotedge.edge.grafana import catalogue
-from iotedge.edge.grafana.budget import QueryBudget
 from iotedge.edge.grafana.models import (
     AnnotationOut,
     AnnotationsIn,
@@ -31,9 +30,10 @@ from iotedge.edge.grafana.models import (
     VariableIn,
     VariableOptionOut,
 )
-from iotedge.edge.grafana.query import TAG_KEYS, Evaluator, Window, compile_filters, series_table, window_of
-from iotedge.edge.grafana.tables import anomaly_rows, table
-from iotedge.edge.grafana.targets import SeriesTarget, TableTarget, parse_payload, parse_target, split_values
+from iotedge.edge.grafana.query import TAG_KEYS, compile_filters, plan, series_table, window_of
+from iotedge.edge.grafana.tables import table
+from iotedge.edge.grafana.targets import SeriesTarget, TableTarget, parse_payload, parse_target
+from iotedge.edge.reads import QueryBudget, View, Window, anomaly_rows, fetch, split_values, view_of
 from iotedge.web import JSONBytes
 
 router = APIRouter(tags=["grafana"])
@@ -72,8 +72,8 @@ async def search(
     ctx: ContextDep, principal: PrincipalDep, body: Annotated[SearchIn | None, Body()] = None
 ) -> JSONBytes:
     """Targets containing the typed text, or a finder's values (``clients``, ``objects?client_id=...``)."""
-    ev = Evaluator(ctx, principal.scope)
-    return JSONBytes(catalogue.search(ev, (body.target if body else None) or ""))
+    view = view_of(ctx, principal.scope)
+    return JSONBytes(catalogue.search(view, (body.target if body else None) or ""))
 
 
 @router.post("/query", response_model=list[SeriesOut | TableOut])
@@ -86,11 +86,11 @@ async def query(ctx: ContextDep, principal: PrincipalDep, body: QueryIn) -> JSON
     its cost (series, points, readings read) is charged to the key's rate budget.
     """
     filters = [*compile_filters(body.adhocFilters), *compile_filters(body.filters, "filters")]
-    ev = Evaluator(ctx, principal.scope, filters)
+    view = view_of(ctx, principal.scope, filters)
     window = window_of(body.range, ctx.clock, interval_ms=body.intervalMs, max_points=body.maxDataPoints)
     budget = QueryBudget()
     try:
-        out = await _answer(ev, body, window, budget)
+        out = await _answer(view, body, window, budget)
         rendered = JSONBytes(out)
         budget.check_response(len(rendered.body))
     finally:
@@ -98,7 +98,7 @@ async def query(ctx: ContextDep, principal: PrincipalDep, body: QueryIn) -> JSON
     return rendered
 
 
-async def _answer(ev: Evaluator, body: QueryIn, window: Window, budget: QueryBudget) -> list[dict[str, Any]]:
+async def _answer(view: View, body: QueryIn, window: Window, budget: QueryBudget) -> list[dict[str, Any]]:
     """Every target's elements; the event loop serves other requests between two store reads."""
     parsed_targets = [
         (target, parse_target(target.target, target.payload if target.payload is not None else target.data))
@@ -106,7 +106,7 @@ async def _answer(ev: Evaluator, body: QueryIn, window: Window, budget: QueryBud
         if not target.hide
     ]
     plans = {
-        index: ev.plan(parsed)
+        index: plan(view, parsed)
         for index, (_, parsed) in enumerate(parsed_targets)
         if isinstance(parsed, SeriesTarget)
     }
@@ -114,14 +114,14 @@ async def _answer(ev: Evaluator, body: QueryIn, window: Window, budget: QueryBud
     out: list[dict[str, Any]] = []
     for index, (target, parsed) in enumerate(parsed_targets):
         if isinstance(parsed, TableTarget):
-            result = table(ev, parsed, window)
+            result = table(view, parsed, window)
             budget.spend_points(len(result.rows))
             out.append(_table_json(target.refId, result.columns, result.positional()))
             await asyncio.sleep(0)
             continue
         series = []
-        for plan in plans.get(index, []):
-            data = ev.fetch(plan, window)
+        for planned in plans.get(index, []):
+            data = fetch(view, planned, window)
             budget.spend_points(len(data.buckets), sum(bucket.count for bucket in data.buckets))
             series.append(data)
             await asyncio.sleep(0)
@@ -136,7 +136,7 @@ async def _answer(ev: Evaluator, body: QueryIn, window: Window, budget: QueryBud
     return out
 
 
-def _annotation_scope(ev: Evaluator, parsed: SeriesTarget | TableTarget | None) -> dict[str, Any] | None:
+def _annotation_scope(view: View, parsed: SeriesTarget | TableTarget | None) -> dict[str, Any] | None:
     """anomaly_rows arguments for an annotation query; None when it names nothing visible."""
     if parsed is None:
         return {}
@@ -153,9 +153,9 @@ def _annotation_scope(ev: Evaluator, parsed: SeriesTarget | TableTarget | None) 
         }
     if parsed.subjects is None:
         return {"metrics": parsed.metrics}
-    objects = [s for s in parsed.subjects if s in ev.by_id]
-    clients = [s for s in parsed.subjects if s not in ev.by_id and s in ev.clients]
-    objects += [obj.id for obj in ev.select_objects(client_ids=clients)] if clients else []
+    objects = [s for s in parsed.subjects if s in view.by_id]
+    clients = [s for s in parsed.subjects if s not in view.by_id and s in view.clients]
+    objects += [obj.id for obj in view.select_objects(client_ids=clients)] if clients else []
     return {"object_ids": objects, "metrics": parsed.metrics} if objects else None
 
 
@@ -167,15 +167,15 @@ async def annotations(ctx: ContextDep, principal: PrincipalDep, body: Annotation
     (``device_1``, ``client_1.humidity``, ``(device_1|device_2)``) or
     ``anomalies?client_id=...&state=open``.
     """
-    ev = Evaluator(ctx, principal.scope)
+    view = view_of(ctx, principal.scope)
     window = window_of(body.range, ctx.clock)
     text = body.annotation.query.strip()
-    scope = _annotation_scope(ev, parse_target(text) if text and text != "*" else None)
+    scope = _annotation_scope(view, parse_target(text) if text and text != "*" else None)
     if scope is None:
         return JSONBytes([])
     echo = body.annotation.model_dump()
     events = []
-    for row in anomaly_rows(ev, window, limit=_ANNOTATION_LIMIT, **scope):
+    for row in anomaly_rows(view, window, limit=_ANNOTATION_LIMIT, **scope):
         event: dict[str, Any] = {
             "annotation": echo,
             "time": row["time"],
@@ -198,7 +198,7 @@ async def tag_keys(principal: PrincipalDep) -> JSONBytes:
 @router.post("/tag-values", response_model=list[TagValueOut])
 async def tag_values(ctx: ContextDep, principal: PrincipalDep, body: TagValuesIn) -> JSONBytes:
     """Values of one ad-hoc filter key that the key may see."""
-    values = catalogue.tag_values(Evaluator(ctx, principal.scope), body.key)
+    values = catalogue.tag_values(view_of(ctx, principal.scope), body.key)
     return JSONBytes([{"text": value} for value in values])
 
 
@@ -213,20 +213,20 @@ async def metric_payload_options(
     ctx: ContextDep, principal: PrincipalDep, body: PayloadOptionsIn
 ) -> JSONBytes:
     """simPod's query builder: options of one payload select."""
-    ev = Evaluator(ctx, principal.scope)
-    return JSONBytes(catalogue.payload_options(ev, body.name, parse_payload(body.payload)))
+    view = view_of(ctx, principal.scope)
+    return JSONBytes(catalogue.payload_options(view, body.name, parse_payload(body.payload)))
 
 
 @router.post("/variable", response_model=list[VariableOptionOut])
 async def variable(ctx: ContextDep, principal: PrincipalDep, body: VariableIn) -> JSONBytes:
     """simPod's template variables: ``payload.target`` is a finder query or search text."""
-    ev = Evaluator(ctx, principal.scope)
+    view = view_of(ctx, principal.scope)
     if isinstance(body.payload, str):
         target, extra = body.payload, {}
     else:
         extra = parse_payload(body.payload)
         target = str(extra.pop("target", "") or "")
-    values = catalogue.find(ev, target, extra)
+    values = catalogue.find(view, target, extra)
     if values is None:
-        values = catalogue.search(ev, target)
+        values = catalogue.search(view, target)
     return JSONBytes([{"__text": value, "__value": value} for value in values])

@@ -43,10 +43,13 @@ def _keyed(request: Request, ctx: EdgeContext) -> bool:
     return True
 
 
-@router.get("/readyz", responses={503: {"description": "Not ready: see the checks."}})
+@router.get("/readyz", responses={503: {"description": "Cannot serve: see `failing`."}})
 async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
-    """Ready when the store is writable and the device API answered recently; `failing` names what is not.
+    """Ready when this process can serve: started (first poll cycle done) and its store writable.
 
+    The device API's health is in the body (``checks.upstream``, and ``degraded`` lists it when
+    it is failing) but never makes the edge unready: when the device API is down is exactly when
+    the edge should go on serving what it has, so no replica may leave the Service for it.
     Without a key the error messages leave out internal URLs (the device API's address).
     """
     keyed = _keyed(request, ctx)
@@ -55,12 +58,16 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)
     answered = health.upstream_ok_at
     upstream_ok = answered is not None and now - answered <= recent
+    started = health.cycles > 0
     store_ok = ctx.store.writable() and health.store_error is None
+    failing = [name for name, ok in (("started", started), ("store", store_ok)) if not ok]
     body: dict[str, Any] = {
-        "ready": store_ok and upstream_ok,
-        "failing": [name for name, ok in (("store", store_ok), ("upstream", upstream_ok)) if not ok],
+        "ready": not failing,
+        "failing": failing,
+        "degraded": [] if upstream_ok else ["upstream"],
         "edge_id": ctx.edge_id,
         "checks": {
+            "started": {"ok": started, "cycles": health.cycles},
             "store": {"ok": store_ok, "last_error": _shown(health.store_error, keyed=keyed)},
             "upstream": {
                 "ok": upstream_ok,
@@ -71,6 +78,8 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
             },
         },
     }
-    if ctx.mqtt is not None:  # informative: a broker outage never makes the edge unready
+    if ctx.mqtt is not None:  # informative, like the device API: a broker outage never makes the edge unready
         body["checks"]["mqtt"] = ctx.mqtt.health.as_json(now)
+        if not body["checks"]["mqtt"].get("ok", True):
+            body["degraded"].append("mqtt")
     return JSONBytes(body, status_code=200 if body["ready"] else 503)

@@ -2,8 +2,7 @@
 
 from iotedge.config import EdgeSettings
 from iotedge.edge.auth import Principal
-from iotedge.edge.grafana.query import Evaluator
-from iotedge.edge.grafana.targets import split_values
+from iotedge.edge.reads import View, split_values
 from iotedge.errors import BadRequest, NotFound
 from iotedge.specs import METRICS
 
@@ -29,7 +28,7 @@ def clients_param(principal: Principal, text: str | None) -> tuple[str, ...] | N
     return values
 
 
-def objects_param(ev: Evaluator, text: str | None) -> tuple[str, ...] | None:
+def objects_param(view: View, text: str | None) -> tuple[str, ...] | None:
     """The objects a parameter names (None = all).
 
     Raises:
@@ -37,7 +36,7 @@ def objects_param(ev: Evaluator, text: str | None) -> tuple[str, ...] | None:
     """
     values = split_values(text)
     for object_id in values or ():
-        if object_id not in ev.by_id:
+        if object_id not in view.by_id:
             raise NotFound("Object not found")
     return values
 

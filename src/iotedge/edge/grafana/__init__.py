@@ -1,4 +1,4 @@
-"""What the edge speaks to Grafana: the JSON data source target grammar and its evaluation."""
+"""What the edge speaks to Grafana: the JSON data source target grammar; the reads are edge/reads/."""
 
 from iotedge.edge.grafana.targets import (
     AGGREGATES,
@@ -6,7 +6,6 @@ from iotedge.edge.grafana.targets import (
     SeriesTarget,
     TableTarget,
     parse_target,
-    split_values,
 )
 
-__all__ = ["AGGREGATES", "TABLES", "SeriesTarget", "TableTarget", "parse_target", "split_values"]
+__all__ = ["AGGREGATES", "TABLES", "SeriesTarget", "TableTarget", "parse_target"]

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from iotedge.edge.grafana.query import TAG_KEYS, Evaluator
-from iotedge.edge.grafana.tables import STAT_BY
-from iotedge.edge.grafana.targets import AGGREGATES, TABLES, split_values
+from iotedge.edge.grafana.query import TAG_KEYS
+from iotedge.edge.grafana.targets import AGGREGATES, TABLES
+from iotedge.edge.reads import STAT_BY, View, split_values
 from iotedge.specs import DEVICE_TYPES, METRIC_ORDER
 
 __all__ = ["FINDERS", "MAX_RESULTS", "find", "metric_options", "payload_options", "search", "tag_values"]
@@ -31,13 +31,13 @@ _STATIC: dict[str, tuple[str, ...]] = {
 }
 
 
-def _metrics_measured(ev: Evaluator, params: Mapping[str, str]) -> list[str]:
-    objs = ev.select_objects(split_values(params.get("object_id")), split_values(params.get("client_id")))
+def _metrics_measured(view: View, params: Mapping[str, str]) -> list[str]:
+    objs = view.select_objects(split_values(params.get("object_id")), split_values(params.get("client_id")))
     measured = {m for obj in objs for m in DEVICE_TYPES[obj.type].metrics}
     return [m for m in METRIC_ORDER if m in measured]
 
 
-def find(ev: Evaluator, query: str, extra: Mapping[str, Any] | None = None) -> list[str] | None:
+def find(view: View, query: str, extra: Mapping[str, Any] | None = None) -> list[str] | None:
     """Values of a finder query, or None when ``query`` is not one."""
     name, _, text = query.strip().lstrip("/").partition("?")
     name = name.strip().lower()
@@ -47,7 +47,7 @@ def find(ev: Evaluator, query: str, extra: Mapping[str, Any] | None = None) -> l
     params.update({str(k): str(v) for k, v in (extra or {}).items() if k != "target" and v is not None})
     clients, objects = split_values(params.get("client_id")), split_values(params.get("object_id"))
     types = split_values(params.get("type"))
-    selected = [o for o in ev.select_objects(objects, clients) if types is None or o.type in types]
+    selected = [o for o in view.select_objects(objects, clients) if types is None or o.type in types]
     if name == "clients":
         return sorted({o.client for o in selected})[:MAX_RESULTS]
     if name == "objects":
@@ -57,42 +57,42 @@ def find(ev: Evaluator, query: str, extra: Mapping[str, Any] | None = None) -> l
         ]
         return found[:MAX_RESULTS]
     if name == "metrics":
-        return _metrics_measured(ev, params)
+        return _metrics_measured(view, params)
     if name == "types":
         return sorted({o.type for o in selected})
     return list(AGGREGATES if name == "aggregates" else TABLES)
 
 
-def _every_target(ev: Evaluator) -> list[str]:
-    targets = [f"{obj.id}.{m}" for obj in ev.select_objects() for m in DEVICE_TYPES[obj.type].metrics]
-    for client in ev.clients:
-        targets += [f"{client}.{m}" for m in _metrics_measured(ev, {"client_id": client})]
+def _every_target(view: View) -> list[str]:
+    targets = [f"{obj.id}.{m}" for obj in view.select_objects() for m in DEVICE_TYPES[obj.type].metrics]
+    for client in view.clients:
+        targets += [f"{client}.{m}" for m in _metrics_measured(view, {"client_id": client})]
         targets.append(f"client_statistics?client_id={client}")
-    targets += [f"processed_data?object_id={obj.id}" for obj in ev.select_objects()]
+    targets += [f"processed_data?object_id={obj.id}" for obj in view.select_objects()]
     return [*targets, "statistics", "objects", "clients", "anomalies"]
 
 
-def search(ev: Evaluator, text: str) -> list[str]:
+def search(view: View, text: str) -> list[str]:
     """``/search``: a finder's values, or every target containing ``text`` (case-insensitive)."""
-    found = find(ev, text)
+    found = find(view, text)
     if found is not None:
         return found
     needle = text.strip().lower()
-    return [t for t in _every_target(ev) if needle in t.lower()][:MAX_RESULTS]
+    return [t for t in _every_target(view) if needle in t.lower()][:MAX_RESULTS]
 
 
-def tag_values(ev: Evaluator, key: str) -> list[str]:
+def tag_values(view: View, key: str) -> list[str]:
     """Values of an ad-hoc filter key among what the caller may see; unknown keys have none."""
     key = _TAG_ALIASES.get(key.strip().lower(), key.strip().lower())
     if key not in TAG_KEYS:
         return []
     if key == "client":
-        return ev.clients
+        return view.clients
     if key == "object":
-        return [obj.id for obj in ev.objects][:MAX_RESULTS]
+        return [obj.id for obj in view.objects][:MAX_RESULTS]
     if key == "metric":
-        return _metrics_measured(ev, {})
-    return sorted({obj.type for obj in ev.objects})
+        return _metrics_measured(view, {})
+    return sorted({obj.type for obj in view.objects})
 
 
 def _payload(name: str, label: str, *, static: bool = False, kind: str = "select") -> dict[str, Any]:
@@ -142,17 +142,17 @@ def metric_options() -> list[dict[str, Any]]:
     ]
 
 
-def payload_options(ev: Evaluator, name: str, payload: Mapping[str, Any]) -> list[dict[str, str]]:
+def payload_options(view: View, name: str, payload: Mapping[str, Any]) -> list[dict[str, str]]:
     """simPod ``/metric-payload-options``: the options of payload field ``name``."""
     params = {str(k): str(v) for k, v in payload.items() if v is not None and str(v) != ""}
     if name in _STATIC:
         values: list[str] = list(_STATIC[name])
     elif name == "client_id":
-        values = find(ev, "clients") or []
+        values = find(view, "clients") or []
     elif name == "object_id":
-        values = find(ev, "objects", {k: v for k, v in params.items() if k == "client_id"}) or []
+        values = find(view, "objects", {k: v for k, v in params.items() if k == "client_id"}) or []
     elif name == "metric":
-        values = _metrics_measured(ev, params)
+        values = _metrics_measured(view, params)
     else:
         values = []
     return [{"label": value, "value": value} for value in values]

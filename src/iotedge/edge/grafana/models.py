@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from iotedge.edge.grafana.budget import MAX_TARGETS
+from iotedge.edge.reads.budget import MAX_TARGETS
 
 __all__ = [
     "AdhocFilterIn",

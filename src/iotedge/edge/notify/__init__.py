@@ -1,8 +1,9 @@
 """Anomaly notifications: outbox drainer, webhook and email channels, noise control."""
 
+from iotedge.config_notify import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import ChannelResult, build_channels, send_test
-from iotedge.edge.notify.drainer import DeliveryStats, Drainer, DrainReport, backoff_delay
+from iotedge.edge.notify.drainer import Drainer, DrainReport, backoff_delay
 from iotedge.edge.notify.mail import EmailChannel, build_email
 from iotedge.edge.notify.message import (
     SCHEMA_VERSION,
@@ -12,7 +13,6 @@ from iotedge.edge.notify.message import (
     webhook_body,
 )
 from iotedge.edge.notify.mqtt import MqttChannel
-from iotedge.edge.notify.settings import CHANNELS, NotifySettings, Route, parse_routes
 from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
 from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
 
@@ -22,7 +22,6 @@ __all__ = [
     "Channel",
     "ChannelResult",
     "DeliveryError",
-    "DeliveryStats",
     "DrainReport",
     "Drainer",
     "EmailChannel",

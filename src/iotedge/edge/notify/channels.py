@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from iotedge.config_notify import NotifySettings
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.mail import EmailChannel
 from iotedge.edge.notify.message import Notification
-from iotedge.edge.notify.settings import NotifySettings
 from iotedge.edge.notify.webhook import WebhookChannel
 
 __all__ = ["ChannelResult", "build_channels", "send_test"]

@@ -16,12 +16,13 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+from iotedge.config_notify import NotifySettings
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import build_channels
 from iotedge.edge.notify.message import Kind, Notification
@@ -32,37 +33,20 @@ from iotedge.edge.notify.noise import (
     settle_flapping,
     triage,
 )
-from iotedge.edge.notify.settings import CHANNELS, NotifySettings
 from iotedge.edge.store import SqliteDatabase
 from iotedge.errors import StoreError
 
-__all__ = ["DeliveryStats", "DrainReport", "Drainer", "backoff_delay"]
+__all__ = ["DrainReport", "Drainer", "backoff_delay"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-# Channels counted from zero even when off; others (mqtt) are added when configured.
-_ALWAYS_COUNTED = tuple(channel for channel in CHANNELS if channel != "mqtt")
 
 
 def backoff_delay(attempts: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Full-jitter backoff: uniform in ``[0, min(cap, base * 2 ** (attempts - 1))]``."""
     ceiling = min(cap_s, base_s * 2.0 ** min(max(attempts - 1, 0), 60))
     return rng.uniform(0.0, ceiling)
-
-
-@dataclass
-class DeliveryStats:
-    """Counters since start, per channel, for the metrics exporter to read at scrape time."""
-
-    sent: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
-    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
-    retried: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
-    suppressed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_ALWAYS_COUNTED, 0))
-    passes: int = 0
-    last_pass_at: float | None = None
-    last_error: str | None = None
 
 
 @dataclass
@@ -91,7 +75,7 @@ class Drainer:
             drainer creates (and closes) its own when this is omitted too.
         clock: epoch seconds; compared with the outbox's ``created_at``.
         rng: the jitter source.
-        stats: counters to update (shared with the metrics exporter).
+        on_outcome: called with (channel, outcome, count) for each delivery outcome (the metrics).
     """
 
     def __init__(
@@ -103,12 +87,10 @@ class Drainer:
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        stats: DeliveryStats | None = None,
         on_outcome: Callable[[str, str, int], None] | None = None,
         mqtt_channel: Channel | None = None,
     ) -> None:
         self.settings = settings
-        self.stats = stats or DeliveryStats()
         self._on_outcome = on_outcome
         self._clock = clock
         self._rng = rng or random.Random()
@@ -118,10 +100,6 @@ class Drainer:
                 http_client = self._owned_client = httpx.AsyncClient()
             channels = build_channels(settings, http_client=http_client, clock=clock, mqtt=mqtt_channel)
         self._channels = dict(channels)
-        for name in self._channels:
-            for counter in (self.stats.sent, self.stats.failed, self.stats.retried):
-                counter.setdefault(name, 0)
-            self.stats.suppressed.setdefault(name, 0)
         self._owned_db: SqliteDatabase | None = None
         if isinstance(database, SqliteDatabase):
             self._database = database
@@ -181,14 +159,11 @@ class Drainer:
             except Exception as exc:
                 # The store may be locked or broken; the next pass tries again.
                 report.error = f"{type(exc).__name__}: {exc}"
-                self.stats.last_error = report.error
                 logger.warning(
                     "notification pass failed: %s",
                     report.error,
                     exc_info=not isinstance(exc, sqlite3.Error | StoreError),
                 )
-        self.stats.passes += 1
-        self.stats.last_pass_at = self._clock()
         return report
 
     async def _pass(self, report: DrainReport) -> None:
@@ -349,13 +324,11 @@ class Drainer:
         )
 
     def _tally(self, kind: str, channel: str, count: int = 1) -> None:
-        """Count an outcome in the stats and report it to the metrics hook.
+        """Report an outcome to the metrics hook.
 
         Metrics name the outcomes from the operator's side: a retried attempt is ``failed``,
         a message given up on is ``dropped``.
         """
-        counter: dict[str, int] = getattr(self.stats, kind)
-        counter[channel] = counter.get(channel, 0) + count
         if self._on_outcome is not None:
             outcome = {"retried": "failed", "failed": "dropped"}.get(kind, kind)
             self._on_outcome(channel, outcome, count)

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+from iotedge.config_notify import SmtpSecurity
 from iotedge.edge.notify.base import DeliveryError
 from iotedge.edge.notify.message import Notification, email_subject, email_text
-from iotedge.edge.notify.settings import SmtpSecurity
 
 __all__ = ["EmailChannel", "build_email"]
 

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from iotedge.edge.notify.settings import NotifySettings
+from iotedge.config_notify import NotifySettings
 
 __all__ = ["HELD", "TriageResult", "release_held", "series_key", "settle_flapping", "triage"]
 

@@ -81,7 +81,10 @@ def main(log_level: str) -> None:
     iotedge certs    development certificates for HTTPS and mTLS
     iotedge notify   test the webhook and email notifications
     iotedge inject   start an anomaly now on a running simulator
-    Each flag also reads an IOTEDGE_* environment variable; a flag wins over it.
+    iotedge store    check the edge's store file (stop the edge first)
+
+    Each flag of sim and edge also reads an environment variable
+    (IOTEDGE_SIM_<FLAG>, IOTEDGE_<FLAG>); a flag wins over it.
     """
     _setup_logging(log_level)
 

@@ -14,6 +14,7 @@ from iotedge.cli_security import certs, edge_security_options, keys, metrics_opt
 from iotedge.cli_sim import inject
 from iotedge.cli_store import store
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
+from iotedge.demo import ensure_port_free
 from iotedge.errors import ConfigError, StoreError
 from iotedge.serving import edge_limits, run_async, uvicorn_server
 from iotedge.tls import server_context
@@ -117,6 +118,7 @@ def sim(**options: Any) -> None:
     from iotedge.sim.app import create_app
 
     settings = load_sim_settings(**options)
+    ensure_port_free(settings.host, settings.port, "--port")
     app = create_app(settings)
     fleet = app.state.fleet
     _log.info(
@@ -176,6 +178,8 @@ def edge(**options: Any) -> None:
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
     KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
+    ensure_port_free(settings.host, settings.port, "--port")
+    ensure_port_free(settings.metrics_host, settings.metrics_port, "--metrics-port")
     app = create_app(settings, store=open_store(settings.data_dir / STORE_FILENAME))
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -93,6 +93,14 @@ def main(log_level: str) -> None:
 _SIM_HELP_ENV = f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g. {SIM_ENV_PREFIX}SEED)."
 
 
+def _run_until_ctrl_c(coro: Coroutine[Any, Any, None], *, tls: bool = False) -> None:
+    """Serve until stopped. Ctrl-C is how the docs say to stop, so it exits 0, not click's "Aborted!"."""
+    try:
+        run_async(coro, tls=tls)
+    except KeyboardInterrupt:
+        _log.info("stopped")
+
+
 @main.command(epilog=_SIM_HELP_ENV)
 @click.option("--host", help="Address to listen on. [default: 127.0.0.1]")
 @click.option("--port", type=int, help="TCP port. [default: 8000]")
@@ -132,7 +140,7 @@ def sim(**options: Any) -> None:
     )
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     server = uvicorn_server(app, settings.host, settings.port, tls=tls)
-    run_async(server.serve(), tls=tls is not None)
+    _run_until_ctrl_c(server.serve(), tls=tls is not None)
 
 
 _EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
@@ -192,7 +200,7 @@ def edge(**options: Any) -> None:
         tls=tls,
         on_event=app.state.metrics.record_connection_event,
     )
-    run_async(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
+    _run_until_ctrl_c(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
 
 
 @main.command()
@@ -214,7 +222,7 @@ def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, p
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
-    run_async(
+    _run_until_ctrl_c(
         run_demo(
             host=host,
             sim_port=sim_port,

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import click
@@ -15,6 +15,7 @@ from iotedge.cli_security import certs, edge_security_options, keys, metrics_opt
 from iotedge.cli_sim import inject
 from iotedge.cli_store import store
 from iotedge.config import SIM_ENV_PREFIX, load_sim_settings
+from iotedge.demo import ensure_port_free
 from iotedge.errors import ConfigError, StoreError
 from iotedge.serving import edge_limits, run_async, uvicorn_server
 from iotedge.tls import server_context
@@ -82,12 +83,23 @@ def main(log_level: str) -> None:
     iotedge certs    development certificates for HTTPS and mTLS
     iotedge notify   test the webhook and email notifications
     iotedge inject   start an anomaly now on a running simulator
-    Each flag also reads an IOTEDGE_* environment variable; a flag wins over it.
+    iotedge store    check the edge's store file (stop the edge first)
+
+    Each flag of sim and edge also reads an environment variable
+    (IOTEDGE_SIM_<FLAG>, IOTEDGE_<FLAG>); a flag wins over it.
     """
     _setup_logging(log_level)
 
 
 _SIM_HELP_ENV = f"Every flag has an environment twin {SIM_ENV_PREFIX}<FLAG> (e.g. {SIM_ENV_PREFIX}SEED)."
+
+
+def _run_until_ctrl_c(coro: Coroutine[Any, Any, None], *, tls: bool = False) -> None:
+    """Serve until stopped. Ctrl-C is how the docs say to stop, so it exits 0, not click's "Aborted!"."""
+    try:
+        run_async(coro, tls=tls)
+    except KeyboardInterrupt:
+        _log.info("stopped")
 
 
 @main.command(epilog=_SIM_HELP_ENV)
@@ -115,6 +127,7 @@ def sim(**options: Any) -> None:
     from iotedge.sim.app import create_app
 
     settings = load_sim_settings(**options)
+    ensure_port_free(settings.host, settings.port, "--port")
     app = create_app(settings)
     fleet = app.state.fleet
     _log.info(
@@ -128,7 +141,7 @@ def sim(**options: Any) -> None:
     )
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     server = uvicorn_server(app, settings.host, settings.port, tls=tls)
-    run_async(server.serve(), tls=tls is not None)
+    _run_until_ctrl_c(server.serve(), tls=tls is not None)
 
 
 _EDGE_HELP_ENV = "Every flag has an environment twin IOTEDGE_<FLAG> (e.g. IOTEDGE_POLL_INTERVAL=5s)."
@@ -175,6 +188,8 @@ def edge(**options: Any) -> None:
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
     KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
+    ensure_port_free(settings.host, settings.port, "--port")
+    ensure_port_free(settings.metrics_host, settings.metrics_port, "--metrics-port")
     app = create_app(settings, store=open_store(settings.data_dir / STORE_FILENAME))
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
@@ -187,7 +202,7 @@ def edge(**options: Any) -> None:
         tls=tls,
         on_event=app.state.metrics.record_connection_event,
     )
-    run_async(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
+    _run_until_ctrl_c(server.serve(), tls=tls is not None or settings.metrics_certfile is not None)
 
 
 @main.command()
@@ -209,7 +224,7 @@ def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, p
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
-    run_async(
+    _run_until_ctrl_c(
         run_demo(
             host=host,
             sim_port=sim_port,

@@ -165,6 +165,10 @@ def keys_list(as_json: bool, keys_file: str) -> None:
         for row in rows:
             click.echo(json.dumps(row))
         return
+    if not rows:
+        # The usual surprise after `make run`: its demo keys live in the environment, not here.
+        click.echo(f"no keys in {path} (the demo keys of iotedge run are not kept in a file)", err=True)
+        return
     header = f"{'ID':<10} {'CLIENT':<14} {'SCOPE':<20} {'STATUS':<8} {'CREATED':<18} {'EXPIRES':<18} "
     click.echo(header + f"{'REVOKED':<18} LAST USED")
     for row in rows:

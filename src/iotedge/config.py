@@ -354,7 +354,7 @@ def _load(
             field = _flat_name(error["loc"], fields)
             where = sources.get(field, field)
             shown = "<hidden>" if field in _SECRET_FIELDS else repr(error.get("input"))
-            problems.append(f"{where}: {error['msg']} (got {shown})")
+            problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')} (got {shown})")
         raise ConfigError("; ".join(problems)) from exc
 
 

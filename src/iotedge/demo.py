@@ -11,18 +11,24 @@ import click
 
 from iotedge.config import load_edge_settings, load_sim_settings
 
-__all__ = ["run_demo"]
+__all__ = ["ensure_port_free", "run_demo"]
 
 _log = logging.getLogger(__name__)
 
 
-def _ensure_free(host: str, port: int, flag: str) -> None:
+def ensure_port_free(host: str, port: int, flag: str) -> None:
     """Fail early, with the flag to change, when a port is taken."""
     if port == 0:
         return
-    with socket.socket() as sock:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return  # a name that does not resolve: the server's own bind reports it
+    with socket.socket(family, kind, proto) as sock:
+        # As the server will: a port whose old connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((host, port))
+            sock.bind(address)
         except OSError as exc:
             raise click.ClickException(
                 f"port {port} on {host} is not free ({exc.strerror}); is another iotedge running? "
@@ -77,9 +83,9 @@ async def run_demo(
     from iotedge.serving import edge_limits, uvicorn_server
     from iotedge.sim.app import create_app as create_sim
 
-    _ensure_free("127.0.0.1", sim_port, "--sim-port")
+    ensure_port_free("127.0.0.1", sim_port, "--sim-port")
     for bound, flag in ((port, "--port"), (metrics_port, "--metrics-port")):
-        _ensure_free(host, bound, flag)
+        ensure_port_free(host, bound, flag)
     sim_settings = load_sim_settings(port=sim_port)
     sim_app = create_sim(sim_settings)
     clients = sorted(sim_app.state.fleet.by_client, key=lambda c: int(c.rsplit("_", 1)[-1]))

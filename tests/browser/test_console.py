@@ -224,6 +224,32 @@ def test_french_and_english_render(stack: Stack, browser: Any) -> None:
     page.context.close()
 
 
+_LOCALISED = """async () => {
+  const m = await import("/ui/static/js/i18n.js");
+  const at = (day, hour) => Date.UTC(2026, 11, day, hour, 20) / 1000;
+  return [m.axisTimes([at(1, 19)], 3600), m.axisTimes([at(1, 23) - 1200, at(2, 11)], 7 * 86400),
+          [0, 1, 2].map((n) => m.tCount("points", n))];
+}"""
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("fr-FR", [["20:20"], ["2 déc.", "12:20"], ["0 point", "1 point", "2 points"]]),
+        ("en-GB", [["20:20"], ["2 Dec", "12:20"], ["0 points", "1 point", "2 points"]]),
+    ],
+)
+def test_chart_times_and_counts_follow_the_language(
+    stack: Stack, browser: Any, locale: str, expected: Any
+) -> None:
+    """Chart time axes in the page's language and clock (uPlot alone writes "8:20pm"); "1 point"."""
+    context = browser.new_context(locale=locale, timezone_id="Europe/Paris")
+    page = context.new_page()
+    page.goto(stack.edge.url + "/ui/")
+    assert page.evaluate(_LOCALISED) == expected
+    context.close()
+
+
 def _unreached_by_tab(page: Any) -> list[str]:
     """Controls that pressing Tab from the top of the page never focuses, one full round at most.
 

@@ -26,7 +26,17 @@ def test_inject_refuses_bad_orders(quiet_sim: Proc) -> None:
     url = quiet_sim.url + "/_sim/anomalies/inject"
     assert httpx.post(url, json={"object_id": "device_99"}).json() == {"error": "Device not found"}
     wrong = httpx.post(url, json={"object_id": "device_1", "metric": "humidity"})
-    assert wrong.status_code == 422 and wrong.json()["detail"][0]["parameter"] == "metric"
+    assert wrong.status_code == 422 and wrong.json()["detail"] == [
+        {
+            "parameter": "metric",
+            "in": "body",
+            "message": "device_1 (temperature_sensor) has no humidity: "
+            "it measures temperature, battery_level",
+        }
+    ]
+    battery = httpx.post(url, json={"object_id": "device_1", "kind": "battery_low", "metric": "temperature"})
+    assert battery.status_code == 422
+    assert battery.json()["detail"][0]["message"] == "battery_low applies to battery_level only"
     kind = httpx.post(url, json={"object_id": "device_1", "kind": "melt"})
     assert kind.status_code == 422 and "kind" in kind.text
 

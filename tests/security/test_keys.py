@@ -159,6 +159,16 @@ def test_keys_list_shows_no_secret(edge: KeyedEdge) -> None:
     assert {"active", "revoked", "expired"} <= {row["status"] for row in keys_list(edge.keys_file).values()}
 
 
+def test_keys_list_of_an_empty_file_says_so(tmp_path: Path) -> None:
+    """No keys yet (as after `make run`: its demo keys are in the environment): one line, no bare header."""
+    result = cli("keys", "list", "--keys-file", str(tmp_path / "keys.json"))
+    assert result.stdout == ""
+    assert (
+        result.stderr
+        == f"no keys in {tmp_path / 'keys.json'} (the demo keys of iotedge run are not kept in a file)\n"
+    )
+
+
 def test_last_use_is_recorded_by_id(sim: Proc, logs_dir: Path, tmp_path: Path) -> None:
     """After a used key's edge stops, `keys list` shows when it was last used; an unused one shows none."""
     keys_file = tmp_path / "keys.json"

@@ -105,6 +105,9 @@ def test_settings_precedence_and_errors() -> None:
         load_edge_settings({"IOTEDGE_PORT": "eighty"})
     with pytest.raises(ConfigError, match="--upstream"):
         load_edge_settings({}, upstream="ftp://x")
+    with pytest.raises(ConfigError) as caught:
+        load_edge_settings({}, poll_interval="5x")
+    assert str(caught.value).startswith("option --poll-interval: not a duration: '5x'")  # no pydantic prefix
 
 
 @pytest.mark.parametrize(

@@ -223,8 +223,7 @@ def create_app(
             len(keys),
         )
         if settings.metrics_port:
-            await metrics_server.start()
-            _log.info("metrics on %s", metrics_server.url)
+            await metrics_server.start()  # logs its own URL
         reload_on_hangup = _on_sighup(keys)
         try:
             yield {"ctx": ctx, "container": lambda: monitor.latest}  # container: for GET /status

@@ -310,18 +310,14 @@ def create_app(
             return JSONBytes(_NOT_FOUND_DEVICE, status_code=404)
         metric = order.metric or ("battery_level" if order.kind == "battery_low" else obj.primary)
         allowed = DEVICE_TYPES[obj.type].metrics
-        if metric not in allowed or (order.kind == "battery_low" and metric != "battery_level"):
+        refusal = None
+        if metric not in allowed:
+            refusal = f"{obj.id} ({obj.type}) has no {metric}: it measures {', '.join(allowed)}"
+        elif order.kind == "battery_low" and metric != "battery_level":
+            refusal = "battery_low applies to battery_level only"
+        if refusal:
             return error_response(
-                422,
-                "Invalid request parameters",
-                [
-                    {
-                        "parameter": "metric",
-                        "in": "body",
-                        "message": f"{obj.id} ({obj.type}) measures {', '.join(allowed)}; "
-                        "battery_low applies to battery_level only",
-                    }
-                ],
+                422, "Invalid request parameters", [{"parameter": "metric", "in": "body", "message": refusal}]
             )
         event = fleet.inject(obj, kind=order.kind, metric=metric, start=clock(), duration_s=order.duration_s)
         rendered.pop(obj.index, None)  # the cached current body predates the anomaly

@@ -16,7 +16,7 @@ const TEXTS = {
     last_values: "Last values", age: "Age", open_anomalies: "Open anomalies", none: "none",
     no_objects: "No object matches.", objects_count: "{n} objects", ago: "{a} ago", never: "never",
     window: "Window", statistics: "Statistics over the window", count: "count", average: "average",
-    min: "min", max: "max", stddev: "std. dev.", last: "last", points: "{n} points",
+    min: "min", max: "max", stddev: "std. dev.", last: "last", points: "{n} points", points_one: "{n} point",
     thresholds_note: "Dashed lines: rule thresholds. Shaded bands: anomaly events.",
     not_found: "No such object for this key.", back_to_fleet: "Back to the fleet",
     anomalies: "Anomalies", open: "open", resolved: "resolved", metric: "Metric", rule: "Rule",
@@ -46,7 +46,7 @@ const TEXTS = {
     last_values: "Dernières valeurs", age: "Âge", open_anomalies: "Anomalies ouvertes", none: "aucune",
     no_objects: "Aucun objet ne correspond.", objects_count: "{n} objets", ago: "il y a {a}", never: "jamais",
     window: "Fenêtre", statistics: "Statistiques sur la fenêtre", count: "nombre", average: "moyenne",
-    min: "min", max: "max", stddev: "écart type", last: "dernière", points: "{n} points",
+    min: "min", max: "max", stddev: "écart type", last: "dernière", points: "{n} points", points_one: "{n} point",
     thresholds_note: "Pointillés : seuils des règles. Bandes ombrées : anomalies.",
     not_found: "Aucun objet de ce nom pour cette clé.", back_to_fleet: "Retour au parc",
     anomalies: "Anomalies", open: "ouverte", resolved: "résolue", metric: "Mesure", rule: "Règle",
@@ -89,6 +89,12 @@ export function t(key, vars = {}) {
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
+// A count in words: KEY_one where the language says singular (1 in English, 0 and 1 in French).
+export function tCount(key, n) {
+  const one = new Intl.PluralRules(lang).select(n) === "one" && TEXTS[lang][`${key}_one`];
+  return t(one ? `${key}_one` : key, { n });
+}
+
 export function translatePage(root = document) {
   for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   document.title = t("title");
@@ -104,9 +110,26 @@ export function withUnit(value, unit) {
   return `${number(value)}${shown === "%" || shown === "°C" ? "\u202f" + shown : shown}`;
 }
 
+// Dates in the reader's own variant of the language (en-GB: 24-hour clock), else the language's.
+function dateLocale() {
+  return navigator.languages.find((tag) => tag.toLowerCase().split("-")[0] === lang) ?? lang;
+}
+
 export function dateTime(ms) {
   if (ms === null || ms === undefined) return "–";
-  return new Intl.DateTimeFormat(lang, { dateStyle: "short", timeStyle: "medium" }).format(new Date(ms));
+  return new Intl.DateTimeFormat(dateLocale(), { dateStyle: "short", timeStyle: "medium" }).format(new Date(ms));
+}
+
+// Time-axis labels in the console's language (uPlot's own are US English: "8:20pm", "12/1/26").
+// Up to a day and a half: hours and minutes; longer: the date at midnight, the time otherwise.
+export function axisTimes(splits, spanSeconds) {
+  const time = new Intl.DateTimeFormat(dateLocale(), { hour: "2-digit", minute: "2-digit" });
+  const day = new Intl.DateTimeFormat(dateLocale(), { day: "numeric", month: "short" });
+  return splits.map((seconds) => {
+    const at = new Date(seconds * 1000);
+    const midnight = at.getHours() === 0 && at.getMinutes() === 0;
+    return spanSeconds > 36 * 3600 && midnight ? day.format(at) : time.format(at);
+  });
 }
 
 export function age(ms) {

@@ -1,7 +1,7 @@
 // Object view: one uPlot chart per metric, window picker, thresholds, anomaly bands, statistics.
 import { api, segment } from "./api.js";
 import { el, patch, replace } from "./dom.js";
-import { dateTime, number, t, withUnit } from "./i18n.js";
+import { axisTimes, dateTime, number, t, tCount, withUnit } from "./i18n.js";
 
 const WINDOWS = { "15m": 900, "1h": 3600, "24h": 86400, "7d": 604800, "30d": 2592000 };
 const BUCKETS = 300;
@@ -119,7 +119,10 @@ export function mount(container, route) {
         },
       },
       series: [{}, { label: metric, stroke: "#0a58ca", width: 1.5, points: { show: (u) => u.data[0].length < 40, size: 6 } }],
-      axes: [{ stroke: "#1b1f24" }, { stroke: "#1b1f24", label: unit === "celsius" ? "°C" : unit === "percent" ? "%" : unit }],
+      axes: [
+        { stroke: "#1b1f24", values: (u, splits) => axisTimes(splits, u.scales.x.max - u.scales.x.min) },
+        { stroke: "#1b1f24", label: unit === "celsius" ? "°C" : unit === "percent" ? "%" : unit },
+      ],
       hooks: { drawClear: [drawBands(() => events.filter((e) => e.metric === metric))], draw: [drawThresholds(levels)] },
     };
     const plot = new window.uPlot(opts, [[], []], holder);
@@ -156,7 +159,7 @@ export function mount(container, route) {
         chart.holder.dataset.points = String(drawn);
         chart.caption.classList.remove("stale");
         chart.caption.textContent = `${metric} (${chart.unit === "celsius" ? "°C" : chart.unit === "percent" ? "%" : chart.unit})`
-          + ` — ${t("points", { n: drawn })}`;
+          + ` — ${tCount("points", drawn)}`;
         const row = stats.find((r) => r.metric === metric);
         patch(chart.stats, statsList(row));
         if (row?.last !== undefined && row?.last !== null) chart.stats.dataset.last = withUnit(row.last, chart.unit);

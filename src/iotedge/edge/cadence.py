@@ -10,7 +10,10 @@ from collections.abc import Iterable
 
 __all__ = ["UNKNOWN_PERIOD_S", "Cadence"]
 
-_GAPS = 9  # gaps remembered; the median of a few ignores one missed or doubled report
+# Gaps remembered. The median of three ignores one missed or doubled report, and follows a
+# new cadence within three reports: after a start, the stored history's minute spacing
+# (the device API's history) gives way to the live readings' own period at once.
+_GAPS = 3
 # Until a device has reported twice its period is unknown: assume it reports at least once a
 # minute (the device API's history spacing) rather than as often as we poll, which would call
 # a device offline between its first and its second report.

@@ -9,4 +9,11 @@ from iotedge.edge.store.postgres.connect import open_pg_store, redact_url
 from iotedge.edge.store.postgres.schema import PG_SCHEMA_VERSION, pg_migrate, pg_schema_version
 from iotedge.edge.store.postgres.store import PostgresStore
 
-__all__ = ["PG_SCHEMA_VERSION", "PostgresStore", "open_pg_store", "pg_migrate", "pg_schema_version", "redact_url"]
+__all__ = [
+    "PG_SCHEMA_VERSION",
+    "PostgresStore",
+    "open_pg_store",
+    "pg_migrate",
+    "pg_schema_version",
+    "redact_url",
+]

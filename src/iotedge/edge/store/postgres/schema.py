@@ -92,7 +92,9 @@ _V1_TABLES = (
 )
 
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
-    PgMigration(version=1, name="tables: objects, owned readings, latest, anomalies, outbox", statements=_V1_TABLES),
+    PgMigration(
+        version=1, name="tables: objects, owned readings, latest, anomalies, outbox", statements=_V1_TABLES
+    ),
 )
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1].version
 """The PostgreSQL schema version this release writes."""

@@ -69,7 +69,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
         return open_sqlite
     url: str = request.getfixturevalue("pg_url")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {_TABLES}")  # noqa: S608 - the migration may not have run yet: see below
+        conn.execute(f"TRUNCATE {_TABLES}")
     return lambda: open_pg_store(url)
 
 
@@ -272,7 +272,7 @@ def _outbox(opener: Opener) -> list[tuple[Any, ...]]:
         if isinstance(store, AsyncSqliteStore):
             return store.sync.database.query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
         assert isinstance(store, PostgresStore)
-        return await store._query("SELECT transition, idempotency_key FROM outbox ORDER BY id")  # noqa: SLF001
+        return await store._query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
 
     return run(opener, read, fill=False)
 
@@ -427,7 +427,7 @@ def test_both_backends_give_the_same_statistics(pg_url: str, tmp_path: Path, see
 
     async def both() -> tuple[list[Any], list[Any]]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
-            conn.execute(f"TRUNCATE {_TABLES}")  # noqa: S608
+            conn.execute(f"TRUNCATE {_TABLES}")
         lite = AsyncSqliteStore(SqliteStore(tmp_path / f"s{seed}.sqlite3", check=False))
         pg = await open_pg_store(pg_url)
         try:

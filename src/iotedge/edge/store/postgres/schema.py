@@ -133,7 +133,7 @@ async def pg_migrate(conn: AsyncConnection[tuple[object, ...]], *, now: float | 
                 continue
             await conn.execute(_VERSION_DDL)
             for statement in step.statements:
-                await conn.execute(statement)  # type: ignore[arg-type]
+                await conn.execute(statement)
             await conn.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
                 (step.version, step.name, time.time() if now is None else now),

@@ -39,13 +39,13 @@ _BATCH = (
     "WITH ORDINALITY AS b(object_id, metric, ts, value, client, n)"
 )
 _INSERT = (
-    "INSERT INTO readings (object_id, metric, ts, value, client) "  # noqa: S608
+    "INSERT INTO readings (object_id, metric, ts, value, client) "
     f"SELECT object_id, metric, ts, value, client {_BATCH} ON CONFLICT DO NOTHING"
 )
 # Within a batch the newest reading of an (object, metric) wins; on a tie, the later one (as
 # SQLite's row-by-row upsert does).
 _LATEST = (
-    "INSERT INTO latest (object_id, metric, ts, value, client) "  # noqa: S608
+    "INSERT INTO latest (object_id, metric, ts, value, client) "
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
     f"{_BATCH} ORDER BY object_id, metric, ts DESC, n DESC "
     "ON CONFLICT (object_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
@@ -92,7 +92,7 @@ class PostgresStore:
 
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._conn() as conn:
-            cur = await conn.execute(sql, params)  # type: ignore[arg-type]
+            cur = await conn.execute(sql, params)
             return await cur.fetchall()
 
     async def close(self) -> None:
@@ -205,7 +205,7 @@ class PostgresStore:
         params = (object_id, metric, since, until, object_id)
         # One round trip: the moments and the newest row of the same window.
         rows = await self._query(
-            f"SELECT {_MOMENTS}, (SELECT ARRAY[r.ts, r.value] {window} ORDER BY r.ts DESC LIMIT 1) {window}",  # noqa: S608
+            f"SELECT {_MOMENTS}, (SELECT ARRAY[r.ts, r.value] {window} ORDER BY r.ts DESC LIMIT 1) {window}",
             params + params,
         )
         count, total, low, high, squares, last = rows[0]

@@ -1,7 +1,7 @@
 """The PostgreSQL store (issue 15): batch ingest against SQLite, and window statistics against history.
 
 - ingest: readings/s of ``insert_readings`` in batches (500 or 5,000 objects x 2 metrics per
-  batch) into PostgreSQL (one ``INSERT ... SELECT FROM unnest`` per batch, async psycopg)
+  batch) into PostgreSQL (binary COPY into a temporary table, then one INSERT, async psycopg)
   and into SQLite (with its rollups), alternating round by round in the same run;
 - windows: one object's history grows from 1 hour to 30 days of 5-second readings (two
   metrics); at each size, the median time of the last hour's and the last day's statistics

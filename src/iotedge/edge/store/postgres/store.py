@@ -3,8 +3,8 @@
 Every read that returns client data takes a ``Scope`` or is limited to an object's current
 owner (``readings.client`` = ``objects.client``), as in the SQLite store. Statistics are
 computed in SQL from the raw rows of the window, which the readings' primary key
-``(object_id, metric, ts)`` locates directly; a batch of readings goes in as one
-``INSERT ... SELECT FROM unnest(...)`` of five arrays, so a batch is one round trip.
+``(object_id, metric, ts)`` locates directly; a batch of readings goes in by binary COPY,
+then into the tables in the same transaction.
 """
 
 import json
@@ -34,20 +34,24 @@ _COLUMNS = (
 _NAMES = _COLUMNS.split(", ")
 _OWNER_OF = "r.client = (SELECT client FROM objects WHERE id = %s)"
 _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
-_BATCH = (
-    "FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[]) "
-    "WITH ORDINALITY AS b(object_id, metric, ts, value, client, n)"
+# A batch goes in by binary COPY into a session's temporary table, then two statements move
+# it into ``readings`` and ``latest``: about twice the rate of one INSERT from unnest'ed arrays.
+_INCOMING = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT, metric TEXT, ts DOUBLE PRECISION, "
+    "value DOUBLE PRECISION, client TEXT, n INTEGER) ON COMMIT DELETE ROWS"
 )
+_COPY = "COPY incoming (object_id, metric, ts, value, client, n) FROM STDIN (FORMAT BINARY)"
+_COPY_TYPES = ("text", "text", "float8", "float8", "text", "int4")
 _INSERT = (
     "INSERT INTO readings (object_id, metric, ts, value, client) "
-    f"SELECT object_id, metric, ts, value, client {_BATCH} ON CONFLICT DO NOTHING"
+    "SELECT object_id, metric, ts, value, client FROM incoming ON CONFLICT DO NOTHING"
 )
 # Within a batch the newest reading of an (object, metric) wins; on a tie, the later one (as
 # SQLite's row-by-row upsert does).
 _LATEST = (
     "INSERT INTO latest (object_id, metric, ts, value, client) "
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
-    f"{_BATCH} ORDER BY object_id, metric, ts DESC, n DESC "
+    "FROM incoming ORDER BY object_id, metric, ts DESC, n DESC "
     "ON CONFLICT (object_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
     "client = excluded.client WHERE excluded.ts >= latest.ts"
 )
@@ -155,17 +159,15 @@ class PostgresStore:
         """
         if not readings:
             return 0
-        columns = [
-            [r.object_id for r in readings],
-            [r.metric for r in readings],
-            [r.ts for r in readings],
-            [r.value for r in readings],
-            [r.client for r in readings],
-        ]
         async with self._conn(write=True) as conn:
-            cur = await conn.execute(_INSERT, columns)
+            await conn.execute(_INCOMING)
+            async with conn.cursor().copy(_COPY) as copy:
+                copy.set_types(_COPY_TYPES)
+                for n, r in enumerate(readings):
+                    await copy.write_row((r.object_id, r.metric, r.ts, r.value, r.client, n))
+            cur = await conn.execute(_INSERT)
             fresh = cur.rowcount
-            await conn.execute(_LATEST, columns)
+            await conn.execute(_LATEST)
         return max(fresh, 0)
 
     async def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:

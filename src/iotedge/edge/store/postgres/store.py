@@ -37,8 +37,8 @@ _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
 # A batch goes in by binary COPY into a session's temporary table, then two statements move
 # it into ``readings`` and ``latest``: about twice the rate of one INSERT from unnest'ed arrays.
 _INCOMING = (
-    "CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT, metric TEXT, ts DOUBLE PRECISION, "
-    "value DOUBLE PRECISION, client TEXT, n INTEGER) ON COMMIT DELETE ROWS"
+    "CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT COLLATE \"C\", metric TEXT COLLATE \"C\", "
+    "ts DOUBLE PRECISION, value DOUBLE PRECISION, client TEXT COLLATE \"C\", n INTEGER) ON COMMIT DELETE ROWS"
 )
 _COPY = "COPY incoming (object_id, metric, ts, value, client, n) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ("text", "text", "float8", "float8", "text", "int4")
@@ -46,14 +46,20 @@ _INSERT = (
     "INSERT INTO readings (object_id, metric, ts, value, client) "
     "SELECT object_id, metric, ts, value, client FROM incoming ON CONFLICT DO NOTHING"
 )
-# Within a batch the newest reading of an (object, metric) wins; on a tie, the later one (as
-# SQLite's row-by-row upsert does).
-_LATEST = (
-    "INSERT INTO latest (object_id, metric, ts, value, client) "
-    "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
-    "FROM incoming ORDER BY object_id, metric, ts DESC, n DESC "
+_UPDATE_LATEST = (
     "ON CONFLICT (object_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
     "client = excluded.client WHERE excluded.ts >= latest.ts"
+)
+# The usual batch has one reading per (object, metric): no sort needed. Otherwise the newest
+# one wins and, on a tie, the later one (as SQLite's row-by-row upsert does).
+_LATEST_UNIQUE = (
+    "INSERT INTO latest (object_id, metric, ts, value, client) "
+    f"SELECT object_id, metric, ts, value, client FROM incoming {_UPDATE_LATEST}"
+)
+_LATEST_NEWEST = (
+    "INSERT INTO latest (object_id, metric, ts, value, client) "
+    "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
+    f"FROM incoming ORDER BY object_id, metric, ts DESC, n DESC {_UPDATE_LATEST}"
 )
 _MOMENTS = "COUNT(r.value), SUM(r.value), MIN(r.value), MAX(r.value), SUM(r.value * r.value)"
 
@@ -167,7 +173,8 @@ class PostgresStore:
                     await copy.write_row((r.object_id, r.metric, r.ts, r.value, r.client, n))
             cur = await conn.execute(_INSERT)
             fresh = cur.rowcount
-            await conn.execute(_LATEST)
+            unique = len({(r.object_id, r.metric) for r in readings}) == len(readings)
+            await conn.execute(_LATEST_UNIQUE if unique else _LATEST_NEWEST)
         return max(fresh, 0)
 
     async def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:

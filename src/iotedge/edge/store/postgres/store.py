@@ -37,8 +37,8 @@ _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
 # A batch goes in by binary COPY into a session's temporary table, then two statements move
 # it into ``readings`` and ``latest``: about twice the rate of one INSERT from unnest'ed arrays.
 _INCOMING = (
-    "CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT COLLATE \"C\", metric TEXT COLLATE \"C\", "
-    "ts DOUBLE PRECISION, value DOUBLE PRECISION, client TEXT COLLATE \"C\", n INTEGER) ON COMMIT DELETE ROWS"
+    'CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT COLLATE "C", metric TEXT COLLATE "C", '
+    'ts DOUBLE PRECISION, value DOUBLE PRECISION, client TEXT COLLATE "C", n INTEGER) ON COMMIT DELETE ROWS'
 )
 _COPY = "COPY incoming (object_id, metric, ts, value, client, n) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ("text", "text", "float8", "float8", "text", "int4")
@@ -53,11 +53,11 @@ _UPDATE_LATEST = (
 # The usual batch has one reading per (object, metric): no sort needed. Otherwise the newest
 # one wins and, on a tie, the later one (as SQLite's row-by-row upsert does).
 _LATEST_UNIQUE = (
-    "INSERT INTO latest (object_id, metric, ts, value, client) "
+    "INSERT INTO latest (object_id, metric, ts, value, client) "  # noqa: S608
     f"SELECT object_id, metric, ts, value, client FROM incoming {_UPDATE_LATEST}"
 )
 _LATEST_NEWEST = (
-    "INSERT INTO latest (object_id, metric, ts, value, client) "
+    "INSERT INTO latest (object_id, metric, ts, value, client) "  # noqa: S608
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
     f"FROM incoming ORDER BY object_id, metric, ts DESC, n DESC {_UPDATE_LATEST}"
 )

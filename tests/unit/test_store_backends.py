@@ -479,3 +479,24 @@ def test_migrations_run_once_even_when_edges_open_together() -> None:
 
     with scratch_database() as url:
         assert asyncio.run(together(url)) == PG_SCHEMA_VERSION
+
+
+def test_a_dropped_connection_is_one_store_error_then_the_pool_reconnects(pg_url: str) -> None:
+    """The server ends the store's session: that call fails as a StoreError, the next one works."""
+
+    async def scenario() -> None:
+        store = await open_pg_store(pg_url, min_size=1, max_size=1)
+        try:
+            assert await store.writable()
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            with pytest.raises(StoreError, match="store read failed on postgresql://"):
+                await store.count_readings()
+            assert await store.count_readings() >= 0
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -65,6 +65,9 @@ async def open_pg_store(url: str, *, min_size: int = 1, max_size: int = 8) -> Po
         min_size=min_size,
         max_size=max_size,
         open=False,
+        # A caller waits this long for a connection, then gets a StoreError (the API's 503),
+        # rather than the pool's default half a minute.
+        timeout=_CONNECT_TIMEOUT_S,
         kwargs={"connect_timeout": _CONNECT_TIMEOUT_S},
         name="iotedge-store",
     )

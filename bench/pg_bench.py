@@ -2,7 +2,8 @@
 
 - ingest: readings/s of ``insert_readings`` in batches (500 or 5,000 objects x 2 metrics per
   batch) into PostgreSQL (binary COPY into a temporary table, then one INSERT, async psycopg)
-  and into SQLite (with its rollups), alternating round by round in the same run;
+  and into SQLite (with its rollups), alternating round by round in the same run; and into
+  PostgreSQL from two writers at once (two pool connections, as two collectors would);
 - windows: one object's history grows from 1 hour to 30 days of 5-second readings (two
   metrics); at each size, the median time of the last hour's and the last day's statistics
   (``summary``), the client's statistics over the last hour and a 720-point series of the
@@ -77,11 +78,14 @@ def _batches(objects: int, count: int, first: int) -> list[list[Reading]]:
     ]
 
 
-async def _rate(store: AsyncEdgeStore, batches: list[list[Reading]]) -> float:
+async def _rate(store: AsyncEdgeStore, batches: list[list[Reading]], *, writers: int = 1) -> float:
+    """Readings/s of storing ``batches``, ``writers`` batches in flight at a time (round robin)."""
+
+    async def write(share: list[list[Reading]]) -> int:
+        return sum([await store.insert_readings(batch) for batch in share])
+
     started = time.perf_counter()
-    stored = 0
-    for batch in batches:
-        stored += await store.insert_readings(batch)
+    stored = sum(await asyncio.gather(*(write(batches[w::writers]) for w in range(writers))))
     elapsed = time.perf_counter() - started
     if stored != sum(len(b) for b in batches):
         raise RuntimeError(f"stored {stored} of {sum(len(b) for b in batches)} readings")
@@ -93,14 +97,19 @@ async def _ingest(url: str, tmp: Path, *, rounds: int, readings: int) -> list[di
     for objects in (500, 5_000):
         per_batch = objects * 2
         count = max(1, readings // per_batch)
-        rates: dict[str, list[float]] = {"postgresql": [], "sqlite": []}
+        rates: dict[str, list[float]] = {"postgresql": [], "postgresql_2": [], "sqlite": []}
         pg = await open_pg_store(url, max_size=2)
         lite = AsyncSqliteStore(SqliteStore(tmp / f"ingest-{objects}.sqlite3", check=False))
         try:
             for number in range(rounds):
                 batches = _batches(objects, count, number * count)
-                for name, store in (("postgresql", pg), ("sqlite", lite))[:: 1 if number % 2 else -1]:
-                    rates[name].append(await _rate(store, batches))
+                for name, store, writers in (("postgresql", pg, 1), ("sqlite", lite, 1))[
+                    :: 1 if number % 2 else -1
+                ]:
+                    rates[name].append(await _rate(store, batches, writers=writers))
+                # Two collectors writing at once (the scale-out mode): new times for the same objects.
+                later = _batches(objects, count, (rounds + number) * count)
+                rates["postgresql_2"].append(await _rate(pg, later, writers=2))
         finally:
             await pg.close()
             await lite.close()
@@ -198,11 +207,11 @@ def pg_md(data: dict[str, Any]) -> list[str]:
     out = [
         "## PostgreSQL store: ingest against SQLite",
         "",
-        "| batch | readings per round | PostgreSQL readings/s | SQLite readings/s |",
-        "|---:|---:|---:|---:|",
+        "| batch | readings per round | PostgreSQL readings/s | PostgreSQL, 2 writers | SQLite readings/s |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for r in data["ingest"]:
-        rates = f"{r['postgresql_per_s']:,.0f} | {r['sqlite_per_s']:,.0f}"
+        rates = f"{r['postgresql_per_s']:,.0f} | {r['postgresql_2_per_s']:,.0f} | {r['sqlite_per_s']:,.0f}"
         out.append(f"| {r['batch']:,} | {r['readings_per_round']:,} | {rates} |")
     out += [
         "",

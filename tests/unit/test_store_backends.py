@@ -500,3 +500,30 @@ def test_a_dropped_connection_is_one_store_error_then_the_pool_reconnects(pg_url
             await store.close()
 
     asyncio.run(scenario())
+
+
+def test_concurrent_writers_of_the_same_keys_neither_deadlock_nor_duplicate(pg_url: str) -> None:
+    """Two connections store overlapping batches in opposite orders at once: every reading once."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {_TABLES}")
+    objects = [CatalogueEntry(f"device_{i}", "client_1", "sensor") for i in range(1000)]
+    batches = [
+        [Reading(o.id, o.client, m, T0 + 5 * step, float(step)) for o in objects for m in ("a", "b")]
+        for step in range(5)
+    ]
+
+    async def scenario() -> tuple[int, int, list[float]]:
+        store = await open_pg_store(pg_url, min_size=2, max_size=2)
+        try:
+            await store.upsert_objects(objects, T0)
+            forward = asyncio.gather(*(store.insert_readings(b) for b in batches))
+            backward = asyncio.gather(*(store.insert_readings(b[::-1]) for b in reversed(batches)))
+            counts = await asyncio.gather(forward, backward)
+            newest = sorted({ts for _, _, _, ts, _ in await store.latest(None)})
+            return sum(map(sum, counts)), await store.count_readings(), newest
+        finally:
+            await store.close()
+
+    new, stored, newest = asyncio.run(scenario())
+    assert new == stored == 5 * 1000 * 2
+    assert newest == [T0 + 20]

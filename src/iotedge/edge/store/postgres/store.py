@@ -42,19 +42,22 @@ _INCOMING = (
 )
 _COPY = "COPY incoming (object_id, metric, ts, value, client, n) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ("text", "text", "float8", "float8", "text", "int4")
+# Rows go in key order, so two writers whose batches share keys (a replay, a shard changing
+# hands) take the row locks in the same order and cannot deadlock.
 _INSERT = (
     "INSERT INTO readings (object_id, metric, ts, value, client) "
-    "SELECT object_id, metric, ts, value, client FROM incoming ON CONFLICT DO NOTHING"
+    "SELECT object_id, metric, ts, value, client FROM incoming ORDER BY object_id, metric, ts "
+    "ON CONFLICT DO NOTHING"
 )
 _UPDATE_LATEST = (
     "ON CONFLICT (object_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
     "client = excluded.client WHERE excluded.ts >= latest.ts"
 )
-# The usual batch has one reading per (object, metric): no sort needed. Otherwise the newest
-# one wins and, on a tie, the later one (as SQLite's row-by-row upsert does).
+# The usual batch has one reading per (object, metric). Otherwise the newest one wins and,
+# on a tie, the later one (as SQLite's row-by-row upsert does).
 _LATEST_UNIQUE = (
     "INSERT INTO latest (object_id, metric, ts, value, client) "  # noqa: S608
-    f"SELECT object_id, metric, ts, value, client FROM incoming {_UPDATE_LATEST}"
+    f"SELECT object_id, metric, ts, value, client FROM incoming ORDER BY object_id, metric {_UPDATE_LATEST}"
 )
 _LATEST_NEWEST = (
     "INSERT INTO latest (object_id, metric, ts, value, client) "  # noqa: S608

@@ -194,9 +194,7 @@ async def _windows(url: str, *, repeats: int) -> list[dict[str, Any]]:
 def scenario_pg(*, quick: bool = False) -> dict[str, Any]:
     """Run both parts in a database of their own; bounded to about two minutes (quick: seconds)."""
     with _database() as url, tempfile.TemporaryDirectory(prefix="iotedge-pg-bench-") as tmp:
-        ingest = asyncio.run(
-            _ingest(url, Path(tmp), rounds=3, readings=20_000 if quick else 100_000)
-        )
+        ingest = asyncio.run(_ingest(url, Path(tmp), rounds=3, readings=20_000 if quick else 100_000))
     with _database() as url:
         windows = asyncio.run(_windows(url, repeats=5 if quick else 15))
     return {"ingest": ingest, "windows": windows}

@@ -544,3 +544,21 @@ def test_the_async_interface_has_every_operation_with_the_same_signature() -> No
             method = getattr(backend, name)
             assert inspect.iscoroutinefunction(method), (backend, name)
             assert inspect.signature(method) == inspect.signature(getattr(EdgeStore, name)), (backend, name)
+
+
+def test_a_database_from_a_newer_release_is_refused() -> None:
+    """A schema version above this release's is one StoreError, and nothing is changed."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+        asyncio.run(_open_and_close(url))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO schema_version VALUES (%s, 'from the future', 0)", (PG_SCHEMA_VERSION + 1,)
+            )
+        with pytest.raises(StoreError, match="newer than this release"):
+            asyncio.run(open_pg_store(url))
+
+
+async def _open_and_close(url: str) -> None:
+    await (await open_pg_store(url)).close()

@@ -11,6 +11,9 @@ Scenarios (pick with ``--only``, repeatable):
 - ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
 - ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time;
 - ``mqtt``: MQTT ingest (messages/s, readings/s) next to HTTP polling (``mqtt_bench.py``).
+- ``pg`` (only with ``--only pg``; needs the PostgreSQL server on 127.0.0.1:5432): the
+  PostgreSQL store's batch ingest against SQLite's, and its window statistics against
+  stored history (``pg_bench.py``);
 - ``versus`` (only with ``--before REF``): this tree's edge against REF's, ``/processed_data``
   against the ceiling and the collector at 10,000 objects (``versus.py``).
 
@@ -44,6 +47,7 @@ from fleet_bench import scenario_rss
 from load_bench import scenario_load
 from measure import Measure, Profile, measure_once
 from mqtt_bench import scenario_mqtt
+from pg_bench import pg_md, scenario_pg
 from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
 from store_bench import scenario_history, scenario_ingest
@@ -51,7 +55,20 @@ from versus import scenario_versus, versus_md
 from windows_bench import scenario_windows
 
 BENCH = Path(__file__).resolve().parent
-SCENARIOS = ("ceiling", "startup", "api", "ingest", "history", "windows", "rss", "load", "mqtt", "versus")
+SCENARIOS = (
+    "ceiling",
+    "startup",
+    "api",
+    "ingest",
+    "history",
+    "windows",
+    "rss",
+    "load",
+    "mqtt",
+    "versus",
+    "pg",
+)
+_ON_REQUEST = ("versus", "pg")  # run only when named: they need --before REF, or a PostgreSQL server
 
 # -- settings --------------------------------------------------------------------------
 
@@ -327,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian package wrk)")
     profile = QUICK if args.quick else FULL
-    chosen = args.only or [s for s in SCENARIOS if s != "versus" or args.before]
+    chosen = args.only or [s for s in SCENARIOS if s not in _ON_REQUEST or (s == "versus" and args.before)]
     if "versus" in chosen and not args.before:
         parser.error("the versus scenario needs --before REF")
     out: Path = args.out or (BENCH / "results" / ("quick" if args.quick else ""))
@@ -362,11 +379,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["mqtt"] = scenario_mqtt(*sizes, log_dir)
         if "versus" in chosen:
             results["versus"] = scenario_versus(profile, log_dir, args.before)
+        if "pg" in chosen:
+            results["pg"] = scenario_pg(quick=args.quick)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
     if "versus" in results:
         markdown += "\n" + "\n".join(versus_md(results["versus"]))
+    if "pg" in results:
+        markdown += "\n" + "\n".join(pg_md(results["pg"]))
     (out / "results.md").write_text(markdown)
     render_chart(results, out / "bench.png")
     print(markdown)

@@ -5,8 +5,9 @@ Modules, one job each: ``schema`` (every table, as numbered migrations), ``conne
 per-hour aggregates kept at ingest), ``windows`` (window statistics from rollups, and from
 raw rows as the reference), ``summaries`` (statistics types and pooling), ``events``
 (anomaly events and the outbox), ``records`` (domain types) and ``sqlite`` (the backend that
-puts them together). The PostgreSQL backend will be an added
-module implementing :class:`EdgeStore`; nothing that uses the store has to change.
+puts them together). ``aio`` holds the same interface as coroutines
+(:class:`~iotedge.edge.store.aio.AsyncEdgeStore`) with SQLite behind it, and the ``postgres``
+package the PostgreSQL backend that implements it (issue 15, not wired into the edge yet).
 """
 
 from pathlib import Path

@@ -1,9 +1,9 @@
 """The store interface the rest of the edge depends on.
 
 The methods are synchronous in this release: the SQLite backend answers from the event
-loop in microseconds. The PostgreSQL backend (issue 15) comes as an added module
-(``store/postgres.py``) implementing this same protocol, with its SQL for the same
-numbered migrations (``store/schema.py``).
+loop in microseconds. The same operations as coroutines are
+:class:`iotedge.edge.store.aio.AsyncEdgeStore`, which the PostgreSQL backend
+(``store/postgres/``, issue 15) implements; the edge moves to it when that backend is wired in.
 """
 
 from collections.abc import Iterable, Sequence

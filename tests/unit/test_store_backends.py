@@ -1,0 +1,564 @@
+"""The store's semantics on both backends through the async interface: SQLite and a real PostgreSQL.
+
+Each case runs on :class:`AsyncSqliteStore` and on :class:`PostgresStore` (a database of this
+run's own on 127.0.0.1:5432, emptied before each case). The last cases feed both the same
+random history and require the same statistics from each.
+"""
+
+import asyncio
+import inspect
+import random
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.stats import summarise
+from iotedge.edge.store import AnomalyEvent, Bucket, EdgeStore, EventEnd, SqliteStore, Summary, new_event_id
+from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
+from iotedge.edge.store.postgres import (
+    PG_SCHEMA_VERSION,
+    PostgresStore,
+    open_pg_store,
+    pg_schema_version,
+    redact_url,
+)
+from iotedge.errors import StoreError
+from tests.conftest import require
+from tests.pgdb import scratch_database, server_problem
+
+T = TypeVar("T")
+T0 = 1_795_953_600.0
+OBJECTS = [
+    CatalogueEntry("device_1", "client_1", "temperature_sensor"),
+    CatalogueEntry("device_2", "client_1", "humidity_sensor"),
+    CatalogueEntry("device_3", "client_2", "activity_tracker"),
+]
+Opener = Callable[[], Awaitable[AsyncEdgeStore]]
+_TABLES = "objects, readings, latest, anomalies, outbox"
+
+
+def _sqlite_conforms(store: AsyncSqliteStore) -> AsyncEdgeStore:
+    return store  # mypy checks that both backends implement the protocol
+
+
+def _pg_conforms(store: PostgresStore) -> AsyncEdgeStore:
+    return store
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A database of this run's own, dropped after the module."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens an empty store of the parametrised backend (call it again to reopen)."""
+    if request.param == "sqlite":
+        path = tmp_path / "edge.sqlite3"
+
+        async def open_sqlite() -> AsyncEdgeStore:
+            return AsyncSqliteStore(SqliteStore(path, check=False))
+
+        return open_sqlite
+    url: str = request.getfixturevalue("pg_url")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {_TABLES}")
+    return lambda: open_pg_store(url)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pg_migrated(request: pytest.FixtureRequest) -> None:
+    """Create the tables before the first TRUNCATE (when PostgreSQL cases run at all)."""
+    if server_problem() is not None:
+        return
+    url: str = request.getfixturevalue("pg_url")
+
+    async def migrate() -> None:
+        await (await open_pg_store(url)).close()
+
+    asyncio.run(migrate())
+
+
+def run(opener: Opener, scenario: Callable[[AsyncEdgeStore], Awaitable[T]], *, fill: bool = True) -> T:
+    """Open a store, fill it with the standard hour of readings, run ``scenario``, close."""
+
+    async def main() -> T:
+        store = await opener()
+        try:
+            if fill:
+                await _fill(store)
+            return await scenario(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+async def _fill(store: AsyncEdgeStore) -> None:
+    """Three objects of two clients and an hour of 5 s readings."""
+    await store.upsert_objects(OBJECTS, T0)
+    rng = random.Random(1)
+    batch = []
+    for i in range(720):
+        ts = T0 + 5 * i
+        batch.append(Reading("device_1", "client_1", "temperature", ts, round(rng.uniform(20, 30), 2)))
+        batch.append(Reading("device_1", "client_1", "battery_level", ts, float(90 - i // 100)))
+        batch.append(Reading("device_2", "client_1", "humidity", ts, float(rng.randint(40, 80))))
+        batch.append(Reading("device_3", "client_2", "activity_level", ts, float(rng.randint(0, 100))))
+    assert await store.insert_readings(batch) == len(batch)
+
+
+async def _values(
+    store: AsyncEdgeStore, object_id: str, metric: str, since: float, until: float
+) -> list[float]:
+    return [v for _, v in await store.raw_series(object_id, metric, since, until, 100_000)]
+
+
+def _event(object_id: str, client: str, at: float, *, ended: float | None = None) -> AnomalyEvent:
+    return AnomalyEvent(
+        id=new_event_id(),
+        object_id=object_id,
+        client=client,
+        type="temperature_sensor",
+        metric="temperature",
+        rule="temperature_high",
+        severity="warning",
+        value=35.0,
+        threshold=30.0,
+        message="hot",
+        started_at=at,
+        ended_at=ended,
+    )
+
+
+@pytest.mark.parametrize(("since", "until"), [(T0, T0 + 3600), (T0 + 600, T0 + 1200), (T0 + 3595, T0 + 3600)])
+def test_summary_matches_the_reference(opener: Opener, since: float, until: float) -> None:
+    """SQL statistics equal the pure-Python reference over the same window."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        expected = summarise(await _values(store, "device_1", "temperature", since, until))
+        got = await store.summary("device_1", "temperature", since, until)
+        assert got.count == expected.count
+        assert got.average == pytest.approx(expected.average)
+        assert got.stddev == pytest.approx(expected.stddev, abs=1e-6)
+        assert (got.min, got.max, got.last) == (expected.min, expected.max, expected.last)
+        empty = await store.summary("device_1", "temperature", T0 - 100, T0 - 50)
+        assert (empty.count, empty.average, empty.last) == (0, None, None)
+
+    run(opener, scenario)
+
+
+def test_client_statistics_never_mix_metrics(opener: Opener) -> None:
+    """Per-client statistics are per metric, each from that metric's readings only."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        per_metric, per_object = await store.client_summaries("client_1", T0, T0 + 3600)
+        assert set(per_metric) == {"temperature", "humidity", "battery_level"}
+        humidity = summarise(await _values(store, "device_2", "humidity", T0, T0 + 3600))
+        assert per_metric["humidity"].average == pytest.approx(humidity.average)
+        assert per_metric["humidity"].count == 720
+        assert per_metric["humidity"].last == humidity.last
+        assert set(per_object) == {"device_1", "device_2"}
+
+    run(opener, scenario)
+
+
+def test_inserts_are_idempotent_and_count_only_new_rows(opener: Opener) -> None:
+    """Replays store nothing; a mixed batch (with a duplicate inside) counts only its new rows."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        assert await store.insert_readings([Reading("device_1", "client_1", "temperature", T0, 99.0)]) == 0
+        assert (await store.summary("device_1", "temperature", T0, T0 + 1)).max != 99.0
+        late = T0 + 7200
+        mixed = [
+            Reading("device_1", "client_1", "temperature", T0 + 5, 1.0),
+            Reading("device_1", "client_1", "temperature", late, 2.0),
+            Reading("device_1", "client_1", "temperature", late, 3.0),
+        ]
+        assert await store.insert_readings(mixed) == 1
+        assert await store.count_readings() == 4 * 720 + 1
+        assert (await store.latest_of("device_1"))["temperature"][0] == late
+        assert await store.insert_readings([]) == 0
+
+    run(opener, scenario)
+
+
+def test_series_buckets(opener: Opener) -> None:
+    """Down-sampling averages each step; counts add up to the raw count."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        buckets = await store.bucketed(["device_1"], "temperature", T0, T0 + 3600, 600)
+        assert len(buckets) == 6
+        assert sum(b.count for b in buckets) == 720
+        first = summarise(await _values(store, "device_1", "temperature", T0, T0 + 600))
+        assert buckets[0].average == pytest.approx(first.average)
+        assert buckets[0].min == first.min
+        assert [b.ts for b in buckets] == [T0 + 600 * k for k in range(6)]
+        both = await store.bucketed(["device_1", "device_2"], "humidity", T0, T0 + 3600, 3600, origin=T0)
+        assert [b.count for b in both] == [720]
+
+    run(opener, scenario)
+
+
+def test_scope_filters_objects_latest_and_clients(opener: Opener) -> None:
+    """A client scope sees only its objects; None sees all; the empty scope sees nothing."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        assert [o.id for o in await store.objects(frozenset({"client_2"}))] == ["device_3"]
+        assert len(await store.objects(None)) == 3
+        assert await store.objects(frozenset()) == []
+        assert await store.object("device_3", frozenset({"client_1"})) is None
+        assert (await store.object("device_3", None)) is not None
+        assert {row[1] for row in await store.latest(frozenset({"client_1"}))} == {"client_1"}
+        assert await store.latest(frozenset()) == []
+        assert await store.clients(None) == ["client_1", "client_2"]
+        assert await store.clients(frozenset({"client_2", "client_9"})) == ["client_2"]
+        recent = await store.recent_values("device_1", "battery_level", 3)
+        assert recent == [83.0, 83.0, 83.0]
+
+    run(opener, scenario)
+
+
+def test_retention_prunes_old_readings_and_data_survives_reopening(opener: Opener) -> None:
+    """prune() deletes readings older than the cut-off and nothing newer; a reopened store keeps the rest."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        assert await store.prune(T0 + 1800) == 4 * 360
+        assert (await store.summary("device_1", "temperature", T0, T0 + 1800)).count == 0
+        assert (await store.summary("device_1", "temperature", T0 + 1800, T0 + 3600)).count == 360
+        assert await store.size_bytes() > 0
+        assert await store.writable()
+
+    run(opener, scenario)
+
+    async def reopened(store: AsyncEdgeStore) -> int:
+        return await store.count_readings()
+
+    assert run(opener, reopened, fill=False) == 4 * 360
+
+
+def test_transitions_write_events_and_outbox_together(opener: Opener) -> None:
+    """Opening and closing an event adds one outbox row each, with an idempotency key."""
+
+    async def scenario(store: AsyncEdgeStore) -> list[tuple[Any, ...]]:
+        event = _event("device_1", "client_1", T0)
+        [event_id] = await store.record_transitions([event], [], edge_id="e1", now=T0)
+        assert [e.id for e in await store.open_anomalies()] == [event_id]
+        await store.record_transitions([], [EventEnd(event_id, T0 + 60, 25.0)], edge_id="e1", now=T0 + 60)
+        await store.record_transitions([], [EventEnd(event_id, T0 + 90, 26.0)], edge_id="e1", now=T0 + 90)
+        [record] = await store.anomalies(frozenset({"client_1"}))
+        assert (record.ended_at, record.last_value) == (T0 + 60, 25.0)
+        assert await store.anomalies(frozenset({"client_2"})) == []
+        assert await store.open_anomalies() == []
+        assert await store.anomaly_counts("device_1") == (0, 1)
+        return [(event_id,)]
+
+    [(event_id,)] = run(opener, scenario)
+    rows = _outbox(opener)
+    assert rows == [("opened", f"e1:{event_id}:opened"), ("resolved", f"e1:{event_id}:resolved")]
+
+
+def _outbox(opener: Opener) -> list[tuple[Any, ...]]:
+    """The outbox rows (transition, idempotency key), in order, read beside the interface."""
+
+    async def read(store: AsyncEdgeStore) -> list[tuple[Any, ...]]:
+        if isinstance(store, AsyncSqliteStore):
+            return store.sync.database.query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
+        assert isinstance(store, PostgresStore)
+        return await store._query("SELECT transition, idempotency_key FROM outbox ORDER BY id")
+
+    return run(opener, read, fill=False)
+
+
+def test_anomaly_filters(opener: Opener) -> None:
+    """Filters by object list, state and time overlap; newest first; a limit."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        done = _event("device_1", "client_1", T0, ended=T0 + 10)
+        live = _event("device_2", "client_1", T0 + 100)
+        await store.record_transitions([done, live], [], edge_id="e", now=T0 + 100)
+        scope = frozenset({"client_1"})
+        assert [e.id for e in await store.anomalies(scope)] == [live.id, done.id]
+        assert [e.id for e in await store.anomalies(scope, state="open")] == [live.id]
+        assert [e.id for e in await store.anomalies(scope, state="resolved")] == [done.id]
+        assert [e.id for e in await store.anomalies(scope, object_id=["device_1"])] == [done.id]
+        assert await store.anomalies(scope, object_id=[]) == []
+        assert [e.id for e in await store.anomalies(scope, since=T0 + 50)] == [live.id]
+        assert [e.id for e in await store.anomalies(scope, until=T0 + 50)] == [done.id]
+        assert len(await store.anomalies(scope, limit=1)) == 1
+        assert (await store.anomalies(scope, state="resolved"))[0].last_value == 35.0
+
+    run(opener, scenario)
+    assert len(_outbox(opener)) == 3  # opened and resolved in one batch, and one opened
+
+
+def test_a_moved_device_brings_no_history_and_gets_it_back(opener: Opener) -> None:
+    """The new owner sees nothing of the old owner's history; moved back, the old owner sees only its own."""
+
+    def readings(client: str, start: float, values: list[float]) -> list[Reading]:
+        return [Reading("device_3", client, "temperature", start + 5 * i, v) for i, v in enumerate(values)]
+
+    window = (T0 - 1, T0 + 3600)
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        await store.upsert_objects([CatalogueEntry("device_3", "client_2", "temperature_sensor")], T0)
+        await store.insert_readings(readings("client_2", T0, [21.0, 22.0, 23.0]))
+        await store.record_transitions(
+            [_event("device_3", "client_2", T0, ended=T0 + 5)], [], edge_id="e", now=T0
+        )
+        await store.upsert_objects([CatalogueEntry("device_3", "client_1", "temperature_sensor")], T0 + 100)
+        assert (await store.summary("device_3", "temperature", *window)).count == 0
+        assert await store.raw_series("device_3", "temperature", *window, 100) == []
+        assert await store.latest_of("device_3") == {}
+        assert await store.latest(frozenset({"client_1"})) == []
+        assert await store.anomaly_counts("device_3") == (0, 0)
+        assert await store.client_summaries("client_1", *window) == ({}, {})
+        assert await store.anomalies(frozenset({"client_1"})) == []
+        await store.insert_readings(readings("client_1", T0 + 200, [30.0, 31.0]))
+        got = await store.summary("device_3", "temperature", *window)
+        assert (got.count, got.last) == (2, 31.0)
+        await store.upsert_objects([CatalogueEntry("device_3", "client_2", "temperature_sensor")], T0 + 300)
+        assert [v for _, v in await store.raw_series("device_3", "temperature", *window, 100)] == [
+            21.0,
+            22.0,
+            23.0,
+        ]
+        assert (await store.bucketed(["device_3"], "temperature", *window, 3600))[0].count == 3
+        assert await store.anomaly_counts("device_3") == (0, 1)
+        per_metric, _ = await store.client_summaries("client_2", *window)
+        assert per_metric["temperature"].max == 23.0
+        assert len(await store.anomalies(frozenset({"client_2"}))) == 1
+
+    run(opener, scenario, fill=False)
+
+
+# -- the same random history on both backends gives the same statistics
+
+_RANDOM_OBJECTS = ("device_1", "device_2", "device_3")
+_METRICS = ("temperature", "humidity")
+
+
+def _random_history(seed: int) -> list[tuple[list[CatalogueEntry], list[Reading]]]:
+    """Batches of (catalogue, readings) over two days: replays, owner moves, uneven gaps."""
+    rng = random.Random(seed)
+    owners = {o: rng.choice(["client_1", "client_2"]) for o in _RANDOM_OBJECTS}
+    steps: list[tuple[list[CatalogueEntry], list[Reading]]] = []
+    sent: list[Reading] = []
+    for _ in range(6):
+        if rng.random() < 0.4:
+            moved = rng.choice(_RANDOM_OBJECTS)
+            owners[moved] = "client_2" if owners[moved] == "client_1" else "client_1"
+        batch = [
+            Reading(o, owners[o], m, round(T0 + rng.uniform(0, 172_800), 3), round(rng.gauss(20, 8), 2))
+            for o in _RANDOM_OBJECTS
+            for m in _METRICS
+            for _ in range(rng.randint(0, 300))
+        ]
+        batch += rng.sample(sent, min(len(sent), 20))  # replays
+        sent += batch
+        steps.append(([CatalogueEntry(o, c, "sensor") for o, c in owners.items()], batch))
+    return steps
+
+
+def _windows(seed: int) -> list[tuple[float, float]]:
+    rng = random.Random(seed + 1000)
+    edges = [(T0, T0 + 172_800), (T0 + 3600, T0 + 7200), (T0 + 59.5, T0 + 86_400.25)]
+    for _ in range(4):
+        a, b = sorted(round(T0 + rng.uniform(-100, 173_000), 2) for _ in range(2))
+        edges.append((a, b))
+    return edges
+
+
+def _same(a: Summary, b: Summary) -> None:
+    assert (a.count, a.min, a.max, a.last, a.last_at) == (b.count, b.min, b.max, b.last, b.last_at)
+    if a.count:
+        assert a.average == pytest.approx(b.average, rel=1e-9)
+        assert a.stddev == pytest.approx(b.stddev, rel=1e-6, abs=1e-6)
+
+
+async def _answers(store: AsyncEdgeStore, seed: int) -> list[Any]:
+    out: list[Any] = []
+    for entries, batch in _random_history(seed):
+        await store.upsert_objects(entries, T0)
+        out.append(await store.insert_readings(batch))
+    for since, until in _windows(seed):
+        for object_id in _RANDOM_OBJECTS:
+            for metric in _METRICS:
+                out.append(await store.summary(object_id, metric, since, until))
+        for client in ("client_1", "client_2"):
+            out.append(await store.client_summaries(client, since, until))
+        for metric in _METRICS:
+            out.append(await store.bucketed(list(_RANDOM_OBJECTS), metric, since, until, 3600 * 5, origin=T0))
+    out.append(await store.prune(T0 + 86_400))
+    out.append(await store.summary("device_1", "temperature", T0, T0 + 172_800))
+    out.append(sorted(await store.latest(None)))
+    return out
+
+
+def _compare(a: Any, b: Any) -> None:
+    if isinstance(a, Summary):
+        assert isinstance(b, Summary)
+        _same(a, b)
+    elif isinstance(a, tuple | list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _compare(x, y)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            _compare(a[key], b[key])
+    elif isinstance(a, Bucket):
+        assert (a.ts, a.min, a.max, a.count) == (b.ts, b.min, b.max, b.count)
+        assert a.average == pytest.approx(b.average, rel=1e-9)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_both_backends_give_the_same_statistics(pg_url: str, tmp_path: Path, seed: int) -> None:
+    """The same random history (replays, owner moves, a retention cut) answers the same on both."""
+
+    async def both() -> tuple[list[Any], list[Any]]:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {_TABLES}")
+        lite = AsyncSqliteStore(SqliteStore(tmp_path / f"s{seed}.sqlite3", check=False))
+        pg = await open_pg_store(pg_url)
+        try:
+            return await _answers(lite, seed), await _answers(pg, seed)
+        finally:
+            await lite.close()
+            await pg.close()
+
+    lite, pg = asyncio.run(both())
+    assert sum(lite[:6]) > 0
+    _compare(lite, pg)
+
+
+# -- opening PostgreSQL
+
+
+def test_an_unreachable_server_is_one_clear_error_without_the_password() -> None:
+    """Nothing listens on port 1: one StoreError naming the URL, never the password."""
+    url = "postgresql://edge:s3cret-pw@127.0.0.1:1/iotedge"
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(open_pg_store(url))
+    message = str(caught.value)
+    assert "postgresql://edge@127.0.0.1:1/iotedge" in message
+    assert "s3cret" not in message
+    assert "\n" not in message
+    assert sorted(redact_url("host=db user=edge password=x dbname=e").split()) == [
+        "dbname=e",
+        "host=db",
+        "user=edge",
+    ]
+    assert redact_url("postgresql://db/e") == "postgresql://db/e"
+
+
+def test_migrations_run_once_even_when_edges_open_together() -> None:
+    """Three stores opening a fresh database at once: the schema is created once, at the current version."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+
+    async def together(url: str) -> int:
+        stores = await asyncio.gather(*(open_pg_store(url) for _ in range(3)))
+        for store in stores:
+            await store.close()
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            assert await pg_schema_version(conn) == PG_SCHEMA_VERSION
+            cur = await conn.execute("SELECT COUNT(*) FROM schema_version")
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+
+    with scratch_database() as url:
+        assert asyncio.run(together(url)) == PG_SCHEMA_VERSION
+
+
+def test_a_dropped_connection_is_one_store_error_then_the_pool_reconnects(pg_url: str) -> None:
+    """The server ends the store's session: that call fails as a StoreError, the next one works."""
+
+    async def scenario() -> None:
+        store = await open_pg_store(pg_url, min_size=1, max_size=1)
+        try:
+            assert await store.writable()
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            with pytest.raises(StoreError, match="store read failed on postgresql://"):
+                await store.count_readings()
+            assert await store.count_readings() >= 0
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_writers_of_the_same_keys_neither_deadlock_nor_duplicate(pg_url: str) -> None:
+    """Two connections store overlapping batches in opposite orders at once: every reading once."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {_TABLES}")
+    objects = [CatalogueEntry(f"device_{i}", "client_1", "sensor") for i in range(1000)]
+    batches = [
+        [Reading(o.id, o.client, m, T0 + 5 * step, float(step)) for o in objects for m in ("a", "b")]
+        for step in range(5)
+    ]
+
+    async def scenario() -> tuple[int, int, list[float]]:
+        store = await open_pg_store(pg_url, min_size=2, max_size=2)
+        try:
+            await store.upsert_objects(objects, T0)
+            forward = asyncio.gather(*(store.insert_readings(b) for b in batches))
+            backward = asyncio.gather(*(store.insert_readings(b[::-1]) for b in reversed(batches)))
+            counts = await asyncio.gather(forward, backward)
+            newest = sorted({ts for _, _, _, ts, _ in await store.latest(None)})
+            return sum(map(sum, counts)), await store.count_readings(), newest
+        finally:
+            await store.close()
+
+    new, stored, newest = asyncio.run(scenario())
+    assert new == stored == 5 * 1000 * 2
+    assert newest == [T0 + 20]
+
+
+def test_the_async_interface_has_every_operation_with_the_same_signature() -> None:
+    """Same names, arguments and results as EdgeStore; both backends implement them as coroutines."""
+    names = {n for n, v in vars(EdgeStore).items() if callable(v) and not n.startswith("_")}
+    assert names and names == {
+        n for n, v in vars(AsyncEdgeStore).items() if callable(v) and not n.startswith("_")
+    }
+    for name in sorted(names):
+        assert inspect.signature(getattr(EdgeStore, name)) == inspect.signature(
+            getattr(AsyncEdgeStore, name)
+        ), name
+        for backend in (AsyncSqliteStore, PostgresStore):
+            method = getattr(backend, name)
+            assert inspect.iscoroutinefunction(method), (backend, name)
+            assert inspect.signature(method) == inspect.signature(getattr(EdgeStore, name)), (backend, name)
+
+
+def test_a_database_from_a_newer_release_is_refused() -> None:
+    """A schema version above this release's is one StoreError, and nothing is changed."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+        asyncio.run(_open_and_close(url))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO schema_version VALUES (%s, 'from the future', 0)", (PG_SCHEMA_VERSION + 1,)
+            )
+        with pytest.raises(StoreError, match="newer than this release"):
+            asyncio.run(open_pg_store(url))
+
+
+async def _open_and_close(url: str) -> None:
+    await (await open_pg_store(url)).close()

@@ -1,5 +1,5 @@
-"""The edge server: collector, store, rules and the per-client API."""
+"""The edge server: collector, store, rules and the per-client API.
 
-from iotedge.edge.app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here: `iotedge keys ...` and `iotedge store ...` load only the store or
+the keys, not the web stack (the app is ``iotedge.edge.app.create_app``).
+"""

@@ -340,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--before", metavar="REF", help="git commit whose edge the versus scenario compares with this tree's"
     )
+    parser.add_argument(
+        "--api-only", action="store_true", help="versus: only the API part (no 10,000-object fleet)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian package wrk)")
@@ -378,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sizes = (5_000, 100, 100, 2) if args.quick else (60_000, 1_000, 1_000, 3)
             results["mqtt"] = scenario_mqtt(*sizes, log_dir)
         if "versus" in chosen:
-            results["versus"] = scenario_versus(profile, log_dir, args.before)
+            results["versus"] = scenario_versus(profile, log_dir, args.before, api_only=args.api_only)
         if "pg" in chosen:
             results["pg"] = scenario_pg(quick=args.quick)
     results["elapsed_s"] = round(time.monotonic() - started, 1)

@@ -4,8 +4,9 @@ The earlier edge is the ``src/`` of ``--before REF`` (``git archive``), run by t
 interpreter with ``PYTHONPATH`` pointing at it, so both use the same installed
 dependencies and the same simulator. Two parts:
 
-- ``api``: ``/processed_data`` of each edge and a bare Starlette app (the ceiling), with wrk
-  in interleaved rounds; ratios to the ceiling of the same round set;
+- ``api``: ``/processed_data`` and ``/client_statistics`` of each edge and a bare Starlette
+  app (the ceiling), with wrk in interleaved rounds; ratios to the ceiling of the same
+  round set (``--api-only`` stops here);
 - ``fleet``: each edge polling the profile's largest fleet (10,000 objects; 100 with
   ``--quick``) every 5 s, one after the other: first cycle (with backfill), steady cycle
   time, RSS, CPU (``fleet_bench.run_fleet``).
@@ -31,6 +32,7 @@ __all__ = ["scenario_versus", "versus_md"]
 
 BENCH = Path(__file__).resolve().parent
 _PATH = "/processed_data?object_id=device_1"
+_CLIENT_PATH = "/client_statistics?client_id=client_1"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,12 +60,16 @@ def _commit(ref: str) -> str:
     return out.stdout.strip()
 
 
-def scenario_versus(profile: Profile, log_dir: Path, before: str) -> dict[str, Any]:
-    """Both parts, ``before`` against the working tree."""
+def scenario_versus(
+    profile: Profile, log_dir: Path, before: str, *, api_only: bool = False
+) -> dict[str, Any]:
+    """Both parts (or the api part alone), ``before`` against the working tree."""
     with tempfile.TemporaryDirectory(prefix="iotedge-before-") as tmp:
         pythonpath = str(_export(before, Path(tmp)))
         envs = {"before": {"PYTHONPATH": pythonpath}, "after": {}}
         api = _api(profile, log_dir, envs)
+        if api_only:
+            return {"before_ref": before, "before_commit": _commit(before), "api": api, "fleet": {}}
         fleet_profile = dataclasses.replace(profile, rss_polls=min(profile.rss_polls, 3), rss_max_seconds=300)
         fleet: dict[str, Any] = {}
         objects = max(profile.fleets)
@@ -102,7 +108,9 @@ def _api(profile: Profile, log_dir: Path, envs: dict[str, dict[str, str]]) -> di
                 env={**edge_env(), **env},
                 timeout=60,
             )
-            targets.append((name, stack.enter_context(edge), _PATH, headers))
+            server = stack.enter_context(edge)
+            targets.append((name, server, _PATH, headers))
+            targets.append((f"{name} /client_statistics", server, _CLIENT_PATH, headers))
         everyone = [sim, *(server for _, server, _, _ in targets)]
         measures = {name: Measure() for name, _, _, _ in targets}
         ticks = dict.fromkeys(measures, 0)
@@ -138,7 +146,8 @@ def versus_md(data: dict[str, Any]) -> list[str]:
     out = [
         f"## Before ({data['before_ref']} = {data['before_commit']}) and after, one run",
         "",
-        "`GET /processed_data` (authenticated, rate limits off) and a bare Starlette app, wrk rounds"
+        "`GET /processed_data` and `/client_statistics` (authenticated, rate limits off) and a bare"
+        " Starlette app, wrk rounds"
         " interleaved; req/s are medians over rounds.",
         "",
         "| server | req/s | x ceiling | p50 ms | p99 ms | server CPU µs per request | errors |",
@@ -153,6 +162,8 @@ def versus_md(data: dict[str, Any]) -> list[str]:
     speedup = api["after"]["rps"] / api["before"]["rps"]
     saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
     out += ["", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]
+    if not data["fleet"]:
+        return out
     objects = max(row["objects"] for row in data["fleet"].values())
     out += [
         f"Collector, {objects:,} objects polled every 5 s, each edge alone, one after the other"

@@ -155,6 +155,11 @@ class EdgeSettings(_Settings):
     )
     max_body: int = Field(64 * 1024, ge=0, description="Largest request body in bytes (413 beyond).")
     max_url: int = Field(4096, ge=64, description="Longest path plus query string in bytes (414 beyond).")
+    fast_lane: bool = Field(
+        True,
+        description="Answer plain GET /processed_data and /client_statistics without FastAPI's routing "
+        "(same bytes; off only to compare).",
+    )
     max_header: int = Field(
         16 * 1024, ge=1024, description="Largest request head (URL plus headers) in bytes (431 beyond)."
     )

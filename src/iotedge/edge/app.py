@@ -16,6 +16,7 @@ from iotedge import __version__
 from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
+from iotedge.edge.api.fastlane import FastLane
 from iotedge.edge.auth import KeyRing
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
@@ -254,6 +255,7 @@ def create_app(
     install_api_docs(app)
     install_error_handlers(app)
     document_common_answers(app)
+    app.add_middleware(FastLane)  # innermost: the security and metrics middlewares wrap it too
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
     app.state.metrics = metrics

@@ -3,9 +3,11 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from starlette.responses import Response
 
 from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, ProcessedDataOut
 from iotedge.edge.api.trusted import TrustedJSON
+from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, visible_object_metric
 from iotedge.edge.timefmt import iso_utc
@@ -34,6 +36,18 @@ async def processed_data(
     metric: Annotated[str | None, Query(max_length=40, description="Default: the primary metric.")] = None,
 ) -> Any:
     """Statistics of one object over the window, computed from the edge's store."""
+    return processed_data_answer(ctx, principal, window, object_id, metric)
+
+
+def processed_data_answer(
+    ctx: EdgeContext, principal: Principal, window: TimeRange, object_id: str, metric: str | None
+) -> Response:
+    """The answer of ``/processed_data`` (the route and the fast lane share it).
+
+    Raises:
+        NotFound: no such object for this key.
+        BadRequest: the object does not measure ``metric``.
+    """
     obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
     summaries = {
         m: ctx.store.summary(obj.id, m, window.since, window.until) for m in DEVICE_TYPES[obj.type].metrics
@@ -109,6 +123,17 @@ async def client_statistics(
     ] = None,
 ) -> Any:
     """Per-client statistics per metric (temperatures are never averaged with humidities)."""
+    return client_statistics_answer(ctx, principal, window, client_id)
+
+
+def client_statistics_answer(
+    ctx: EdgeContext, principal: Principal, window: TimeRange, client_id: str | None
+) -> Response:
+    """The answer of ``/client_statistics`` (the route and the fast lane share it).
+
+    Raises:
+        NotFound: no such client for this key.
+    """
     if client_id is not None:
         if not principal.can_see(client_id) or client_id not in ctx.store.clients(principal.scope):
             raise NotFound("Client not found")

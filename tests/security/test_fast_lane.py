@@ -1,0 +1,159 @@
+"""The statistics fast lane answers exactly what the FastAPI routes answer.
+
+Two edges are built on identical stores with one frozen clock, one with the fast lane and
+one without; every request of a matrix (valid, invalid, foreign, absent, unauthenticated,
+repeated or odd parameters and headers) must get the same status, headers and body from
+both, and leave the same request counters behind. The clock is frozen so that windows and
+ages are equal to the byte; that is why the apps run in this process.
+"""
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from iotedge.config import load_edge_settings
+from iotedge.edge.api import fastlane
+from iotedge.edge.app import create_app
+from iotedge.edge.normalise import CatalogueEntry, Reading
+from tests.conftest import KEYS
+
+with warnings.catch_warnings():  # starlette suggests another httpx package; this one does the job
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+NOW = 1_790_000_000.0
+OBJECTS = [
+    CatalogueEntry("device_1", "client_1", "temperature_sensor"),
+    CatalogueEntry("device_2", "client_1", "humidity_sensor"),
+    CatalogueEntry("device_3", "client_2", "activity_tracker"),
+    CatalogueEntry("device_4", "client_2", "temperature_sensor"),
+]
+EMPTY = CatalogueEntry("device_5", "client_1", "temperature_sensor")  # no readings: 503
+METRICS = {
+    "temperature_sensor": ("temperature", "battery_level"),
+    "humidity_sensor": ("humidity", "battery_level"),
+    "activity_tracker": ("activity_level", "battery_level"),
+}
+GOOD = KEYS["client_1"]
+
+MATRIX: list[tuple[str, str, list[tuple[str, str]]]] = [
+    # (path, query string, headers)
+    ("/processed_data", "object_id=device_1", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_2&metric=battery_level&window=10m", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&window=7d", [("x-api-key", GOOD)]),
+    ("/processed_data", f"object_id=device_1&from={NOW - 600:.0f}&to={NOW - 60:.0f}", [("x-api-key", GOOD)]),
+    ("/processed_data", f"object_id=device_1&from={(NOW - 600) * 1000:.0f}", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&from=2026-09-21T00:00:00Z", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&window=40d", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&window=banana", [("x-api-key", GOOD)]),
+    ("/processed_data", f"object_id=device_1&from={NOW:.0f}&to={NOW - 60:.0f}", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&from=yesterday", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&metric=humidity", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&metric=nonsense", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_3", [("x-api-key", GOOD)]),  # foreign
+    ("/processed_data", "object_id=device_999", [("x-api-key", GOOD)]),  # absent
+    ("/processed_data", "object_id=device_5", [("x-api-key", GOOD)]),  # no data yet
+    ("/processed_data", "object_id=device_3", [("x-api-key", KEYS["*"])]),
+    ("/processed_data", "object_id=device_1&object_id=device_2", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1,device_2", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=", [("x-api-key", GOOD)]),
+    ("/processed_data", "", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=" + "d" * 201, [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&window=", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1&extra=1", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device%5F1", [("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_1", []),
+    ("/processed_data", "object_id=device_1", [("x-api-key", "")]),
+    ("/processed_data", "object_id=device_1", [("x-api-key", "wrong-key")]),
+    ("/processed_data", "object_id=device_1", [("x-api-key", f"  {GOOD}  ")]),
+    ("/processed_data", "object_id=device_1", [("x-api-key", GOOD), ("x-api-key", GOOD)]),
+    ("/processed_data", "object_id=device_3", []),
+    ("/client_statistics", "", [("x-api-key", GOOD)]),
+    ("/client_statistics", "client_id=client_1", [("x-api-key", GOOD)]),
+    ("/client_statistics", "client_id=client_1&window=1d", [("x-api-key", GOOD)]),
+    ("/client_statistics", f"client_id=client_1&from={NOW - 900:.0f}&to={NOW:.0f}", [("x-api-key", GOOD)]),
+    ("/client_statistics", "client_id=client_2", [("x-api-key", GOOD)]),  # foreign
+    ("/client_statistics", "client_id=client_999", [("x-api-key", GOOD)]),  # absent
+    ("/client_statistics", "", [("x-api-key", KEYS["*"])]),
+    ("/client_statistics", "client_id=client_2", [("x-api-key", KEYS["*"])]),
+    ("/client_statistics", "client_id=client_1&client_id=client_2", [("x-api-key", GOOD)]),
+    ("/client_statistics", "client_id=client_1,client_2", [("x-api-key", GOOD)]),
+    ("/client_statistics", "client_id=", [("x-api-key", GOOD)]),
+    ("/client_statistics", "window=0s", [("x-api-key", GOOD)]),
+    ("/client_statistics", "object_id=device_1", [("x-api-key", GOOD)]),
+    ("/client_statistics", "", []),
+    ("/client_statistics", "", [("x-api-key", "wrong-key")]),
+    # After the failure cap, the address gets 429 from both.
+    *[("/processed_data", "object_id=device_1", [("x-api-key", "wrong-key")])] * 4,
+    ("/processed_data", "object_id=device_1", [("x-api-key", GOOD)]),
+    ("/client_statistics", "", [("x-api-key", GOOD)]),
+]
+
+
+def _fill(client: TestClient) -> None:
+    store = client.app.state.ctx.store  # type: ignore[attr-defined]
+    store.upsert_objects([*OBJECTS, EMPTY], NOW - 7200)
+    readings = [
+        Reading(entry.id, entry.client, metric, NOW - age, 20.0 + (age % 97) / 7 + index)
+        for index, entry in enumerate(OBJECTS)
+        for metric in METRICS[entry.type]
+        for age in range(5, 3 * 86400, 313)
+    ]
+    store.insert_readings(readings)
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
+    """(fast lane on, fast lane off) on identical stores, one frozen clock."""
+    clients = []
+    for lane in (True, False):
+        data_dir: Path = tmp_path_factory.mktemp(f"edge-lane-{lane}")
+        settings = load_edge_settings(
+            {},
+            data_dir=data_dir,
+            api_keys=",".join(f"{client}={key}" for client, key in KEYS.items()),
+            auth_failures=5,
+            rate_limit=0,
+            metrics_port=0,
+            fast_lane=lane,
+        )
+        clients.append(TestClient(create_app(settings, clock=lambda: NOW, run_collector=False)))
+    with clients[0] as fast, clients[1] as slow:
+        _fill(fast)
+        _fill(slow)
+        yield fast, slow
+
+
+def _request_counts(client: TestClient) -> list[str]:
+    text = generate_latest(client.app.state.metrics.registry).decode()  # type: ignore[attr-defined]
+    return sorted(line for line in text.splitlines() if "http_requests_total{" in line)
+
+
+def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, slow = twins
+    served: list[str] = []  # proof that the lane, not FastAPI, answered on the fast side
+    for path, (allowed, required, answer) in list(fastlane._LANES.items()):
+
+        def counted(*args: Any, path: str = path, answer: Any = answer) -> Any:
+            served.append(path)
+            return answer(*args)
+
+        monkeypatch.setitem(fastlane._LANES, path, (allowed, required, counted))
+    statuses = set()
+    for path, query, headers in MATRIX:
+        url = f"{path}?{query}" if query else path
+        a = fast.get(url, headers=headers)
+        b = slow.get(url, headers=headers)
+        what = f"{url} {headers}"
+        assert a.status_code == b.status_code, what
+        assert a.headers.multi_items() == b.headers.multi_items(), what
+        assert a.content == b.content, what
+        statuses.add(a.status_code)
+    assert {200, 401, 404, 422, 429, 503} <= statuses  # the matrix reaches every answer
+    assert _request_counts(fast) == _request_counts(slow)
+    assert {"/processed_data", "/client_statistics"} <= set(served)
+    assert any('route="/processed_data"' in line for line in _request_counts(fast))

@@ -78,7 +78,8 @@ def test_quick_versus_compares_a_commit_with_this_tree(tmp_path: Path) -> None:
     """`--only versus --before HEAD` runs HEAD's edge beside this tree's and reports both."""
     results = _quick_versus(tmp_path, "--before", "HEAD")
     versus = results["versus"]
-    assert set(versus["api"]) == {"ceiling", "before", "after"}
+    both = {"ceiling", "before", "after", "before /client_statistics", "after /client_statistics"}
+    assert set(versus["api"]) == both
     assert all(row["rps"] > 0 and row["errors"] == 0 for row in versus["api"].values())
     assert all(row["cycles"] >= 1 for row in versus["fleet"].values())
     assert "## Before (HEAD = " in (tmp_path / "results.md").read_text()

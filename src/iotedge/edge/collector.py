@@ -28,6 +28,7 @@ from iotedge.edge.rules import Baseline, RuleEngine, Transitions
 from iotedge.edge.store import EdgeStore
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import IotedgeError, StoreError, UpstreamError
+from iotedge.memory import trim
 
 __all__ = ["Collector", "CollectorHealth", "CycleReport"]
 
@@ -168,6 +169,8 @@ class Collector:
             stored += self._settle_backfill(
                 await self._backfill_chunk(new[start : start + _BACKFILL_CHUNK]), now, result, transitions
             )
+        if new:
+            trim()  # the histories are gone; hand their pages back before the steady state
         outcomes = await self._each(list(self._catalogue.values()), lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
         polled_ok = bool(outcomes) and failed < len(outcomes)

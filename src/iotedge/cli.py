@@ -182,8 +182,10 @@ def edge(**options: Any) -> None:
     from iotedge.edge.app import STORE_FILENAME, create_app
     from iotedge.edge.auth import KeyRing
     from iotedge.edge.store import open_store
+    from iotedge.memory import limit_arenas
 
     settings = load_edge_settings(**options)
+    limit_arenas()  # before any worker thread exists; see iotedge.memory
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.

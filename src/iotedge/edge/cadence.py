@@ -5,7 +5,6 @@ polling every second a device that reports every five seconds opens no false off
 """
 
 import statistics
-from collections import deque
 from collections.abc import Iterable
 
 __all__ = ["UNKNOWN_PERIOD_S", "Cadence"]
@@ -26,7 +25,8 @@ class Cadence:
     __slots__ = ("_gaps", "_last")
 
     def __init__(self, times: Iterable[float] = ()) -> None:
-        self._gaps: deque[float] = deque(maxlen=_GAPS)
+        # A tuple, not a deque(maxlen=3): 64 bytes instead of 760, one per series.
+        self._gaps: tuple[float, ...] = ()
         self._last: float | None = None
         for ts in sorted(times):
             self.observe(ts)
@@ -36,7 +36,7 @@ class Cadence:
         if self._last is not None:
             if ts <= self._last:
                 return
-            self._gaps.append(ts - self._last)
+            self._gaps = (*self._gaps[1 - _GAPS :], ts - self._last)
         self._last = ts
 
     @property

@@ -28,6 +28,7 @@ from iotedge.edge.rules import Baseline, RuleEngine, Transitions
 from iotedge.edge.store import EdgeStore
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import IotedgeError, StoreError, UpstreamError
+from iotedge.memory import trim
 
 __all__ = ["Collector", "CollectorHealth", "CycleReport"]
 
@@ -156,6 +157,10 @@ class Collector:
         self.health.last_cycle_seconds = time.monotonic() - started
         self._record(report, now)
         self._count(report, result, transitions, now)
+        del result, transitions
+        # A cycle's responses and readings are garbage now: hand their free pages back to the
+        # system (a few ms) instead of leaving them to the allocator between cycles.
+        trim()
         return report
 
     async def _cycle(self, now: float, result: Normalised, transitions: Transitions) -> CycleReport:
@@ -168,6 +173,7 @@ class Collector:
             stored += self._settle_backfill(
                 await self._backfill_chunk(new[start : start + _BACKFILL_CHUNK]), now, result, transitions
             )
+            trim()  # the chunk's histories are gone: the first cycle's peak stays one chunk high
         outcomes = await self._each(list(self._catalogue.values()), lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
         polled_ok = bool(outcomes) and failed < len(outcomes)

@@ -10,7 +10,7 @@ transaction).
 """
 
 import logging
-from collections import deque
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -85,7 +85,9 @@ class RuleEngine:
             self._thresholds.setdefault(rule.metric, []).append(rule)
         self._open: dict[_Key, int] = {(e.object_id, e.metric, e.rule): e.id for e in open_events}
         self._last_ts: dict[_Series, float] = dict(last_seen or {})
-        self._windows: dict[_Series, deque[float]] = {}
+        # Flat arrays of doubles, not deques of float objects: ~0.5 KiB per series instead of
+        # ~2 KiB, 15 MiB less at 10,000 objects with the default 60-value window.
+        self._windows: dict[_Series, array[float]] = {}
         self._cadence: dict[_Series, Cadence] = {}
         self._repeats: dict[_Series, tuple[float, int]] = {}
 
@@ -130,7 +132,7 @@ class RuleEngine:
             if key in self._cadence:
                 continue
             self._cadence[key] = Cadence(baseline.times)
-            self._windows[key] = deque(baseline.values, maxlen=self.rules.zscore.window)
+            self._windows[key] = array("d", baseline.values[-self.rules.zscore.window :])
 
     @property
     def open_count(self) -> int:
@@ -279,7 +281,7 @@ class RuleEngine:
             return
         window = self._windows.get(key)
         if window is None:
-            window = self._windows[key] = deque(maxlen=rule.window)
+            window = self._windows[key] = array("d")
         spec = METRICS[reading.metric]
         floor = 0.5 * 10 ** (-spec.decimals) if spec.decimals else 0.5
         z = zscore(reading.value, window, min_stddev=floor) if len(window) >= rule.min_count else None
@@ -298,6 +300,8 @@ class RuleEngine:
         )
         if not active:
             window.append(reading.value)  # anomalous values would poison the baseline
+            if len(window) > rule.window:
+                del window[0]
 
     def _stuck(self, reading: Reading, entry: CatalogueEntry, key: tuple[str, str], out: Transitions) -> None:
         rule = self.rules.stuck

@@ -11,7 +11,7 @@ from iotedge.edge.store.readings import in_scope
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, Scope
 from iotedge.edge.timefmt import epoch_ms, iso_utc
 
-__all__ = ["ANOMALY_FIELDS", "EventsMixin", "anomaly_json"]
+__all__ = ["ANOMALY_FIELDS", "EventsMixin", "anomaly_json", "event_conditions"]
 
 ANOMALY_FIELDS = (
     "object_id", "client", "type", "metric", "rule", "severity",
@@ -23,6 +23,29 @@ _COLUMNS = (
     "id, object_id, client, type, metric, rule, severity, value, threshold, message, "
     "started_at, ended_at, last_value"
 )
+
+
+def event_conditions(
+    state: str, since: float | None, until: float | None, *, mark: str
+) -> tuple[list[str], list[Any]]:
+    """WHERE conditions (and their values) of events in ``state`` overlapping [since, until).
+
+    ``mark`` is the driver's placeholder (``?`` for SQLite, ``%s`` for psycopg): both
+    backends select events the same way.
+    """
+    where: list[str] = []
+    args: list[Any] = []
+    if state == "open":
+        where.append("ended_at IS NULL")
+    elif state == "resolved":
+        where.append("ended_at IS NOT NULL")
+    if since is not None:
+        where.append(f"(ended_at IS NULL OR ended_at >= {mark})")
+        args.append(since)
+    if until is not None:
+        where.append(f"started_at < {mark}")
+        args.append(until)
+    return where, args
 
 
 def _event(row: Sequence[Any]) -> AnomalyEvent:
@@ -98,16 +121,9 @@ class EventsMixin:
             values = [value] if isinstance(value, str) else list(value)
             where.append(f"{column} IN ({','.join('?' * len(values))})" if values else "0")
             args.extend(values)
-        if state == "open":
-            where.append("ended_at IS NULL")
-        elif state == "resolved":
-            where.append("ended_at IS NOT NULL")
-        if since is not None:
-            where.append("(ended_at IS NULL OR ended_at >= ?)")
-            args.append(since)
-        if until is not None:
-            where.append("started_at < ?")
-            args.append(until)
+        conditions, values = event_conditions(state, since, until, mark="?")
+        where += conditions
+        args += values
         sql = (
             f"SELECT {_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "  # noqa: S608
             "ORDER BY started_at DESC, id DESC LIMIT ?"

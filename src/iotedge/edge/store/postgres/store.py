@@ -18,7 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
-from iotedge.edge.store.events import anomaly_json
+from iotedge.edge.store.events import anomaly_json, event_conditions
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 from iotedge.errors import StoreError
@@ -366,16 +366,9 @@ class PostgresStore:
                 continue
             where.append(f"{column} = ANY(%s)")
             args.append([value] if isinstance(value, str) else list(value))
-        if state == "open":
-            where.append("ended_at IS NULL")
-        elif state == "resolved":
-            where.append("ended_at IS NOT NULL")
-        if since is not None:
-            where.append("(ended_at IS NULL OR ended_at >= %s)")
-            args.append(since)
-        if until is not None:
-            where.append("started_at < %s")
-            args.append(until)
+        conditions, values = event_conditions(state, since, until, mark="%s")
+        where += conditions
+        args += values
         sql = (
             f"SELECT {_COLUMNS} FROM anomalies WHERE {' AND '.join(where)} "  # noqa: S608
             "ORDER BY started_at DESC, id DESC LIMIT %s"

@@ -17,10 +17,25 @@ CLIENT_OBJECTS = {"client_1": {"device_1", "device_2"}, "client_2": {"device_3",
 
 
 def _closed_window(stack: Stack, seconds: float = 90) -> dict[str, Any]:
-    """A window that ended two seconds ago, so no reading arrives in it while we compare."""
-    wait_for(lambda: time.time() - stack.started_at > 14, 20, "a few polls")
-    until = time.time() - 2
-    return {"from": str(until - seconds), "to": str(until)}
+    """A window that ended two seconds ago, so no reading arrives in it while we compare.
+
+    It waits until device_1..3 each have five readings in it: a slow machine polls less
+    often than the clock suggests, so the wait is on the data, not on elapsed time.
+    """
+
+    def closed() -> dict[str, Any]:
+        until = time.time() - 2
+        return {"from": str(until - seconds), "to": str(until)}
+
+    def stocked() -> bool:
+        window = closed()
+        return all(
+            len(stack.get(f"/objects/{object_id}/readings", client="*", **window).json()["points"]) >= 5
+            for object_id in ("device_1", "device_2", "device_3")
+        )
+
+    wait_for(stocked, 60, "five readings of device_1..3 in a closed window")
+    return closed()
 
 
 def test_stored_values_are_the_simulators(stack: Stack) -> None:

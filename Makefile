@@ -97,9 +97,12 @@ export FILL_PLACEHOLDERS
 env:
 	@$(PYTHON) -c "$$FILL_PLACEHOLDERS" .env.example .env
 
-## Write deploy/k8s/secrets.env from its example with random keys (once).
+## Write deploy/k8s/secrets.env and deploy/k8s-scale/postgres.env from their examples with random values (once each).
 k8s-secrets:
-	@$(PYTHON) -c "$$FILL_PLACEHOLDERS" deploy/k8s/secrets.env.example deploy/k8s/secrets.env
+	@for dst in deploy/k8s/secrets.env deploy/k8s-scale/postgres.env; do \
+		if [ -e "$$dst" ]; then echo "$$dst exists; not overwriting it"; \
+		else $(PYTHON) -c "$$FILL_PLACEHOLDERS" "$$dst.example" "$$dst" || exit 1; fi; \
+	done
 
 ## Static checks of the Dockerfile, compose.yaml, deploy/k8s and deploy/prometheus (also in make test).
 deliverables-check: install-dev

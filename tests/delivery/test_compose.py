@@ -1,10 +1,12 @@
 """compose.yaml: valid against the compose specification, and wired the way the stack needs."""
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -21,7 +23,7 @@ from tests.delivery.compose_env import (
 
 _COMPOSE = REPO / "compose.yaml"
 _ENV_EXAMPLE = REPO / ".env.example"
-_OWN_SERVICES = ("sim", "edge")
+_OWN_SERVICES = ("sim", "edge", "api", "collector")
 
 
 def _check_jsonschema() -> str:
@@ -92,7 +94,7 @@ def test_every_service_is_hardened_and_observable(compose: dict[str, Any]) -> No
 
 
 def test_our_containers_are_locked_down(compose: dict[str, Any]) -> None:
-    """sim and edge: built from our Dockerfile, read-only root, no capabilities."""
+    """sim, edge, api and collector: built from our Dockerfile, read-only root, no capabilities."""
     for name in _OWN_SERVICES:
         service = compose["services"][name]
         assert service["build"]["dockerfile"] == "deploy/docker/Dockerfile"
@@ -162,7 +164,7 @@ def test_secrets_are_placeholders_and_env_is_ignored() -> None:
     git = shutil.which("git")
     require(git is not None and (REPO / ".git").exists(), "git and a git checkout")
     assert git is not None
-    wanted = [".env", "deploy/k8s/secrets.env"]
+    wanted = [".env", "deploy/k8s/secrets.env", "deploy/k8s-scale/postgres.env"]
     ignored = subprocess.run(
         [git, "check-ignore", "--no-index", *wanted],
         cwd=REPO,
@@ -244,3 +246,103 @@ def test_metrics_stay_on_the_compose_network_behind_a_token(
     config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     job = next(job for job in config["scrape_configs"] if job["job_name"] == "iotedge-edge")
     assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+
+
+# ---- The scale profile ----
+
+_DEFAULT_SERVICES = {"sim", "edge", "prometheus", "grafana", "mosquitto", "mailpit", "webhook"}
+_SCALE_SERVICES = {"postgres", "api", "collector", "lb"}
+
+
+def _profiles(compose: dict[str, Any]) -> dict[str, list[str]]:
+    return {name: service.get("profiles", []) for name, service in compose["services"].items()}
+
+
+def test_the_default_stack_is_unchanged_by_the_scale_profile(compose: dict[str, Any]) -> None:
+    """Without a profile compose runs today's services; the scale ones need --profile scale."""
+    profiles = _profiles(compose)
+    assert {name for name, names in profiles.items() if not names} == _DEFAULT_SERVICES
+    assert {name for name, names in profiles.items() if names} == _SCALE_SERVICES
+    assert all(profiles[name] == ["scale"] for name in _SCALE_SERVICES)
+    # No default service waits for a scale one (compose would refuse to start without the profile).
+    for name in _DEFAULT_SERVICES:
+        assert not set(compose["services"][name].get("depends_on", {})) & _SCALE_SERVICES, name
+
+
+def test_scale_roles_share_the_edge_settings(compose: dict[str, Any], variables: dict[str, str]) -> None:
+    """api and collector: the edge's environment, plus their role and the PostgreSQL store."""
+    services = compose["services"]
+    edge = _env(services["edge"], variables)
+    for name in ("api", "collector"):
+        env = _env(services[name], variables)
+        assert env["IOTEDGE_ROLE"] == name
+        assert env["IOTEDGE_EDGE_ID"] == ""  # each replica is named after its host name
+        assert set(env) - set(edge) == {"IOTEDGE_ROLE", "IOTEDGE_STORE"}
+        same = set(edge) - {"IOTEDGE_EDGE_ID"}
+        assert {key: env[key] for key in same} == {key: edge[key] for key in same}, name
+        assert services[name]["command"] == services["edge"]["command"] == ["edge"]
+        assert services[name]["deploy"]["replicas"] == 2, name
+        assert "ports" not in services[name], f"{name}: only lb publishes the API"
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
+        test = services[name]["healthcheck"]["test"]
+        assert test[:4] == ["CMD", "python", "-m", "iotedge.healthcheck"]
+        assert test[4] == f"http://127.0.0.1:{env['IOTEDGE_PORT']}/readyz"
+        assert "/data" in services[name]["tmpfs"], f"{name}: a read-only root needs a scratch /data"
+    collector = services["collector"]["depends_on"]
+    assert collector["sim"]["condition"] == "service_healthy"
+
+
+def test_scale_roles_reach_postgresql_with_its_password(
+    compose: dict[str, Any], variables: dict[str, str]
+) -> None:
+    """IOTEDGE_STORE names the postgres service, its user, database, port and .env's password."""
+    services = compose["services"]
+    postgres = _env(services["postgres"], variables)
+    assert postgres["POSTGRES_PASSWORD"] == variables["POSTGRES_PASSWORD"] != ""
+    assert "change-me" not in postgres["POSTGRES_PASSWORD"]
+    for name in ("api", "collector"):
+        store = urlsplit(_env(services[name], variables)["IOTEDGE_STORE"])
+        assert store.scheme == "postgresql"
+        assert (store.hostname, str(store.port)) == ("postgres", "5432")
+        assert str(store.port) in services["postgres"]["expose"]
+        assert store.username == postgres["POSTGRES_USER"]
+        assert store.password == postgres["POSTGRES_PASSWORD"]
+        assert store.path == "/" + postgres["POSTGRES_DB"]
+
+
+def test_postgresql_is_healthy_only_when_it_accepts_connections(compose: dict[str, Any]) -> None:
+    """postgres: pinned official image, pg_isready health check, data on a named volume, not published."""
+    postgres = compose["services"]["postgres"]
+    image, _, tag = postgres["image"].partition(":")
+    assert image == "postgres" and tag and tag != "latest"
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "-d" in postgres["healthcheck"]["test"] and "-U" in postgres["healthcheck"]["test"]
+    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "ports" not in postgres
+
+
+def test_one_port_balances_the_api_replicas(compose: dict[str, Any], variables: dict[str, str]) -> None:
+    """lb publishes one loopback port and proxies to every address of the api service."""
+    services = compose["services"]
+    lb = services["lb"]
+    api = _env(services["api"], variables)
+    (published,) = [interpolate(str(port), variables) for port in lb["ports"]]
+    host, host_port, container_port = published.split(":")
+    assert (host, host_port) == ("127.0.0.1", "5080")
+    assert container_port in lb["expose"]
+    (mount,) = lb["volumes"]
+    source, target, mode = mount.split(":")
+    assert (target, mode) == ("/etc/nginx/nginx.conf", "ro")
+    config = (REPO / source).read_text()
+    assert re.search(rf"^\s*listen {container_port};", config, re.MULTILINE)
+    # Docker's DNS answers with every replica's address; `resolve` keeps following them.
+    assert re.search(r"^\s*resolver 127\.0\.0\.11\b", config, re.MULTILINE)
+    servers = re.findall(r"^\s*server (\S+) ([^;]*);", config, re.MULTILINE)
+    assert servers == [(f"api:{api['IOTEDGE_PORT']}", servers[0][1])]
+    assert "resolve" in servers[0][1].split()
+    assert re.search(r"^\s*proxy_pass http://iotedge_api;", config, re.MULTILINE)
+    assert "pid /tmp/" in config, "a read-only root: the pid file lives in the tmpfs"
+    assert lb["user"] != "0" and not lb["user"].startswith("0:")
+    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
+    test = lb["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[-1].startswith(f"http://127.0.0.1:{container_port}/")

@@ -154,7 +154,13 @@ def test_dockerignore_keeps_what_the_build_copies(instructions: list[tuple[str, 
             for file in files:
                 rel = file.relative_to(REPO).as_posix()
                 assert not _ignored(rel, patterns), f"{rel} is copied but ignored"
-    for secret in (".env", ".git/config", "deploy/k8s/secrets.env", "tests/conftest.py"):
+    for secret in (
+        ".env",
+        ".git/config",
+        "deploy/k8s/secrets.env",
+        "deploy/k8s-scale/postgres.env",
+        "tests/conftest.py",
+    ):
         assert _ignored(secret, patterns), f"{secret} reaches the build context"
 
 

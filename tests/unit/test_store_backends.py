@@ -38,7 +38,7 @@ OBJECTS = [
     CatalogueEntry("device_3", "client_2", "activity_tracker"),
 ]
 Opener = Callable[[], Awaitable[AsyncEdgeStore]]
-_TABLES = "objects, readings, latest, anomalies, outbox"
+_TABLES = "objects, readings, latest, anomalies, outbox, rollup_minute, rollup_hour"
 
 
 def _sqlite_conforms(store: AsyncSqliteStore) -> AsyncEdgeStore:

@@ -76,7 +76,7 @@ def _merge(table: str) -> str:
 
 def rebuild_sql(table: str, step: int, condition: str = "TRUE") -> str:
     """INSERT of ``table``'s buckets computed from the readings matching ``condition``."""
-    return f"INSERT INTO {table} ({_COLUMNS}) {_aggregate('readings', step, condition)}"  # noqa: S608
+    return f"INSERT INTO {table} ({_COLUMNS}) {_aggregate('readings', step, condition)}"
 
 
 def ingest_sql(latest: str) -> str:

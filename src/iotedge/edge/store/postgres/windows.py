@@ -28,8 +28,13 @@ AsyncQuery = Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]]
 
 _OWNER_OF = "(SELECT client FROM objects WHERE id = %s)"
 _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
-_RAW = "COUNT(r.value), COALESCE(SUM(r.value), 0), MIN(r.value), MAX(r.value), COALESCE(SUM(r.value * r.value), 0)"
-_ROLLED = "COALESCE(SUM(r.n), 0), COALESCE(SUM(r.total), 0), MIN(r.low), MAX(r.high), COALESCE(SUM(r.squares), 0)"
+_RAW = (
+    "COUNT(r.value), COALESCE(SUM(r.value), 0), MIN(r.value), MAX(r.value), "
+    "COALESCE(SUM(r.value * r.value), 0)"
+)
+_ROLLED = (
+    "COALESCE(SUM(r.n), 0), COALESCE(SUM(r.total), 0), MIN(r.low), MAX(r.high), COALESCE(SUM(r.squares), 0)"
+)
 
 
 def _source(piece: Piece) -> tuple[str, str, str, str]:
@@ -44,16 +49,17 @@ async def summary(query: AsyncQuery, object_id: str, metric: str, since: float, 
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until):
-        table, moments, newest, condition = _source(piece)
+        table, moments, newest_ts, condition = _source(piece)
         selects.append(
-            f"SELECT {moments}, {newest} FROM {table} r WHERE r.object_id = %s AND r.metric = %s "  # noqa: S608
+            f"SELECT {moments}, {newest_ts} FROM {table} r WHERE r.object_id = %s AND r.metric = %s "  # noqa: S608
             f"AND r.client = {_OWNER_OF} AND {condition}"
         )
         params += [object_id, metric, object_id, piece.lo, piece.hi]
     # One round trip: the pieces, and the value of the newest reading among them.
     rows = await query(
-        f"WITH parts (n, total, low, high, squares, newest) AS ({' UNION ALL '.join(selects)}) SELECT p.*, (SELECT r.value FROM readings r "  # noqa: S608
-        "WHERE r.object_id = %s AND r.metric = %s AND r.ts = (SELECT MAX(newest) FROM parts)) FROM parts p",
+        f"WITH parts (n, total, low, high, squares, newest) AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
+        "SELECT p.*, (SELECT r.value FROM readings r WHERE r.object_id = %s AND r.metric = %s "
+        "AND r.ts = (SELECT MAX(newest) FROM parts)) FROM parts p",
         [*params, object_id, metric],
     )
     (count, total, low, high, squares), newest = combine(row[:6] for row in rows)
@@ -70,7 +76,7 @@ async def summary_raw(query: AsyncQuery, object_id: str, metric: str, since: flo
     )
     params = [object_id, metric, since, until, object_id]
     rows = await query(
-        f"SELECT {_RAW}, (SELECT ARRAY[r.ts, r.value] {window} ORDER BY r.ts DESC LIMIT 1) {window}",  # noqa: S608
+        f"SELECT {_RAW}, (SELECT ARRAY[r.ts, r.value] {window} ORDER BY r.ts DESC LIMIT 1) {window}",
         params + params,
     )
     count, total, low, high, squares, last = rows[0]
@@ -140,7 +146,9 @@ async def bucket_rows(
     params: list[Any] = []
     for piece in grid_pieces(since, until, step, start):
         if piece.source == "raw":
-            columns = "trunc((r.ts - %s) / %s)::bigint, SUM(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"
+            columns = (
+                "trunc((r.ts - %s) / %s)::bigint, SUM(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"
+            )
             table, condition = "readings", "r.ts >= %s AND r.ts < %s"
         else:
             columns = "trunc((r.bucket - %s) / %s)::bigint, SUM(r.total), MIN(r.low), MAX(r.high), SUM(r.n)"

@@ -60,8 +60,8 @@ _LATEST_NEWEST = (
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
     f"FROM incoming ORDER BY object_id, metric, ts DESC, n DESC {_UPDATE_LATEST}"
 )
-_INGEST_UNIQUE = ingest_sql(_LATEST_UNIQUE)
-_INGEST_NEWEST = ingest_sql(_LATEST_NEWEST)
+_INGEST_UNIQUE = ingest_sql(_LATEST_UNIQUE, unique=True)
+_INGEST_NEWEST = ingest_sql(_LATEST_NEWEST, unique=False)
 
 
 def _scope(scope: Scope, column: str) -> tuple[str, list[Any]]:

@@ -104,11 +104,38 @@ _V2_ROLLUPS = tuple(
     statement for table, step in LEVELS for statement in (table_ddl(table), rebuild_sql(table, step))
 )
 
+# API keys (issue 15): in the PostgreSQL mode they live here, so every API replica sees a
+# revocation within a second. A change of a key (not of its last use) notifies the channel
+# ``iotedge_api_keys`` once per statement; PgKeyRing listens on it.
+_V3_API_KEYS = (
+    """CREATE TABLE api_keys (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  client TEXT COLLATE "C" NOT NULL,
+  hash TEXT COLLATE "C" NOT NULL UNIQUE,
+  created_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION,
+  revoked_at DOUBLE PRECISION,
+  last_used_at DOUBLE PRECISION
+)""",
+    "CREATE INDEX api_keys_client ON api_keys (client)",
+    """CREATE FUNCTION iotedge_api_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('iotedge_api_keys', TG_OP);
+  RETURN NULL;
+END
+$$""",
+    "CREATE TRIGGER api_keys_changed AFTER INSERT OR DELETE OR UPDATE OF id, client, hash, expires_at, "
+    "revoked_at ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION iotedge_api_keys_changed()",
+    "CREATE TRIGGER api_keys_truncated AFTER TRUNCATE ON api_keys "
+    "FOR EACH STATEMENT EXECUTE FUNCTION iotedge_api_keys_changed()",
+)
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(
         version=1, name="tables: objects, owned readings, latest, anomalies, outbox", statements=_V1_TABLES
     ),
     PgMigration(version=2, name="per-minute and per-hour rollups", statements=_V2_ROLLUPS),
+    PgMigration(version=3, name="API keys, announced on a channel", statements=_V3_API_KEYS),
 )
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1].version
 """The PostgreSQL schema version this release writes."""

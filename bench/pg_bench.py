@@ -5,7 +5,7 @@
   statement that fills the readings, both rollup levels and the latest values; async
   psycopg, synchronous commit) and into SQLite (with its rollups), alternating round by
   round in the same run, medians of 3 rounds; and into PostgreSQL from two writers at once
-  (two pool connections, as two collectors would);
+  (two pool connections, each with its own half of the objects, as two collectors would);
 - window sizes: 30 days of 5-second readings of one object (518,400 rows per metric, loaded
   by COPY and rolled up set-based) on both backends; ``summary`` over the last 1 h, 1 d, 7 d
   and 30 d, from the raw rows and from the rollups, median ms of interleaved rounds;
@@ -88,17 +88,18 @@ def _batches(objects: int, count: int, first: int) -> list[list[Reading]]:
     ]
 
 
-async def _rate(store: AsyncEdgeStore, batches: list[list[Reading]], *, writers: int = 1) -> float:
-    """Readings/s of storing ``batches``, ``writers`` batches in flight at a time (round robin)."""
+async def _rate(store: AsyncEdgeStore, *shares: list[list[Reading]]) -> float:
+    """Readings/s of storing the batches of every share, the shares' writers at once."""
 
     async def write(share: list[list[Reading]]) -> int:
         return sum([await store.insert_readings(batch) for batch in share])
 
     started = time.perf_counter()
-    stored = sum(await asyncio.gather(*(write(batches[w::writers]) for w in range(writers))))
+    stored = sum(await asyncio.gather(*(write(share) for share in shares)))
     elapsed = time.perf_counter() - started
-    if stored != sum(len(b) for b in batches):
-        raise RuntimeError(f"stored {stored} of {sum(len(b) for b in batches)} readings")
+    expected = sum(len(b) for share in shares for b in share)
+    if stored != expected:
+        raise RuntimeError(f"stored {stored} of {expected} readings")
     return stored / elapsed
 
 
@@ -113,13 +114,13 @@ async def _ingest(url: str, tmp: Path, *, rounds: int, readings: int) -> list[di
         try:
             for number in range(rounds):
                 batches = _batches(objects, count, number * count)
-                for name, store, writers in (("postgresql", pg, 1), ("sqlite", lite, 1))[
-                    :: 1 if number % 2 else -1
-                ]:
-                    rates[name].append(await _rate(store, batches, writers=writers))
-                # Two collectors writing at once (the scale-out mode): new times for the same objects.
-                later = _batches(objects, count, (rounds + number) * count)
-                rates["postgresql_2"].append(await _rate(pg, later, writers=2))
+                for name, store in (("postgresql", pg), ("sqlite", lite))[:: 1 if number % 2 else -1]:
+                    rates[name].append(await _rate(store, batches))
+                # Two collectors writing at once (the scale-out mode): each its own shard of twice
+                # the objects, in batches of the same size, as many readings in all.
+                fleet = _batches(2 * objects, max(1, count // 2), (rounds + number) * count)
+                shards = [[batch[:per_batch] for batch in fleet], [batch[per_batch:] for batch in fleet]]
+                rates["postgresql_2"].append(await _rate(pg, *shards))
         finally:
             await pg.close()
             await lite.close()

@@ -1,9 +1,10 @@
 """``iotedge keys`` and ``iotedge certs``, and the security flags of the servers."""
 
+import asyncio
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from iotedge.config import parse_duration
-from iotedge.errors import ConfigError
+from iotedge.errors import ConfigError, StoreError
 
 __all__ = ["certs", "edge_security_options", "keys", "metrics_options", "tls_options"]
 
@@ -76,7 +77,7 @@ def _fail_on_config_error(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ConfigError as exc:
+        except (ConfigError, StoreError) as exc:
             raise click.ClickException(str(exc)) from exc
 
     wrapper.__name__ = func.__name__
@@ -99,6 +100,47 @@ _keys_file_option = click.option(
 )
 
 
+_PG_SCHEMES = ("postgresql://", "postgres://")
+
+_store_option = click.option(
+    "--store",
+    help="Keep keys in this PostgreSQL store (postgresql://...) instead of the keys file. "
+    "[default: IOTEDGE_STORE when it is a postgresql:// URL, else the keys file]",
+)
+
+
+def _pg_url(store: str | None) -> str | None:
+    """The PostgreSQL URL the keys live in, or None for the keys file."""
+    if store:
+        if not store.startswith(_PG_SCHEMES):
+            raise click.BadParameter(
+                "give a postgresql:// URL (keys of SQLite edges live in --keys-file)", param_hint="--store"
+            )
+        return store
+    env = os.environ.get("IOTEDGE_STORE", "")
+    return env if env.startswith(_PG_SCHEMES) else None
+
+
+def _in_store(url: str, action: "Callable[[Any], Awaitable[Any]]") -> Any:
+    """Run ``action(connection)`` on the PostgreSQL store at ``url`` (migrated first)."""
+    from iotedge.edge.store.postgres.keys import open_keys_connection
+
+    async def main() -> Any:
+        conn = await open_keys_connection(url)
+        try:
+            return await action(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+def _shown(url: str) -> str:
+    from iotedge.edge.store.postgres import redact_url
+
+    return redact_url(url)
+
+
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%MZ")
 
@@ -112,10 +154,12 @@ def keys() -> None:
 @click.option("--client", required=True, help="The client the key reads; '*' = every client, read-only.")
 @click.option("--expires", help="Lifetime, e.g. 90d or 12h. [default: never]")
 @_keys_file_option
+@_store_option
 @_fail_on_config_error
-def keys_create(client: str, expires: str | None, keys_file: str) -> None:
+def keys_create(client: str, expires: str | None, keys_file: str, store: str | None) -> None:
     """Create a key for CLIENT; the key is printed once and never stored."""
     from iotedge.edge.auth import create_key
+    from iotedge.edge.store.postgres import keys as pg_keys
 
     expires_at = None
     if expires:
@@ -123,26 +167,43 @@ def keys_create(client: str, expires: str | None, keys_file: str) -> None:
             expires_at = time.time() + parse_duration(expires)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--expires") from None
-    record, key = create_key(Path(keys_file), client, expires_at=expires_at)
+    url = _pg_url(store)
+    if url is None:
+        record, key = create_key(Path(keys_file), client, expires_at=expires_at)
+        written_to = keys_file
+    else:
+        record, key = _in_store(url, lambda conn: pg_keys.create_key(conn, client, expires_at=expires_at))
+        written_to = _shown(url)
     click.echo(
         f"key id:  {record.id}\nclient:  {record.client}\nexpires: {_when(expires_at)}\nkey:     {key}"
     )
-    click.echo("Store the key now: only its hash was written to " + keys_file, err=True)
+    click.echo("Store the key now: only its hash was written to " + written_to, err=True)
 
 
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per key.")
 @_keys_file_option
+@_store_option
 @_fail_on_config_error
-def keys_list(as_json: bool, keys_file: str) -> None:
+def keys_list(as_json: bool, keys_file: str, store: str | None) -> None:
     """List keys: id, client, scope, created, expiry, revocation, last use (never the key)."""
     from iotedge.edge.auth import ALL_CLIENTS, list_keys, read_usage
+    from iotedge.edge.store.postgres import keys as pg_keys
 
-    path = Path(keys_file)
-    used = read_usage(path)
+    url = _pg_url(store)
+    if url is None:
+        path = Path(keys_file)
+        used = read_usage(path)
+        records = list_keys(path)
+        where = str(path)
+    else:
+        listed = _in_store(url, pg_keys.list_keys)
+        records = [record for record, _ in listed]
+        used = {record.id: last for record, last in listed if last is not None}
+        where = _shown(url)
     now = time.time()
     rows: list[dict[str, Any]] = []
-    for record in list_keys(path):
+    for record in records:
         if record.revoked_at is not None and record.revoked_at <= now:
             status = "revoked"
         elif record.expires_at is not None and record.expires_at <= now:
@@ -167,7 +228,7 @@ def keys_list(as_json: bool, keys_file: str) -> None:
         return
     if not rows:
         # The usual surprise after `make run`: its demo keys live in the environment, not here.
-        click.echo(f"no keys in {path} (the demo keys of iotedge run are not kept in a file)", err=True)
+        click.echo(f"no keys in {where} (the demo keys of iotedge run are not kept in a file)", err=True)
         return
     header = f"{'ID':<10} {'CLIENT':<14} {'SCOPE':<20} {'STATUS':<8} {'CREATED':<18} {'EXPIRES':<18} "
     click.echo(header + f"{'REVOKED':<18} LAST USED")
@@ -183,14 +244,20 @@ def keys_list(as_json: bool, keys_file: str) -> None:
 @click.argument("key_ids", nargs=-1)
 @click.option("--client", help="Revoke every key of this client instead.")
 @_keys_file_option
+@_store_option
 @_fail_on_config_error
-def keys_revoke(key_ids: tuple[str, ...], client: str | None, keys_file: str) -> None:
+def keys_revoke(key_ids: tuple[str, ...], client: str | None, keys_file: str, store: str | None) -> None:
     """Revoke keys by id (see `keys list`), or all of a client's; effective within a second."""
     from iotedge.edge.auth import revoke_keys
+    from iotedge.edge.store.postgres import keys as pg_keys
 
     if not key_ids and client is None:
         raise click.UsageError("give key ids or --client")
-    revoked = revoke_keys(Path(keys_file), key_ids=key_ids, client=client)
+    url = _pg_url(store)
+    if url is None:
+        revoked = revoke_keys(Path(keys_file), key_ids=key_ids, client=client)
+    else:
+        revoked = _in_store(url, lambda conn: pg_keys.revoke_keys(conn, key_ids=key_ids, client=client))
     for record in revoked:
         click.echo(f"revoked {record.id} ({record.client})")
     if not revoked:
@@ -200,12 +267,18 @@ def keys_revoke(key_ids: tuple[str, ...], client: str | None, keys_file: str) ->
 @keys.command("delete-client")
 @click.argument("client")
 @_keys_file_option
+@_store_option
 @_fail_on_config_error
-def keys_delete_client(client: str, keys_file: str) -> None:
-    """Remove every key of CLIENT from the file (the client left; no audit trail is kept)."""
+def keys_delete_client(client: str, keys_file: str, store: str | None) -> None:
+    """Remove every key of CLIENT from the file or store (the client left; no audit trail is kept)."""
     from iotedge.edge.auth import delete_client
+    from iotedge.edge.store.postgres import keys as pg_keys
 
-    count = delete_client(Path(keys_file), client)
+    url = _pg_url(store)
+    if url is None:
+        count = delete_client(Path(keys_file), client)
+    else:
+        count = _in_store(url, lambda conn: pg_keys.delete_client(conn, client))
     click.echo(f"removed {count} key(s) of {client}")
 
 

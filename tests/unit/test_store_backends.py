@@ -7,17 +7,31 @@ random history and require the same statistics from each.
 
 import asyncio
 import inspect
+import math
 import random
-from collections.abc import Awaitable, Callable, Iterator
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.stats import summarise
-from iotedge.edge.store import AnomalyEvent, Bucket, EdgeStore, EventEnd, SqliteStore, Summary, new_event_id
+from iotedge.edge.store import (
+    AnomalyEvent,
+    Bucket,
+    EdgeStore,
+    EventEnd,
+    SqliteStore,
+    Summary,
+    new_event_id,
+    windows,
+)
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
 from iotedge.edge.store.postgres import (
     PG_SCHEMA_VERSION,
@@ -25,7 +39,11 @@ from iotedge.edge.store.postgres import (
     open_pg_store,
     pg_schema_version,
     redact_url,
+    rollups as pg_rollups,
+    windows as pg_windows,
 )
+from iotedge.edge.store.postgres.schema import PG_MIGRATIONS
+from iotedge.edge.store.rollups import LEVELS, rebuild_sql
 from iotedge.errors import StoreError
 from tests.conftest import require
 from tests.pgdb import scratch_database, server_problem
@@ -38,7 +56,7 @@ OBJECTS = [
     CatalogueEntry("device_3", "client_2", "activity_tracker"),
 ]
 Opener = Callable[[], Awaitable[AsyncEdgeStore]]
-_TABLES = "objects, readings, latest, anomalies, outbox"
+_TABLES = "objects, readings, latest, anomalies, outbox, rollup_minute, rollup_hour"
 
 
 def _sqlite_conforms(store: AsyncSqliteStore) -> AsyncEdgeStore:
@@ -562,3 +580,292 @@ def test_a_database_from_a_newer_release_is_refused() -> None:
 
 async def _open_and_close(url: str) -> None:
     await (await open_pg_store(url)).close()
+
+
+# -- rollups: on both backends, window answers from rollups equal the raw computation
+
+_GRID = 4  # timestamps on a quarter-second grid: many land exactly on bucket edges
+_SPAN = 3 * 3600 + 600  # three hours and a bit, so windows cross hour edges
+_ROLLUP_OBJECTS = ("device_1", "device_2")
+_ts = st.integers(min_value=0, max_value=_SPAN * _GRID).map(lambda i: T0 + i / _GRID)
+_value = st.integers(min_value=-100_000, max_value=100_000).map(lambda i: i / 100)
+_reading = st.tuples(st.sampled_from(_ROLLUP_OBJECTS), st.sampled_from(_METRICS), _ts, _value)
+# A batch of readings and the owner of device_2 while it arrives (it moves between clients).
+_batch = st.tuples(st.lists(_reading, max_size=60), st.sampled_from(("client_1", "client_2")))
+_edge = st.integers(min_value=-600 * _GRID, max_value=(_SPAN + 600) * _GRID).map(lambda i: T0 + i / _GRID)
+_Batches = list[tuple[list[tuple[str, str, float, float]], str]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_store(request: pytest.FixtureRequest) -> Callable[[], AbstractAsyncContextManager[AsyncEdgeStore]]:
+    """Opens an empty store of the parametrised backend, once per generated example."""
+    url: str | None = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+
+    @asynccontextmanager
+    async def fresh() -> AsyncIterator[AsyncEdgeStore]:
+        if url is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                lite = AsyncSqliteStore(SqliteStore(Path(tmp) / "edge.sqlite3", check=False))
+                try:
+                    yield lite
+                finally:
+                    await lite.close()
+            return
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {_TABLES}")
+        pg = await open_pg_store(url, max_size=1)
+        try:
+            yield pg
+        finally:
+            await pg.close()
+
+    return fresh
+
+
+def _device_owner(object_id: str, device_2_owner: str) -> str:
+    return device_2_owner if object_id == "device_2" else "client_1"
+
+
+async def _fill_batches(store: AsyncEdgeStore, batches: _Batches) -> None:
+    for readings, owner in batches:
+        await store.upsert_objects(
+            [CatalogueEntry(o, _device_owner(o, owner), "sensor") for o in _ROLLUP_OBJECTS], T0
+        )
+        await store.insert_readings([Reading(o, _device_owner(o, owner), m, t, v) for o, m, t, v in readings])
+        # Replaying part of a batch with other values (an overlapping poll) must count nothing twice.
+        await store.insert_readings(
+            [Reading(o, _device_owner(o, owner), m, t, v + 1) for o, m, t, v in readings[:3]]
+        )
+
+
+async def _stored_and_rebuilt(store: AsyncEdgeStore) -> dict[str, tuple[list[Any], list[Any]]]:
+    """Per rollup level: its rows, and the rows recomputed from scratch from the readings left."""
+    order = "ORDER BY object_id, metric, client, bucket"
+    out: dict[str, tuple[list[Any], list[Any]]] = {}
+    for table, step in LEVELS:
+        if isinstance(store, PostgresStore):
+            async with store._conn() as conn:
+                await conn.execute(f"CREATE TEMP TABLE rebuilt (LIKE {table}) ON COMMIT DROP")
+                await conn.execute(pg_rollups.rebuild_sql("rebuilt", step))
+                want = await (await conn.execute(f"SELECT * FROM rebuilt {order}")).fetchall()  # noqa: S608
+                got = await (await conn.execute(f"SELECT * FROM {table} {order}")).fetchall()  # noqa: S608
+        else:
+            assert isinstance(store, AsyncSqliteStore)
+            got = store.sync.database.query(f"SELECT * FROM {table} {order}")  # noqa: S608
+            conn_lite = sqlite3.connect(store.sync.path)
+            try:
+                conn_lite.execute(f"CREATE TEMP TABLE rebuilt AS SELECT * FROM {table} WHERE 0")  # noqa: S608
+                conn_lite.execute(rebuild_sql("temp.rebuilt", step))
+                want = conn_lite.execute(f"SELECT * FROM temp.rebuilt {order}").fetchall()  # noqa: S608
+            finally:
+                conn_lite.close()
+        out[table] = (list(got), list(want))
+    return out
+
+
+async def _same_rollups(store: AsyncEdgeStore) -> None:
+    for got, want in (await _stored_and_rebuilt(store)).values():
+        assert len(got) == len(want)
+        for row, ref in zip(got, want, strict=True):
+            assert tuple(row[:5]) == tuple(ref[:5])  # key and count
+            assert tuple(row[6:8]) == tuple(ref[6:8])  # min, max
+            assert tuple(row[9:]) == tuple(ref[9:])  # newest time and value
+            assert row[5] == pytest.approx(ref[5], rel=1e-9, abs=1e-9)
+            assert row[8] == pytest.approx(ref[8], rel=1e-9, abs=1e-6)
+
+
+def _close(got: Summary, want: Summary) -> None:
+    assert (got.count, got.min, got.max, got.last, got.last_at) == (
+        want.count,
+        want.min,
+        want.max,
+        want.last,
+        want.last_at,
+    )
+    if want.count:
+        assert got.average == pytest.approx(want.average, rel=1e-9, abs=1e-9)
+        # Variances from sums of squares share the same cancellation; compare them, not roots.
+        assert (got.stddev or 0.0) ** 2 == pytest.approx((want.stddev or 0.0) ** 2, rel=1e-7, abs=1e-6)
+
+
+async def _raw_summary(
+    store: AsyncEdgeStore, object_id: str, metric: str, since: float, until: float
+) -> Summary:
+    if isinstance(store, PostgresStore):
+        return await pg_windows.summary_raw(store._query, object_id, metric, since, until)
+    assert isinstance(store, AsyncSqliteStore)
+    return windows.summary_raw(store.sync.database.query, object_id, metric, since, until)
+
+
+async def _client_moments(
+    store: AsyncEdgeStore, client: str, since: float, until: float, *, raw: bool
+) -> dict[tuple[str, str], Any]:
+    if isinstance(store, PostgresStore):
+        pg_call = pg_windows.client_moments_raw if raw else pg_windows.client_moments
+        return await pg_call(store._query, client, since, until)
+    assert isinstance(store, AsyncSqliteStore)
+    call = windows.client_moments_raw if raw else windows.client_moments
+    return call(store.sync.database.query, client, since, until)
+
+
+async def _raw_buckets(
+    store: AsyncEdgeStore, metric: str, since: float, until: float, step: float, start: float
+) -> dict[int, tuple[int, float, float, float]]:
+    if isinstance(store, PostgresStore):
+        rows = await pg_windows.bucket_rows_raw(
+            store._query, _ROLLUP_OBJECTS, metric, since, until, step, start
+        )
+    else:
+        assert isinstance(store, AsyncSqliteStore)
+        rows = windows.bucket_rows_raw(
+            store.sync.database.query, _ROLLUP_OBJECTS, metric, since, until, step, start
+        )
+    return {int(b): (int(n), float(total), float(low), float(high)) for b, total, low, high, n in rows}
+
+
+async def _compare_windows(store: AsyncEdgeStore, edges: list[tuple[float, float]]) -> None:
+    for since, until in edges:
+        for object_id in _ROLLUP_OBJECTS:
+            for metric in _METRICS:
+                _close(
+                    await store.summary(object_id, metric, since, until),
+                    await _raw_summary(store, object_id, metric, since, until),
+                )
+        for client in ("client_1", "client_2"):
+            got = await _client_moments(store, client, since, until, raw=False)
+            want = await _client_moments(store, client, since, until, raw=True)
+            assert got.keys() == want.keys()
+            for key, (count, total, low, high, squares) in got.items():
+                assert (count, low, high) == (want[key][0], want[key][2], want[key][3])
+                assert total == pytest.approx(want[key][1], rel=1e-9, abs=1e-9)
+                assert squares == pytest.approx(want[key][4], rel=1e-9, abs=1e-6)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(_batch, min_size=1, max_size=5),
+    edges=st.lists(st.tuples(_edge, _edge).map(sorted), min_size=1, max_size=5),
+    cut=st.one_of(st.none(), _edge),
+)
+def test_rollups_answer_as_the_raw_rows_on_both_backends(
+    fresh_store: Callable[[], AbstractAsyncContextManager[AsyncEdgeStore]],
+    batches: _Batches,
+    edges: list[tuple[float, float]],
+    cut: float | None,
+) -> None:
+    """Random series, replays, owner moves and windows: rollups answer as every raw row would.
+
+    The rollups hold exactly what the readings give, before and after a random retention cut.
+    """
+
+    async def scenario() -> None:
+        async with fresh_store() as store:
+            await _fill_batches(store, batches)
+            await _same_rollups(store)
+            await _compare_windows(store, [(a, b) for a, b in edges])
+            if cut is not None:
+                await store.prune(cut)
+                await _same_rollups(store)
+                await _compare_windows(store, [(a, b) for a, b in edges])
+
+    asyncio.run(scenario())
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(_batch, min_size=1, max_size=4),
+    edges=st.lists(st.tuples(_edge, _edge).map(sorted), min_size=1, max_size=4),
+    step=st.sampled_from([60.0, 120.0, 300.0, 900.0, 3600.0, 7200.0, 45.0, 90.5]),
+    aligned=st.booleans(),
+)
+def test_rollup_series_answer_as_the_raw_rows_on_both_backends(
+    fresh_store: Callable[[], AbstractAsyncContextManager[AsyncEdgeStore]],
+    batches: _Batches,
+    edges: list[tuple[float, float]],
+    step: float,
+    aligned: bool,
+) -> None:
+    """Down-sampled series on a grid of whole minutes read rollups, with the raw rows' answer."""
+
+    async def scenario() -> None:
+        async with fresh_store() as store:
+            await _fill_batches(store, batches)
+            for since, until in edges:
+                start = math.floor(since / step) * step if aligned else since
+                for metric in _METRICS:
+                    got = await store.bucketed(
+                        list(_ROLLUP_OBJECTS), metric, since, until, step, origin=start
+                    )
+                    want = await _raw_buckets(store, metric, since, until, step, start)
+                    assert [b.ts for b in got] == [start + b * step for b in sorted(want)]
+                    for bucket, (count, total, low, high) in zip(
+                        got, (want[b] for b in sorted(want)), strict=True
+                    ):
+                        assert (bucket.count, bucket.min, bucket.max) == (count, low, high)
+                        assert bucket.average == pytest.approx(total / count, rel=1e-9, abs=1e-9)
+
+    asyncio.run(scenario())
+
+
+def test_a_moved_device_brings_no_rolled_up_history(opener: Opener) -> None:
+    """Rollups are keyed by the owner at reading time: the new owner sees only its own hours."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        await store.upsert_objects([CatalogueEntry("device_9", "client_1", "sensor")], T0)
+        await store.insert_readings(
+            [Reading("device_9", "client_1", "temperature", T0 + 5 * i, 20.0) for i in range(1440)]
+        )
+        await store.upsert_objects([CatalogueEntry("device_9", "client_2", "sensor")], T0 + 7200)
+        await store.insert_readings(
+            [Reading("device_9", "client_2", "temperature", T0 + 7200 + 5 * i, 30.0) for i in range(720)]
+        )
+        got = await store.summary("device_9", "temperature", T0, T0 + 3 * 3600)
+        assert (got.count, got.min, got.max) == (720, 30.0, 30.0)
+        assert (await store.client_summaries("client_1", T0, T0 + 3 * 3600)) == ({}, {})
+
+    run(opener, scenario, fill=False)
+
+
+def test_the_rollup_migration_back_fills_stored_readings(pg_url: str) -> None:
+    """A database at PostgreSQL schema 1 gets rollups of its readings, under their owners."""
+
+    async def scenario(url: str) -> Summary:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            for step in PG_MIGRATIONS[:1]:
+                async with conn.transaction():
+                    await conn.execute(
+                        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                        "applied_at DOUBLE PRECISION NOT NULL)"
+                    )
+                    for statement in step.statements:
+                        await conn.execute(statement)
+                    await conn.execute("INSERT INTO schema_version VALUES (1, 'v1', 0)")
+            async with conn.transaction():
+                await conn.execute("INSERT INTO objects VALUES ('device_1', 'client_1', 'sensor', 0, 0)")
+                for i, value in enumerate((25.0, 26.0, 27.0)):
+                    await conn.execute(
+                        "INSERT INTO readings VALUES ('device_1', 'temperature', %s, %s, 'client_1')",
+                        (T0 + 60 * i, value),
+                    )
+        store = await open_pg_store(url)
+        try:
+            rows = await store._query(
+                "SELECT client, bucket, n, total, low, high, last_value FROM rollup_hour"
+            )
+            assert rows == [("client_1", int(T0), 3, 78.0, 25.0, 27.0, 27.0)]
+            await _same_rollups(store)
+            return await store.summary("device_1", "temperature", T0 - 3600, T0 + 7200)
+        finally:
+            await store.close()
+
+    with scratch_database() as url:
+        got = asyncio.run(scenario(url))
+    assert (got.count, got.average, got.last) == (3, 26.0, 27.0)

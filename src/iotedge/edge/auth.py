@@ -13,10 +13,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -26,15 +26,18 @@ __all__ = [
     "ALL_CLIENTS",
     "KeyRecord",
     "KeyRing",
+    "KeySource",
     "Principal",
     "create_key",
     "delete_client",
     "generate_key",
     "hash_key",
     "list_keys",
+    "match_key",
     "read_usage",
     "revoke_keys",
     "usage_path",
+    "validate_client",
 ]
 
 _log = logging.getLogger(__name__)
@@ -193,6 +196,57 @@ def parse_env_keys(text: str) -> list[KeyRecord]:
     return records
 
 
+class KeySource(Protocol):
+    """What the API needs of its keys: :class:`KeyRing` (a keys file) or the PostgreSQL store's
+    ``iotedge.edge.store.postgres.keys.PgKeyRing``.
+
+    ``authenticate`` answers from memory, never waiting on a file or a database.
+    """
+
+    def __len__(self) -> int:
+        """How many keys are known (environment keys included)."""
+
+    def authenticate(self, key: str | None) -> Principal:
+        """The principal of ``key``; raises AuthError when missing, unknown, revoked or expired."""
+
+    def reload(self) -> None:
+        """Read the keys again (SIGHUP)."""
+
+    def flush_usage(self) -> None:
+        """Record the last-use times seen so far."""
+
+
+def validate_client(client: str) -> None:
+    """Raise ConfigError unless ``client`` can name a key's client (no separators, 1-200 chars)."""
+    if not client or len(client) > 200 or any(ch in client for ch in ",= \t\n"):
+        raise ConfigError(f"invalid client name {client!r}")
+
+
+def match_key(
+    by_hash: Mapping[str, KeyRecord], key: str | None, now: float, *, revoked_at_any_time: bool = False
+) -> KeyRecord:
+    """The valid record of ``key`` among ``by_hash`` (hash -> record) at ``now``.
+
+    ``revoked_at_any_time``: a revocation counts whatever its time (keys revoked on another
+    host, whose clock may run ahead of ours).
+
+    Raises:
+        AuthError: when the key is missing, malformed, unknown, revoked or expired.
+    """
+    key = key.strip() if key else key  # a copied key often brings a space or newline along
+    if not key or len(key) > 256:
+        raise AuthError("missing or malformed key")
+    digest = hash_key(key)
+    record = by_hash.get(digest)
+    if record is None or not hmac.compare_digest(record.hash, digest):
+        raise AuthError("unknown key")
+    if record.revoked_at is not None and (revoked_at_any_time or record.revoked_at <= now):
+        raise AuthError(f"key {record.id} revoked")
+    if record.expires_at is not None and record.expires_at <= now:
+        raise AuthError(f"key {record.id} expired")
+    return record
+
+
 class KeyRing:
     """The valid keys, from a keys file (re-read when it changes) and the environment.
 
@@ -259,19 +313,10 @@ class KeyRing:
         Raises:
             AuthError: when the key is missing, unknown, revoked or expired.
         """
-        key = key.strip() if key else key  # a copied key often brings a space or newline along
-        if not key or len(key) > 256:
-            raise AuthError("missing or malformed key")
-        self._maybe_reload()
-        digest = hash_key(key)
-        record = self._by_hash.get(digest)
-        if record is None or not hmac.compare_digest(record.hash, digest):
-            raise AuthError("unknown key")
+        if key and len(key.strip()) <= 256:  # nothing to look at the file for otherwise
+            self._maybe_reload()
         now = self._clock()
-        if record.revoked_at is not None and record.revoked_at <= now:
-            raise AuthError(f"key {record.id} revoked")
-        if record.expires_at is not None and record.expires_at <= now:
-            raise AuthError(f"key {record.id} expired")
+        record = match_key(self._by_hash, key, now)
         self._used[record.id] = now
         if time.monotonic() - self._flushed_at >= self._usage_flush_s:
             self.flush_usage()
@@ -295,8 +340,7 @@ class KeyRing:
 
 def create_key(path: Path, client: str, *, expires_at: float | None = None) -> tuple[KeyRecord, str]:
     """Add a new key for ``client`` to the keys file; returns its record and the key itself."""
-    if not client or len(client) > 200 or any(ch in client for ch in ",= \t\n"):
-        raise ConfigError(f"invalid client name {client!r}")
+    validate_client(client)
     records = _read_file(path)
     key_id, key = generate_key()
     while any(r.id == key_id for r in records):  # 32 bits of id: collisions are rare, not impossible

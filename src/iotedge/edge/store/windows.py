@@ -20,6 +20,8 @@ __all__ = [
     "bucket_rows_raw",
     "client_moments",
     "client_moments_raw",
+    "combine",
+    "grid_pieces",
     "summary",
     "summary_raw",
 ]
@@ -41,7 +43,7 @@ def _range(piece: Piece) -> str:
     return f"{column}>=? AND {column}<?"
 
 
-def _combine(parts: Iterable[tuple[Any, ...]]) -> tuple[Moments, float | None]:
+def combine(parts: Iterable[tuple[Any, ...]]) -> tuple[Moments, float | None]:
     """Pool (count, sum, min, max, squares, newest ts) rows of disjoint parts of one window."""
     count, total, squares = 0, 0.0, 0.0
     low: float | None = None
@@ -72,7 +74,7 @@ def summary(query: Query, object_id: str, metric: str, since: float, until: floa
             f"AND r.client={_OWNER_OF} AND {_range(piece)}"
         )
         params += [object_id, metric, object_id, piece.lo, piece.hi]
-    (count, total, low, high, squares), newest = _combine(query(" UNION ALL ".join(selects), params))
+    (count, total, low, high, squares), newest = combine(query(" UNION ALL ".join(selects), params))
     if not count or newest is None:
         return from_moments(0, 0.0, None, None, 0.0, None)
     # (object, metric, ts) is the readings' key, and the newest ts came from an owned row.
@@ -115,7 +117,7 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
         parts.setdefault((object_id, metric), []).append(tuple(row))
     out: dict[tuple[str, str], Moments] = {}
     for key, rows in parts.items():
-        pooled, _ = _combine(rows)
+        pooled, _ = combine(rows)
         if pooled[0]:
             out[key] = pooled
     return out
@@ -137,7 +139,7 @@ def client_moments_raw(
     }
 
 
-def _grid_pieces(since: float, until: float, step: float, start: float) -> list[Piece]:
+def grid_pieces(since: float, until: float, step: float, start: float) -> list[Piece]:
     """The pieces of [since, until) whose buckets never straddle a step of the grid."""
     if step % MINUTE or start % MINUTE:
         return [Piece("raw", since, until)]
@@ -165,7 +167,7 @@ def bucket_rows(
     marks = ",".join("?" * len(object_ids))
     selects: list[str] = []
     params: list[Any] = []
-    for piece in _grid_pieces(since, until, step, start):
+    for piece in grid_pieces(since, until, step, start):
         if piece.source == "raw":
             columns = (
                 "CAST((r.ts - ?) / ? AS INTEGER), TOTAL(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"

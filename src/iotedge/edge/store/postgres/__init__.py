@@ -1,6 +1,8 @@
 """The PostgreSQL backend of the store (issue 15), behind :class:`iotedge.edge.store.aio.AsyncEdgeStore`.
 
-Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`). Not yet
+Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`),
+``rollups`` and ``windows`` (per-minute and per-hour rollups and the window reads over them),
+``keys`` (API keys in the database and ``PgKeyRing``). Not yet
 wired into the edge: the next step switches the app and the collector to the async
 interface and lets ``--store postgresql://...`` choose this backend.
 """

@@ -11,8 +11,10 @@ on both backends, and index comparisons are plain ``memcmp`` rather than the loc
 ``latest`` is rewritten by every batch, so its pages keep room for HOT updates.
 
 Window queries: the readings' primary key ``(object_id, metric, ts)`` is the index every
-read of one object's series walks, so a window's cost follows the rows in the window, not
-the history stored (bench/pg_bench.py measures it). A BRIN index on ``ts`` serves retention
+read of one object's series walks, and the rollups' keys ``(object_id, metric, client,
+bucket)`` do the same for whole minutes and hours, so a window's cost follows the rows in
+its partial minutes plus one per minute and per hour, not the history stored
+(bench/pg_bench.py measures it; no time partitioning was needed). A BRIN index on ``ts`` serves retention
 pruning at a few pages of index for any history, since readings arrive roughly in time order.
 """
 
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 from psycopg import AsyncConnection
 
+from iotedge.edge.store.postgres.rollups import LEVELS, rebuild_sql, table_ddl
 from iotedge.errors import StoreError
 
 __all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "PgMigration", "pg_migrate", "pg_schema_version"]
@@ -95,10 +98,44 @@ _V1_TABLES = (
     "CREATE INDEX outbox_event ON outbox (event_id, transition)",
 )
 
+# Per-minute and per-hour rollups (the SQLite store's migration 3), filled from the readings
+# already stored; from then on insert_readings keeps them in the same statement as the raw rows.
+_V2_ROLLUPS = tuple(
+    statement for table, step in LEVELS for statement in (table_ddl(table), rebuild_sql(table, step))
+)
+
+# API keys (issue 15): in the PostgreSQL mode they live here, so every API replica sees a
+# revocation within a second. A change of a key (not of its last use) notifies the channel
+# ``iotedge_api_keys`` once per statement; PgKeyRing listens on it.
+_V3_API_KEYS = (
+    """CREATE TABLE api_keys (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  client TEXT COLLATE "C" NOT NULL,
+  hash TEXT COLLATE "C" NOT NULL UNIQUE,
+  created_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION,
+  revoked_at DOUBLE PRECISION,
+  last_used_at DOUBLE PRECISION
+)""",
+    "CREATE INDEX api_keys_client ON api_keys (client)",
+    """CREATE FUNCTION iotedge_api_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('iotedge_api_keys', TG_OP);
+  RETURN NULL;
+END
+$$""",
+    "CREATE TRIGGER api_keys_changed AFTER INSERT OR DELETE OR UPDATE OF id, client, hash, expires_at, "
+    "revoked_at ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION iotedge_api_keys_changed()",
+    "CREATE TRIGGER api_keys_truncated AFTER TRUNCATE ON api_keys "
+    "FOR EACH STATEMENT EXECUTE FUNCTION iotedge_api_keys_changed()",
+)
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(
         version=1, name="tables: objects, owned readings, latest, anomalies, outbox", statements=_V1_TABLES
     ),
+    PgMigration(version=2, name="per-minute and per-hour rollups", statements=_V2_ROLLUPS),
+    PgMigration(version=3, name="API keys, announced on a channel", statements=_V3_API_KEYS),
 )
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1].version
 """The PostgreSQL schema version this release writes."""

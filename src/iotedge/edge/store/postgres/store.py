@@ -1,10 +1,10 @@
 """The PostgreSQL store: psycopg 3 (async) over a connection pool, the same semantics as SQLite.
 
 Every read that returns client data takes a ``Scope`` or is limited to an object's current
-owner (``readings.client`` = ``objects.client``), as in the SQLite store. Statistics are
-computed in SQL from the raw rows of the window, which the readings' primary key
-``(object_id, metric, ts)`` locates directly; a batch of readings goes in by binary COPY,
-then into the tables in the same transaction.
+owner (``readings.client`` = ``objects.client``), as in the SQLite store. Statistics
+combine per-minute and per-hour rollups with the raw rows of a window's partial minutes
+(``postgres/windows.py``); a batch of readings goes in by binary COPY, then one statement
+moves it into the readings, the rollups and the latest values in the same transaction.
 """
 
 import json
@@ -19,7 +19,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store.events import anomaly_json, event_conditions
+from iotedge.edge.store.postgres import windows
+from iotedge.edge.store.postgres.rollups import LEVELS, ingest_sql, prune_sql
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
+from iotedge.edge.store.rollups import floor_to
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 from iotedge.errors import StoreError
 
@@ -34,21 +37,14 @@ _COLUMNS = (
 _NAMES = _COLUMNS.split(", ")
 _OWNER_OF = "r.client = (SELECT client FROM objects WHERE id = %s)"
 _OWNED = "JOIN objects o ON o.id = r.object_id AND o.client = r.client"
-# A batch goes in by binary COPY into a session's temporary table, then two statements move
-# it into ``readings`` and ``latest``: about twice the rate of one INSERT from unnest'ed arrays.
+# A batch goes in by binary COPY into a session's temporary table, then one statement moves
+# it into ``readings``, the rollups and ``latest`` (postgres/rollups.py).
 _INCOMING = (
     'CREATE TEMP TABLE IF NOT EXISTS incoming (object_id TEXT COLLATE "C", metric TEXT COLLATE "C", '
     'ts DOUBLE PRECISION, value DOUBLE PRECISION, client TEXT COLLATE "C", n INTEGER) ON COMMIT DELETE ROWS'
 )
 _COPY = "COPY incoming (object_id, metric, ts, value, client, n) FROM STDIN (FORMAT BINARY)"
 _COPY_TYPES = ("text", "text", "float8", "float8", "text", "int4")
-# Rows go in key order, so two writers whose batches share keys (a replay, a shard changing
-# hands) take the row locks in the same order and cannot deadlock.
-_INSERT = (
-    "INSERT INTO readings (object_id, metric, ts, value, client) "
-    "SELECT object_id, metric, ts, value, client FROM incoming ORDER BY object_id, metric, ts "
-    "ON CONFLICT DO NOTHING"
-)
 _UPDATE_LATEST = (
     "ON CONFLICT (object_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
     "client = excluded.client WHERE excluded.ts >= latest.ts"
@@ -64,7 +60,8 @@ _LATEST_NEWEST = (
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
     f"FROM incoming ORDER BY object_id, metric, ts DESC, n DESC {_UPDATE_LATEST}"
 )
-_MOMENTS = "COUNT(r.value), SUM(r.value), MIN(r.value), MAX(r.value), SUM(r.value * r.value)"
+_INGEST_UNIQUE = ingest_sql(_LATEST_UNIQUE, unique=True)
+_INGEST_NEWEST = ingest_sql(_LATEST_NEWEST, unique=False)
 
 
 def _scope(scope: Scope, column: str) -> tuple[str, list[Any]]:
@@ -174,10 +171,10 @@ class PostgresStore:
                 copy.set_types(_COPY_TYPES)
                 for n, r in enumerate(readings):
                     await copy.write_row((r.object_id, r.metric, r.ts, r.value, r.client, n))
-            cur = await conn.execute(_INSERT)
-            fresh = cur.rowcount
             unique = len({(r.object_id, r.metric) for r in readings}) == len(readings)
-            await conn.execute(_LATEST_UNIQUE if unique else _LATEST_NEWEST)
+            cur = await conn.execute(_INGEST_UNIQUE if unique else _INGEST_NEWEST)
+            row = await cur.fetchone()
+            fresh = int(row[0]) if row is not None else 0
         return max(fresh, 0)
 
     async def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:
@@ -209,36 +206,14 @@ class PostgresStore:
         return [(ts, value) for ts, value in reversed(rows)]
 
     async def summary(self, object_id: str, metric: str, since: float, until: float) -> Summary:
-        """Statistics of one object's metric over [since, until)."""
-        window = (
-            "FROM readings r WHERE r.object_id = %s AND r.metric = %s AND r.ts >= %s AND r.ts < %s "
-            f"AND {_OWNER_OF}"
-        )
-        params = (object_id, metric, since, until, object_id)
-        # One round trip: the moments and the newest row of the same window.
-        rows = await self._query(
-            f"SELECT {_MOMENTS}, (SELECT ARRAY[r.ts, r.value] {window} ORDER BY r.ts DESC LIMIT 1) {window}",
-            params + params,
-        )
-        count, total, low, high, squares, last = rows[0]
-        return from_moments(
-            int(count), total or 0.0, low, high, squares or 0.0, (last[0], last[1]) if last else None
-        )
+        """Statistics of one object's metric over [since, until) (rollups plus raw edges)."""
+        return await windows.summary(self._query, object_id, metric, since, until)
 
     async def client_summaries(
         self, client: str, since: float, until: float
     ) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
         """Per-metric statistics across a client's objects, and per object and metric."""
-        # Driven by the (object, metric) pairs in ``latest`` so that each is a range of the
-        # readings' key, not a scan of the client's whole history.
-        rows = await self._query(
-            f"SELECT l.object_id, l.metric, {_MOMENTS}, MAX(l.ts), MAX(l.value) "  # noqa: S608
-            "FROM objects o JOIN latest l ON l.object_id = o.id "
-            "JOIN readings r ON r.object_id = l.object_id AND r.metric = l.metric AND r.client = o.client "
-            "WHERE o.client = %s AND r.ts >= %s AND r.ts < %s GROUP BY l.object_id, l.metric "
-            "ORDER BY l.object_id, l.metric",
-            (client, since, until),
-        )
+        moments = await windows.client_moments(self._query, client, since, until)
         latest = {
             (object_id, metric): (ts, value)
             for object_id, _, metric, ts, value in await self.latest(frozenset({client}))
@@ -246,10 +221,8 @@ class PostgresStore:
         }
         per_object: dict[str, dict[str, Summary]] = {}
         by_metric: dict[str, list[Summary]] = {}
-        for object_id, metric, count, total, low, high, squares, _, _ in rows:
-            if not count:
-                continue
-            summary = from_moments(int(count), total, low, high, squares, latest.get((object_id, metric)))
+        for (object_id, metric), (count, total, low, high, squares) in sorted(moments.items()):
+            summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
             per_object.setdefault(object_id, {})[metric] = summary
             by_metric.setdefault(metric, []).append(summary)
         return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
@@ -266,16 +239,12 @@ class PostgresStore:
     ) -> list[Bucket]:
         """Down-sampled series of several objects together on the grid ``origin + k * step``.
 
+        A grid of whole minutes is read from the rollups between the window's raw edges.
         Bucket numbers truncate toward zero, as SQLite's ``CAST(... AS INTEGER)`` does, so
         both backends put every reading in the same bucket.
         """
         start = since if origin is None else origin
-        rows = await self._query(
-            "SELECT trunc((r.ts - %s) / %s)::bigint AS b, SUM(r.value), MIN(r.value), MAX(r.value), "  # noqa: S608
-            f"COUNT(r.value) FROM readings r {_OWNED} WHERE r.object_id = ANY(%s) AND r.metric = %s "
-            "AND r.ts >= %s AND r.ts < %s GROUP BY b ORDER BY b",
-            (start, step, list(object_ids), metric, since, until),
-        )
+        rows = await windows.bucket_rows(self._query, list(object_ids), metric, since, until, step, start)
         return [
             Bucket(start + b * step, clamped_mean(total, int(count), low, high), low, high, int(count))
             for b, total, low, high, count in rows
@@ -292,12 +261,21 @@ class PostgresStore:
         return [row[0] for row in reversed(rows)]
 
     async def prune(self, before: float) -> int:
-        """Delete readings older than ``before``; returns how many."""
+        """Delete readings older than ``before`` and their rollups; returns how many readings."""
         if math.isnan(before):
             return 0
         async with self._conn(write=True) as conn:
             cur = await conn.execute("DELETE FROM readings WHERE ts < %s", (before,))
-            return max(cur.rowcount, 0)
+            removed = max(cur.rowcount, 0)
+            if not removed:
+                return 0
+            for table, step in LEVELS:
+                if not math.isfinite(before):
+                    await conn.execute(f"DELETE FROM {table}")  # noqa: S608
+                    continue
+                for statement in prune_sql(table, step):
+                    await conn.execute(statement, {"cut": floor_to(before, step)})
+            return removed
 
     async def count_readings(self) -> int:
         """How many readings are stored."""

@@ -139,6 +139,8 @@ _V4_NOTIFY_LEASES = (
 )""",
     """CREATE TABLE collectors (
   id TEXT COLLATE "C" PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  backend_start TIMESTAMPTZ,
   started_at DOUBLE PRECISION NOT NULL,
   heartbeat_at DOUBLE PRECISION NOT NULL,
   shards_owned INTEGER NOT NULL DEFAULT 0

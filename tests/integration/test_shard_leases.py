@@ -7,7 +7,8 @@ session, so its own advisory locks), as separate collector processes would.
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any
 
 import psycopg
 import pytest
@@ -36,7 +37,7 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def run(scenario: Callable[[], Awaitable[None]]) -> None:
+def run(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run one scenario in its own event loop."""
     asyncio.run(scenario())
 

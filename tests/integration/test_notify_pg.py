@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -57,19 +57,23 @@ def test_three_drainers_deliver_each_message_exactly_once(pg_url: str) -> None:
 
         async def main() -> float:
             settings = _settings(hook.url, poll_interval_s=0.05, batch_size=50)
+
+            def tally(i: int) -> Callable[[str, str, int], None]:
+                def record(_channel: str, outcome: str, k: int) -> None:
+                    if outcome == "sent":
+                        sent[i] += k
+
+                return record
+
             drainers = [
-                Drainer(
-                    PgOutbox(pg_url, name=f"drainer-{i}"),
-                    settings,
-                    on_outcome=lambda _c, outcome, k, i=i: sent.update({i: k} if outcome == "sent" else {}),
-                )
+                Drainer(PgOutbox(pg_url, name=f"drainer-{i}"), settings, on_outcome=tally(i))
                 for i in range(3)
             ]
             started = time.monotonic()
             tasks = [asyncio.create_task(d.run()) for d in drainers]
             try:
                 async with asyncio.timeout(60):
-                    while len(hook.accepted) < count:
+                    while len(hook.accepted) < count:  # noqa: ASYNC110 (the receiver is a thread)
                         await asyncio.sleep(0.02)
                 elapsed = time.monotonic() - started
                 # A little longer: a duplicate, if any, would show up now.

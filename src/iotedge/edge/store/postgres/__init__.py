@@ -1,19 +1,23 @@
 """The PostgreSQL backend of the store (issue 15), behind :class:`iotedge.edge.store.aio.AsyncEdgeStore`.
 
-Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`). Not yet
+Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`),
+``leases`` (:class:`PgShardLeases`, the collectors' shards as session advisory locks). Not yet
 wired into the edge: the next step switches the app and the collector to the async
 interface and lets ``--store postgresql://...`` choose this backend.
 """
 
 from iotedge.edge.store.postgres.connect import open_pg_store, redact_url
+from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
 from iotedge.edge.store.postgres.schema import PG_SCHEMA_VERSION, pg_migrate, pg_schema_version
 from iotedge.edge.store.postgres.store import PostgresStore
 
 __all__ = [
     "PG_SCHEMA_VERSION",
+    "PgShardLeases",
     "PostgresStore",
     "open_pg_store",
     "pg_migrate",
     "pg_schema_version",
     "redact_url",
+    "register_shard_metrics",
 ]

@@ -144,6 +144,7 @@ def test_a_drainer_killed_mid_claim_leaves_its_claims_due_after_the_lease(pg_url
             clock.advance(31)  # the lease ran out
             report = await heir.drain_once()
             assert report.error is None and report.sent == 5
+            assert heir.pending == 0
             await heir.aclose()
 
         asyncio.run(main())

@@ -332,6 +332,7 @@ def test_rows_are_scoped_and_pending_is_counted(place: Place) -> None:
         rig.webhook.fail_first = 10_000
         await rig.at(0)
         assert pending_count_of(rig.out) == 2  # both webhook deliveries still due
+        assert rig.drainer.pending == 2  # the drainer's own count, for the metrics
 
     rig = run(place, scenario)
     mine = notification_rows_of(rig.out, {"client_2"})

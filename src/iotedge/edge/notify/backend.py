@@ -108,6 +108,8 @@ class OutboxBackend(Protocol):
     feed: OutboxFeed
     release_claim: str
     """SQL appended to the ``SET`` of a delivery update: drops the row's claim, if any."""
+    shared: bool
+    """Several drainers share it: due rows are claimed a chunk at a time."""
 
     def transaction(self, *, exclusive: bool = False) -> contextlib.AbstractContextManager[Sql]:
         """One write transaction; ``exclusive`` ones (triage) never overlap across drainers."""
@@ -120,6 +122,9 @@ class OutboxBackend(Protocol):
 
     def release(self, idents: Sequence[tuple[int, str, str]]) -> None:
         """Give back claims of rows this pass did not try (their channel went down)."""
+
+    def pending(self) -> int:
+        """Messages not yet delivered: pending deliveries plus outbox rows not yet triaged."""
 
     def close(self) -> None:
         """Close what the backend opened."""
@@ -138,6 +143,7 @@ class SqliteOutbox:
 
     feed: OutboxFeed = CursorFeed()
     release_claim = ""
+    shared = False
 
     def __init__(self, database: SqliteDatabase | str | Path) -> None:
         self._owned = not isinstance(database, SqliteDatabase)
@@ -162,6 +168,15 @@ class SqliteOutbox:
 
     def release(self, idents: Sequence[tuple[int, str, str]]) -> None:
         """Nothing was claimed."""
+
+    def pending(self) -> int:
+        """Pending deliveries plus rows after the cursor."""
+        row = self.query(
+            "SELECT (SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'),"
+            " (SELECT COUNT(*) FROM outbox WHERE id > COALESCE("
+            "(SELECT last_outbox_id FROM notify_cursor WHERE id = 1), 0))"
+        )[0]
+        return int(row[0]) + int(row[1])
 
     def close(self) -> None:
         """Close the store's connections if this backend opened them."""
@@ -230,6 +245,7 @@ class PgOutbox:
 
     feed: OutboxFeed = FlagFeed()
     release_claim = ", claimed_by = NULL, claim_until = NULL"
+    shared = True
 
     def __init__(
         self, url: str, *, lease_s: float = 120.0, claim_chunk: int = 10, name: str | None = None
@@ -285,6 +301,14 @@ class PgOutbox:
                 " WHERE outbox_id = ? AND channel = ? AND kind = ? AND claimed_by = ? RETURNING 1",
                 (outbox_id, channel, kind, self.name),
             )
+
+    def pending(self) -> int:
+        """Pending deliveries plus outbox rows not flagged triaged."""
+        row = self.query(
+            "SELECT (SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending'),"
+            " (SELECT COUNT(*) FROM outbox WHERE NOT triaged)"
+        )[0]
+        return int(row[0]) + int(row[1])
 
     def close(self) -> None:
         """Close the connection."""

@@ -122,6 +122,8 @@ class Drainer:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._retry_now: set[str] = set()
+        self.pending: int | None = None
+        """Undelivered messages at the end of the last pass (None before the first)."""
 
     async def aclose(self) -> None:
         """Close the database connection and the HTTP client the drainer created."""
@@ -191,8 +193,9 @@ class Drainer:
                     await self._deliver(row, down, report)
             if skipped:
                 await self._db(self.backend.release, skipped)
-            if isinstance(self.backend, SqliteOutbox) or not due:
+            if not self.backend.shared or not due:
                 break
+        self.pending = await self._db(self.backend.pending)
 
     def _triage(self, conn: Sql, now: float) -> tuple[TriageResult, int]:
         result = triage(conn, self.settings, now, feed=self.backend.feed)

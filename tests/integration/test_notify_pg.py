@@ -161,12 +161,14 @@ def test_a_drainer_killed_mid_claim_leaves_its_claims_due_after_the_lease(pg_url
 def test_a_pass_fails_while_postgresql_is_away_and_the_next_one_reconnects(pg_url: str) -> None:
     """A dropped connection fails one pass (reported, not raised); the next pass delivers."""
     out = PgOutboxWriter(pg_url)
-    out.add(1, "opened", at=T0)
     clock = FakeClock(T0)
     with webhook_receiver(HOOK_KEY) as hook:
 
         async def main() -> None:
             drainer = Drainer(PgOutbox(pg_url), _settings(hook.url), clock=clock)
+            report = await drainer.drain_once()  # connects; nothing to send yet
+            assert report.error is None and report.sent == 0
+            out.add(1, "opened", at=T0)
             backend = drainer.backend
             assert isinstance(backend, PgOutbox) and backend._conn is not None
             with psycopg.connect(pg_url, autocommit=True) as conn:

@@ -108,14 +108,7 @@ class Drainer:
         if isinstance(database, SqliteDatabase | str | Path):
             database = SqliteOutbox(database)
         self.backend: OutboxBackend = database
-        # A restart is a good moment to retry: the receiver may have come back while we were
-        # down, so messages waiting out a long backoff become due now (once each).
-        with self.backend.transaction() as conn:
-            conn.execute(
-                "UPDATE outbox_delivery SET next_attempt_at = ?"
-                " WHERE status = 'pending' AND next_attempt_at > ?",
-                (clock(), clock()),
-            )
+        self._started = False
         # One thread owns every database call, so a cancelled pass can never overlap the
         # next call or aclose() on the connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
@@ -172,6 +165,12 @@ class Drainer:
 
     async def _pass(self, report: DrainReport) -> None:
         now = self._clock()
+        if not self._started:
+            # A restart is a good moment to retry: the receiver may have come back while we
+            # were down, so messages waiting out a long backoff become due now (once each).
+            # Done in the first pass, so a database away at start fails a pass, not the start.
+            await self._tx(self._retry_all_now, now)
+            self._started = True
         while self._retry_now:
             await self._tx(self._make_due, self._retry_now.pop(), now)
         triaged, settled = await self._tx(self._triage, now, exclusive=True)
@@ -204,6 +203,13 @@ class Drainer:
     def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Rows of a read-only statement, by column name."""
         return self.backend.query(sql, params)
+
+    @staticmethod
+    def _retry_all_now(conn: Sql, now: float) -> None:
+        conn.execute(
+            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?",
+            (now, now),
+        )
 
     @staticmethod
     def _make_due(conn: Sql, channel: str, now: float) -> None:

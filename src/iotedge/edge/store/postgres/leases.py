@@ -174,7 +174,9 @@ class PgShardLeases:
         # Dead: no heartbeat for three intervals, or its session is gone (killed, dropped).
         await conn.execute(
             f"DELETE FROM collectors c WHERE c.heartbeat_at < {_NOW} - %s OR NOT EXISTS ("  # noqa: S608 (a constant)
-            " SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.pid AND a.backend_start = c.backend_start)",
+            " SELECT 1 FROM pg_stat_activity a WHERE a.pid = c.pid"
+            # another role's start time is hidden (NULL) without pg_read_all_stats
+            " AND (a.backend_start IS NULL OR a.backend_start = c.backend_start))",
             (stale_after,),
         )
         cur = await conn.execute("SELECT COUNT(*) FROM collectors")

@@ -307,6 +307,21 @@ def test_a_failing_channel_is_tried_once_per_pass(place: Place) -> None:
     assert len(rig.email.notes) == 5
 
 
+def test_a_down_channel_does_not_hold_back_the_others(place: Place) -> None:
+    """Many messages behind a down channel: one attempt on it, every other message in the pass."""
+
+    async def scenario(rig: Rig) -> None:
+        rig.webhook.fail_first = 10_000
+        for event_id in range(1, 31):
+            rig.out.add(event_id, "opened", at=T0, object_id=f"device_{event_id}")
+        await rig.at(0)
+
+    rig = run(place, scenario)
+    assert rig.webhook.calls == 1
+    assert len(rig.email.notes) == 30
+    assert len([s for s in rig.out.statuses() if s[1] == "webhook" and s[3] == "pending"]) == 30
+
+
 def test_routes_pick_channels_per_client_and_severity(place: Place) -> None:
     """Critical client_1 goes to both channels, other warnings only to email, client_3 nowhere."""
 

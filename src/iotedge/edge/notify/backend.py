@@ -22,7 +22,7 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,8 +117,20 @@ class OutboxBackend(Protocol):
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         """Rows of a read-only statement."""
 
-    def claim_due(self, now: float, limit: int) -> list[Any]:
-        """Due delivery rows joined with their outbox row, claimed for this drainer."""
+    def claim_due(
+        self,
+        now: float,
+        limit: int,
+        *,
+        after: tuple[int, str, str] | None = None,
+        skip: Set[str] = frozenset(),
+    ) -> list[Any]:
+        """Due delivery rows joined with their outbox row, claimed for this drainer.
+
+        A shared backend returns a chunk at a time, in (outbox id, kind, channel) order,
+        from the row after ``after`` (the last ident of the previous chunk of this pass;
+        idents are (outbox id, channel, kind)) and without the channels in ``skip``.
+        """
 
     def release(self, idents: Sequence[tuple[int, str, str]]) -> None:
         """Give back claims of rows this pass did not try (their channel went down)."""
@@ -162,8 +174,15 @@ class SqliteOutbox:
             cursor.row_factory = sqlite3.Row
             return cursor.execute(sql, params).fetchall()
 
-    def claim_due(self, now: float, limit: int) -> list[Any]:
-        """One drainer per file: due rows need no claim."""
+    def claim_due(
+        self,
+        now: float,
+        limit: int,
+        *,
+        after: tuple[int, str, str] | None = None,
+        skip: Set[str] = frozenset(),
+    ) -> list[Any]:
+        """One drainer per file: every due row at once, with no claim (``after``, ``skip`` unused)."""
         return self.query(_due_sql("d.status = 'pending' AND d.next_attempt_at <= ?"), (now, limit))
 
     def release(self, idents: Sequence[tuple[int, str, str]]) -> None:
@@ -278,19 +297,38 @@ class PgOutbox:
         """Rows by column name."""
         return _PgSql(self._connection()).execute(sql, params).fetchall()
 
-    def claim_due(self, now: float, limit: int) -> list[Any]:
+    def claim_due(
+        self,
+        now: float,
+        limit: int,
+        *,
+        after: tuple[int, str, str] | None = None,
+        skip: Set[str] = frozenset(),
+    ) -> list[Any]:
         """Claim up to ``min(limit, claim_chunk)`` due rows no live claim holds, skipping locked ones."""
+        outbox_id, channel, kind = after or (-1, "", "")
         return self.query(
             "WITH c AS (UPDATE outbox_delivery d SET claimed_by = ?, claim_until = ?"  # noqa: S608 (constant fragments)
             " FROM (SELECT outbox_id, channel, kind FROM outbox_delivery"
             "  WHERE status = 'pending' AND next_attempt_at <= ?"
             "  AND (claim_until IS NULL OR claim_until <= ?)"
-            "  ORDER BY outbox_id, kind LIMIT ? FOR UPDATE SKIP LOCKED) f"
+            "  AND (outbox_id, kind, channel) > (?, ?, ?) AND channel <> ALL(?)"
+            "  ORDER BY outbox_id, kind, channel LIMIT ? FOR UPDATE SKIP LOCKED) f"
             " WHERE d.outbox_id = f.outbox_id AND d.channel = f.channel AND d.kind = f.kind"
             " RETURNING d.*)"
             f" SELECT d.*, {_DUE_COLUMNS} FROM c d LEFT JOIN outbox o ON o.id = d.outbox_id"
-            " ORDER BY d.outbox_id, d.kind",
-            (self.name, now + self.lease_s, now, now, min(limit, self.claim_chunk)),
+            " ORDER BY d.outbox_id, d.kind, d.channel",
+            (
+                self.name,
+                now + self.lease_s,
+                now,
+                now,
+                outbox_id,
+                kind,
+                channel,
+                sorted(skip),
+                min(limit, self.claim_chunk),
+            ),
         )
 
     def release(self, idents: Sequence[tuple[int, str, str]]) -> None:

@@ -179,10 +179,19 @@ class Drainer:
             self._tally("suppressed", channel, count)
             report.suppressed += count
         down: set[str] = set()
-        claimed = 0
+        claimed, after = 0, None
         while claimed < self.settings.batch_size:
-            # A backend that shares the outbox hands out due rows a chunk at a time.
-            due = await self._db(self.backend.claim_due, now, self.settings.batch_size - claimed)
+            # A shared backend hands out due rows a chunk at a time; the pass moves forward
+            # through them once, so rows it gave back or left waiting are not claimed again.
+            due = await self._db(
+                functools.partial(
+                    self.backend.claim_due,
+                    now,
+                    self.settings.batch_size - claimed,
+                    after=after,
+                    skip=set(down),
+                )
+            )
             claimed += len(due)
             skipped = []
             for row in due:
@@ -194,6 +203,7 @@ class Drainer:
                 await self._db(self.backend.release, skipped)
             if not self.backend.shared or not due:
                 break
+            after = (due[-1]["outbox_id"], due[-1]["channel"], due[-1]["kind"])
         self.pending = await self._db(self.backend.pending)
 
     def _triage(self, conn: Sql, now: float) -> tuple[TriageResult, int]:

@@ -6,8 +6,12 @@ session, so its own advisory locks), as separate collector processes would.
 
 import asyncio
 import math
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,7 +19,7 @@ import pytest
 
 from iotedge.edge.shards import shard_of
 from iotedge.edge.store.postgres import open_pg_store
-from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
+from iotedge.edge.store.postgres.leases import LEASE_NAMESPACE, PgShardLeases, register_shard_metrics
 from tests.conftest import require
 from tests.pgdb import scratch_database, server_problem
 
@@ -249,3 +253,80 @@ def test_metrics_show_owned_shards_and_live_collectors(pg_url: str) -> None:
             await lease.close()
 
     run(scenario)
+
+
+_CHILD = """
+import asyncio, sys
+from iotedge.edge.store.postgres.leases import PgShardLeases
+
+async def main() -> None:
+    lease = PgShardLeases(sys.argv[1], interval_s=1.0, shards=int(sys.argv[2]), name="child")
+    while True:
+        await lease.refresh()
+        print(len(lease.owned), flush=True)
+        await asyncio.sleep(0.1)
+
+asyncio.run(main())
+"""
+
+
+def _held_by_others(url: str, mine: Sequence[PgShardLeases]) -> int:
+    """Shard locks held by sessions other than ``mine`` (the child's)."""
+    pids = [lease._conn.info.backend_pid for lease in mine if lease._conn is not None]
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s"
+            " AND objsubid = 2 AND NOT (pid = ANY(%s))",
+            (LEASE_NAMESPACE, pids),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_kill_9_of_a_collector_process_frees_its_shards_for_the_others(pg_url: str, tmp_path: Path) -> None:
+    """A collector process killed with SIGKILL: its session ends, the two others cover every shard."""
+    log_path = tmp_path / "child.log"
+    with log_path.open("wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, pg_url, str(SHARDS)], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+
+        async def scenario() -> None:
+            leases = make(pg_url, 2)
+            for lease in leases:
+                await lease.start()
+            try:
+                # Converge with the child: the three shares cover every shard, once each.
+                async with asyncio.timeout(30):
+                    while True:
+                        await round_of(leases)
+                        ours = sum(len(lease.owned) for lease in leases)
+                        if (
+                            lease.live == 3
+                            and ours + _held_by_others(pg_url, leases) == SHARDS
+                            and ours < SHARDS
+                        ):
+                            break
+                        await asyncio.sleep(0.1)
+                assert all(lease.live == 3 for lease in leases)
+                assert len(leases[0].owned & leases[1].owned) == 0
+                child.send_signal(signal.SIGKILL)
+                child.wait(10)
+                async with asyncio.timeout(10):  # the server notices the dropped connection
+                    while _held_by_others(pg_url, leases) > 0:
+                        await asyncio.sleep(0.02)
+                for _ in range(2):
+                    await round_of(leases)
+                assert converged(leases), [len(lease.owned) for lease in leases]
+                assert owners_per_client(leases) == {1}
+            finally:
+                for lease in leases:
+                    await lease.close()
+
+        run(scenario)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    assert child.returncode == -signal.SIGKILL, log_path.read_text()

@@ -23,11 +23,13 @@ from iotedge.edge.notify import (
     Drainer,
     NotifySettings,
     PgOutbox,
+    SqliteOutbox,
     WebhookChannel,
     backoff_delay,
     notification_rows,
     parse_routes,
 )
+from iotedge.edge.notify.noise import release_held
 from iotedge.edge.store.postgres import open_pg_store
 from tests.conftest import require
 from tests.notifyutil import (
@@ -200,6 +202,31 @@ def test_held_open_is_released_when_the_cooldown_ends(place: Place) -> None:
     assert [n.event["event_id"] for n in rig.email.notes] == [1, 1, 3, 3]
     # Both channels tell the same story about the folded incident 2.
     assert rig.webhook.notes[2].grouped == rig.email.notes[2].grouped == 2
+
+
+def test_a_held_message_suppressed_after_its_claim_is_not_released(place: Place) -> None:
+    """A held message another drainer's triage suppressed meanwhile is neither released nor sent."""
+
+    async def scenario(rig: Rig) -> None:
+        await rig.at(0, (1, "opened"))
+        await rig.at(30, (1, "resolved"))
+        await rig.at(100, (2, "opened"))  # held by the cooldown until 300
+
+    run(place, scenario, cooldown_s=300)
+    backend = PgOutbox(place.url) if isinstance(place, PgPlace) else SqliteOutbox(place / "edge.db")
+    series = "device_1|temperature|temperature_high"
+    try:
+        with backend.transaction(exclusive=True) as conn:
+            held = conn.execute("SELECT DISTINCT reason FROM outbox_delivery WHERE outbox_id = 3").fetchall()
+            assert [r[0] for r in held] == ["held"]
+            conn.execute(
+                "UPDATE outbox_delivery SET status = 'suppressed', reason = 'flapping' WHERE outbox_id = 3"
+            )
+            assert release_held(conn, 3, series, "webhook", T0 + 300) is None
+            after = conn.execute("SELECT DISTINCT reason FROM outbox_delivery WHERE outbox_id = 3").fetchall()
+            assert [r[0] for r in after] == ["flapping"]
+    finally:
+        backend.close()
 
 
 def test_flapping_series_goes_quiet_then_reports_stable(place: Place) -> None:

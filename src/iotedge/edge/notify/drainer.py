@@ -259,7 +259,13 @@ class Drainer:
                 return
         grouped = row["n_grouped"]
         if row["reason"] == HELD:
-            grouped = await self._tx(release_held, row["outbox_id"], row["series"], name, now, exclusive=True)
+            released = await self._tx(
+                release_held, row["outbox_id"], row["series"], name, now, exclusive=True
+            )
+            if released is None:  # suppressed meanwhile by another drainer's triage
+                await self._db(self.backend.release, [ident])
+                return
+            grouped = released
         note = self._note(row, grouped)
         try:
             await channel.send(note)

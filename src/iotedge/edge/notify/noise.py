@@ -247,13 +247,21 @@ class _Triage:
             s.grouped += 2
 
 
-def release_held(conn: Sql, outbox_id: int, series: str, channel: str, now: float) -> int:
+def release_held(conn: Sql, outbox_id: int, series: str, channel: str, now: float) -> int | None:
     """Release a held opened message whose cooldown ended; returns its grouped count.
 
-    Must run inside a write transaction. The first channel to get there releases the row on
-    every channel: its messages then count as the series' latest opened notification and
-    carry the transitions grouped since the previous one.
+    Must run inside a write transaction (on PostgreSQL, the exclusive one). The first channel
+    to get there releases the row on every channel: its messages then count as the series'
+    latest opened notification and carry the transitions grouped since the previous one.
+    Returns None, releasing nothing, when the message is no longer pending: another
+    drainer's triage suppressed it (flapping, cooldown) after this one claimed it.
     """
+    status = conn.execute(
+        "SELECT status FROM outbox_delivery WHERE outbox_id = ? AND channel = ? AND kind = 'event'",
+        (outbox_id, channel),
+    ).fetchone()
+    if status is None or status[0] != "pending":
+        return None
     still_held = conn.execute(
         "SELECT 1 FROM outbox_delivery WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
         (outbox_id, HELD),

@@ -23,6 +23,7 @@ client is polled by exactly one collector. A lost connection means owning nothin
 the next refresh reconnects.
 """
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -103,10 +104,13 @@ class PgShardLeases:
         """Heartbeat, count live collectors, give back extra shards and take free ones."""
         before = self.owned
         try:
-            conn = await self._connection()
-            await self._refresh(conn)
-        except psycopg.Error as exc:
-            logger.warning("shard leases: lost PostgreSQL (%s); owning no shard until it is back", exc)
+            # A server that stops answering must not hold the collector's loop: one interval.
+            async with asyncio.timeout(max(self.interval_s, _CONNECT_TIMEOUT_S)):
+                conn = await self._connection()
+                await self._refresh(conn)
+        except (psycopg.Error, TimeoutError) as exc:
+            detail = str(exc) or type(exc).__name__
+            logger.warning("shard leases: lost PostgreSQL (%s); owning no shard until it is back", detail)
             self.owned = frozenset()
             await self._drop()
         self.refreshes += 1

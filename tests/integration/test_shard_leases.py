@@ -327,3 +327,27 @@ def test_kill_9_of_a_collector_process_frees_its_shards_for_the_others(pg_url: s
             child.kill()
             child.wait(10)
     assert child.returncode == -signal.SIGKILL, log_path.read_text()
+
+
+def test_a_refresh_the_server_does_not_answer_gives_up_and_owns_nothing(pg_url: str) -> None:
+    """A refresh stuck behind a lock gives up after its timeout, owning nothing, then recovers."""
+
+    async def scenario() -> None:
+        lease = PgShardLeases(pg_url, interval_s=1.0, shards=SHARDS, name="stuck", refresh_timeout_s=0.5)
+        await lease.start()
+        try:
+            assert lease.owned == frozenset(range(SHARDS))
+            with psycopg.connect(pg_url) as blocker:
+                blocker.execute("LOCK TABLE collectors IN ACCESS EXCLUSIVE MODE")
+                started = time.monotonic()
+                await lease.refresh()
+                assert time.monotonic() - started < 5
+                assert lease.owned == frozenset()
+                assert not lease.owns("client_1")
+                blocker.rollback()
+            await lease.refresh()
+            assert lease.owned == frozenset(range(SHARDS))
+        finally:
+            await lease.close()
+
+    run(scenario)

@@ -65,6 +65,8 @@ class PgShardLeases:
         shards: the fixed number of shards (the same for every collector of a fleet).
         name: this collector's id in ``collectors`` (default: :func:`collector_id`).
         on_change: called with the owned shards after a refresh that changed them.
+        refresh_timeout_s: a refresh that takes longer gives up and owns nothing (default:
+            the interval, at least the connect timeout).
     """
 
     def __init__(
@@ -75,11 +77,13 @@ class PgShardLeases:
         shards: int = 64,
         name: str | None = None,
         on_change: Callable[[frozenset[int]], None] | None = None,
+        refresh_timeout_s: float | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
         self.url = url
         self.interval_s = interval_s
+        self.refresh_timeout_s = refresh_timeout_s or max(interval_s, _CONNECT_TIMEOUT_S)
         self.shards = shards
         self.collector_id = name or collector_id()
         self.owned: frozenset[int] = frozenset()
@@ -104,8 +108,8 @@ class PgShardLeases:
         """Heartbeat, count live collectors, give back extra shards and take free ones."""
         before = self.owned
         try:
-            # A server that stops answering must not hold the collector's loop: one interval.
-            async with asyncio.timeout(max(self.interval_s, _CONNECT_TIMEOUT_S)):
+            # A server that stops answering must not hold the collector's loop.
+            async with asyncio.timeout(self.refresh_timeout_s):
                 conn = await self._connection()
                 await self._refresh(conn)
         except (psycopg.Error, TimeoutError) as exc:

@@ -1,5 +1,6 @@
 """Test helpers for notifications: an outbox writer, a steered clock, real loopback receivers."""
 
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -9,28 +10,41 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from iotedge.edge.notify import DeliveryError, Notification
+from iotedge.edge.notify import (
+    DeliveryError,
+    Notification,
+    NotificationRow,
+    notification_rows,
+    pending_count,
+    pg_notification_rows,
+    pg_pending_count,
+)
 from iotedge.edge.store import migrate
 from tests.procs import free_port
 
 __all__ = [
     "FakeClock",
     "OutboxWriter",
+    "PgOutboxWriter",
     "RecordingChannel",
     "WebhookReceiver",
     "webhook_receiver",
 ]
+
+_T = TypeVar("_T")
 
 T0 = 1_800_000_000.0  # 2027-01-15, a fixed wall-clock start for every test
 
@@ -51,6 +65,37 @@ class FakeClock:
 
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat()
+
+
+def _payload(
+    event_id: int,
+    transition: str,
+    at: float,
+    *,
+    object_id: str = "device_1",
+    client: str = "client_1",
+    metric: str = "temperature",
+    rule: str = "temperature_high",
+    severity: str = "warning",
+    value: float = 31.5,
+    threshold: float = 30.0,
+    started_at: float | None = None,
+) -> dict[str, Any]:
+    """The event an outbox row carries, as the rules engine writes it."""
+    return {
+        "event_id": event_id,
+        "object_id": object_id,
+        "client": client,
+        "type": "temperature_sensor",
+        "metric": metric,
+        "rule": rule,
+        "severity": severity,
+        "value": value,
+        "threshold": threshold,
+        "started_at": _iso(started_at if started_at is not None else at),
+        "ended_at": _iso(at) if transition == "resolved" else None,
+        "message": f"{metric} above {threshold}",
+    }
 
 
 class OutboxWriter:
@@ -79,20 +124,19 @@ class OutboxWriter:
         started_at: float | None = None,
     ) -> int:
         """Insert one transition; returns its outbox id."""
-        payload = {
-            "event_id": event_id,
-            "object_id": object_id,
-            "client": client,
-            "type": "temperature_sensor",
-            "metric": metric,
-            "rule": rule,
-            "severity": severity,
-            "value": value,
-            "threshold": threshold,
-            "started_at": _iso(started_at if started_at is not None else at),
-            "ended_at": _iso(at) if transition == "resolved" else None,
-            "message": f"{metric} above {threshold}",
-        }
+        payload = _payload(
+            event_id,
+            transition,
+            at,
+            object_id=object_id,
+            client=client,
+            metric=metric,
+            rule=rule,
+            severity=severity,
+            value=value,
+            threshold=threshold,
+            started_at=started_at,
+        )
         key = f"{self.edge_id}:{event_id}:{transition}"
         cur = self.conn.execute(
             "INSERT INTO outbox (event_id, transition, client, severity, payload,"
@@ -359,3 +403,90 @@ def smtp_sink(**kwargs: Any) -> Iterator[SmtpSink]:
         yield sink
     finally:
         controller.stop()
+
+
+def notification_rows_of(
+    out: "OutboxWriter | PgOutboxWriter", clients: set[str] | None, limit: int = 100
+) -> Any:
+    """``/notifications`` rows of either writer's store."""
+    if isinstance(out, PgOutboxWriter):
+        return out.rows(clients, limit)
+    return notification_rows(out.conn, clients, limit)
+
+
+def pending_count_of(out: "OutboxWriter | PgOutboxWriter") -> int:
+    """Undelivered messages of either writer's store."""
+    if isinstance(out, PgOutboxWriter):
+        return out.pending()
+    return pending_count(out.conn)
+
+
+class PgOutboxWriter:
+    """:class:`OutboxWriter` on a migrated PostgreSQL database: the same rows, the same listings.
+
+    The tables are emptied (ids restart at 1) so outbox ids match the SQLite runs. Each
+    call uses a connection of its own, so nothing stays open after the test.
+    """
+
+    def __init__(self, url: str, edge_id: str = "edge-test") -> None:
+        self.url = url
+        self.edge_id = edge_id
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE outbox, outbox_delivery, notify_series, collectors RESTART IDENTITY")
+
+    def add(self, event_id: int, transition: str, *, at: float, **fields: Any) -> int:
+        """Insert one transition as the PostgreSQL store does; returns its outbox id."""
+        payload = _payload(event_id, transition, at, **fields)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute(
+                "INSERT INTO outbox (event_id, transition, client, severity, payload,"
+                " idempotency_key, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                (
+                    event_id,
+                    transition,
+                    payload["client"],
+                    payload["severity"],
+                    json.dumps(payload),
+                    f"{self.edge_id}:{event_id}:{transition}",
+                    at,
+                ),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def statuses(self) -> list[tuple[int, str, str, str, str]]:
+        """(outbox_id, channel, kind, status, reason) of every delivery row."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return [
+                (int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]))
+                for r in conn.execute(
+                    "SELECT outbox_id, channel, kind, status, reason FROM outbox_delivery"
+                    " ORDER BY outbox_id, channel, kind"
+                )
+            ]
+
+    def _async(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        # Tests call this inside and outside an event loop: give it a loop of its own.
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coro).result()
+
+    def rows(self, clients: set[str] | None, limit: int = 100) -> list[NotificationRow]:
+        """:func:`pg_notification_rows` on a connection of its own."""
+
+        async def read() -> list[NotificationRow]:
+            async with await psycopg.AsyncConnection.connect(self.url) as conn:
+                return await pg_notification_rows(conn, clients, limit)
+
+        return self._async(read())
+
+    def pending(self) -> int:
+        """:func:`pg_pending_count` on a connection of its own."""
+
+        async def read() -> int:
+            async with await psycopg.AsyncConnection.connect(self.url) as conn:
+                return await pg_pending_count(conn)
+
+        return self._async(read())
+
+    def close(self) -> None:
+        """Nothing stays open."""

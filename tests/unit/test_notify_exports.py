@@ -15,6 +15,7 @@ def test_all_names_exist_once() -> None:
 def test_submodules_export_only_what_they_define() -> None:
     """Each module's ``__all__`` names resolve in that module."""
     for module in (
+        "backend",
         "base",
         "channels",
         "drainer",

@@ -1,7 +1,7 @@
 """Noise control, routing and retries of the drainer, with a steered clock and fake channels.
 
 The channels here are recorders at the delivery seam; the drainer, its SQL and its rules
-are the real ones, on a real SQLite file.
+are the real ones, on a real SQLite file and (the ``place`` cases) on a real PostgreSQL.
 """
 
 import asyncio
@@ -9,7 +9,8 @@ import contextlib
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,26 @@ from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.notify import (
     Drainer,
     NotifySettings,
+    PgOutbox,
+    SqliteOutbox,
     WebhookChannel,
     backoff_delay,
     notification_rows,
     parse_routes,
-    pending_count,
 )
-from tests.notifyutil import T0, FakeClock, OutboxWriter, RecordingChannel
+from iotedge.edge.notify.noise import release_held
+from iotedge.edge.store.postgres import open_pg_store
+from tests.conftest import require
+from tests.notifyutil import (
+    T0,
+    FakeClock,
+    OutboxWriter,
+    PgOutboxWriter,
+    RecordingChannel,
+    notification_rows_of,
+    pending_count_of,
+)
+from tests.pgdb import scratch_database, server_problem
 from tests.procs import free_port
 
 BOTH: dict[str, Any] = {
@@ -38,19 +52,57 @@ BOTH: dict[str, Any] = {
 }
 
 
-class Rig:
-    """An outbox file, a clock, two recording channels and a drainer over them."""
+@dataclass(frozen=True)
+class PgPlace:
+    """A migrated PostgreSQL database (its tables are emptied by each rig)."""
 
-    def __init__(self, tmp_path: Path, **settings: Any) -> None:
+    url: str
+
+
+Place = Path | PgPlace
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A migrated database of this module's own."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+
+        async def migrate() -> None:
+            await (await open_pg_store(url)).close()
+
+        asyncio.run(migrate())
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def place(request: pytest.FixtureRequest, tmp_path: Path) -> Place:
+    """Where the rig's store lives: a SQLite file or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path
+    return PgPlace(request.getfixturevalue("pg_url"))
+
+
+class Rig:
+    """An outbox store, a clock, two recording channels and a drainer over them."""
+
+    def __init__(self, place: Place, **settings: Any) -> None:
         self.clock = FakeClock()
-        self.out = OutboxWriter(tmp_path / "edge.db")
+        self.out: OutboxWriter | PgOutboxWriter
+        if isinstance(place, PgPlace):
+            self.out = PgOutboxWriter(place.url)
+            database: Any = PgOutbox(place.url)
+        else:
+            self.out = OutboxWriter(place / "edge.db")
+            database = self.out.path
         self.webhook = RecordingChannel("webhook")
         self.email = RecordingChannel("email")
         self.settings = NotifySettings(**{**BOTH, **settings})
         self.registry = CollectorRegistry()
         metrics = EdgeMetrics(registry=self.registry, edge_id="edge-test")
         self.drainer = Drainer(
-            self.out.path,
+            database,
             self.settings,
             channels={"webhook": self.webhook, "email": self.email},
             clock=self.clock,
@@ -79,13 +131,13 @@ class Rig:
         assert report.error is None
 
 
-def run(tmp_path: Path, scenario: Callable[[Rig], Awaitable[None]], **settings: Any) -> Rig:
+def run(place: Place, scenario: Callable[[Rig], Awaitable[None]], **settings: Any) -> Rig:
     """Run ``scenario`` on a fresh rig inside one event loop."""
     rig: Rig | None = None
 
     async def main() -> None:
         nonlocal rig
-        rig = Rig(tmp_path, **settings)
+        rig = Rig(place, **settings)
         try:
             await scenario(rig)
         finally:
@@ -96,14 +148,14 @@ def run(tmp_path: Path, scenario: Callable[[Rig], Awaitable[None]], **settings: 
     return rig
 
 
-def test_open_then_resolve_sends_both_on_every_channel(tmp_path: Path) -> None:
+def test_open_then_resolve_sends_both_on_every_channel(place: Place) -> None:
     """One incident gives exactly an opened and a resolved message per channel, same keys."""
 
     async def scenario(rig: Rig) -> None:
         await rig.at(0, (1, "opened"))
         await rig.at(60, (1, "resolved"))
 
-    rig = run(tmp_path, scenario)
+    rig = run(place, scenario)
     for channel in (rig.webhook, rig.email):
         assert channel.kinds() == ["opened", "resolved"]
         assert [n.idempotency_key for n in channel.notes] == [
@@ -113,7 +165,7 @@ def test_open_then_resolve_sends_both_on_every_channel(tmp_path: Path) -> None:
     assert rig.counted("sent") == {"webhook": 2, "email": 2}
 
 
-def test_reopen_within_cooldown_is_grouped(tmp_path: Path) -> None:
+def test_reopen_within_cooldown_is_grouped(place: Place) -> None:
     """A re-open that also ends within the cooldown sends nothing; the next message counts it."""
 
     async def scenario(rig: Rig) -> None:
@@ -123,7 +175,7 @@ def test_reopen_within_cooldown_is_grouped(tmp_path: Path) -> None:
         await rig.at(150, (2, "resolved"))
         await rig.at(400, (3, "opened"))
 
-    rig = run(tmp_path, scenario, cooldown_s=300)
+    rig = run(place, scenario, cooldown_s=300)
     assert rig.webhook.kinds() == ["opened", "resolved", "opened"]
     assert rig.webhook.notes[-1].event["event_id"] == 3
     assert rig.webhook.notes[-1].grouped == 2
@@ -131,7 +183,7 @@ def test_reopen_within_cooldown_is_grouped(tmp_path: Path) -> None:
     assert (3, "suppressed", "cooldown") in reasons and (4, "suppressed", "cooldown") in reasons
 
 
-def test_held_open_is_released_when_the_cooldown_ends(tmp_path: Path) -> None:
+def test_held_open_is_released_when_the_cooldown_ends(place: Place) -> None:
     """A re-open still open when the cooldown ends is sent then, and its resolve after it."""
 
     async def scenario(rig: Rig) -> None:
@@ -145,14 +197,39 @@ def test_held_open_is_released_when_the_cooldown_ends(tmp_path: Path) -> None:
         await rig.at(300)
         await rig.at(500, (3, "resolved"))
 
-    rig = run(tmp_path, scenario, cooldown_s=300)
+    rig = run(place, scenario, cooldown_s=300)
     assert rig.webhook.kinds() == ["opened", "resolved", "opened", "resolved"]
     assert [n.event["event_id"] for n in rig.email.notes] == [1, 1, 3, 3]
     # Both channels tell the same story about the folded incident 2.
     assert rig.webhook.notes[2].grouped == rig.email.notes[2].grouped == 2
 
 
-def test_flapping_series_goes_quiet_then_reports_stable(tmp_path: Path) -> None:
+def test_a_held_message_suppressed_after_its_claim_is_not_released(place: Place) -> None:
+    """A held message another drainer's triage suppressed meanwhile is neither released nor sent."""
+
+    async def scenario(rig: Rig) -> None:
+        await rig.at(0, (1, "opened"))
+        await rig.at(30, (1, "resolved"))
+        await rig.at(100, (2, "opened"))  # held by the cooldown until 300
+
+    run(place, scenario, cooldown_s=300)
+    backend = PgOutbox(place.url) if isinstance(place, PgPlace) else SqliteOutbox(place / "edge.db")
+    series = "device_1|temperature|temperature_high"
+    try:
+        with backend.transaction(exclusive=True) as conn:
+            held = conn.execute("SELECT DISTINCT reason FROM outbox_delivery WHERE outbox_id = 3").fetchall()
+            assert [r[0] for r in held] == ["held"]
+            conn.execute(
+                "UPDATE outbox_delivery SET status = 'suppressed', reason = 'flapping' WHERE outbox_id = 3"
+            )
+            assert release_held(conn, 3, series, "webhook", T0 + 300) is None
+            after = conn.execute("SELECT DISTINCT reason FROM outbox_delivery WHERE outbox_id = 3").fetchall()
+            assert [r[0] for r in after] == ["flapping"]
+    finally:
+        backend.close()
+
+
+def test_flapping_series_goes_quiet_then_reports_stable(place: Place) -> None:
     """Past flap_max changes in the window: one flapping message, silence, one stable message."""
 
     async def scenario(rig: Rig) -> None:
@@ -165,7 +242,7 @@ def test_flapping_series_goes_quiet_then_reports_stable(tmp_path: Path) -> None:
         await rig.at(3 * 40 + 600)
         await rig.at(3 * 40 + 700, (21, "resolved"))
 
-    rig = run(tmp_path, scenario, flap_max=6, flap_window_s=600, cooldown_s=300)
+    rig = run(place, scenario, flap_max=6, flap_window_s=600, cooldown_s=300)
     assert rig.webhook.kinds() == ["opened", "resolved", "flapping", "stable", "resolved"]
     flapping, stable = rig.webhook.notes[2], rig.webhook.notes[3]
     assert flapping.transitions == 7 and flapping.window_s == 600
@@ -177,7 +254,7 @@ def test_flapping_series_goes_quiet_then_reports_stable(tmp_path: Path) -> None:
     assert rig.counted("suppressed") == {"webhook": 39, "email": 39}
 
 
-def test_resolved_is_dropped_when_its_opened_failed(tmp_path: Path) -> None:
+def test_resolved_is_dropped_when_its_opened_failed(place: Place) -> None:
     """A resolve whose opened message failed for good is suppressed, not sent alone."""
 
     async def scenario(rig: Rig) -> None:
@@ -185,14 +262,14 @@ def test_resolved_is_dropped_when_its_opened_failed(tmp_path: Path) -> None:
         await rig.at(0, (1, "opened"))
         await rig.at(60, (1, "resolved"))
 
-    rig = run(tmp_path, scenario)
+    rig = run(place, scenario)
     assert rig.webhook.kinds() == []
     assert rig.email.kinds() == ["opened", "resolved"]
     assert (1, "webhook", "event", "failed", "") in rig.out.statuses()
     assert (2, "webhook", "event", "suppressed", "opened_not_sent") in rig.out.statuses()
 
 
-def test_retries_with_backoff_until_accepted(tmp_path: Path) -> None:
+def test_retries_with_backoff_until_accepted(place: Place) -> None:
     """Temporary failures are retried after a backoff; the message arrives once."""
 
     async def scenario(rig: Rig) -> None:
@@ -200,18 +277,18 @@ def test_retries_with_backoff_until_accepted(tmp_path: Path) -> None:
         await rig.at(0, (1, "opened"))
         for step in range(1, 10):
             await rig.at(step * 20)
-        rows = notification_rows(rig.out.conn, None)
+        rows = notification_rows_of(rig.out, None)
         assert {(r.channel, r.status, r.attempts) for r in rows} == {
             ("webhook", "sent", 4),
             ("email", "sent", 1),
         }
 
-    rig = run(tmp_path, scenario, backoff_base_s=1, backoff_max_s=10)
+    rig = run(place, scenario, backoff_base_s=1, backoff_max_s=10)
     assert rig.webhook.calls == 4 and len(rig.webhook.notes) == 1
     assert rig.counted("failed")["webhook"] == 3  # a retried attempt is a failed one
 
 
-def test_resolved_waits_for_its_opened(tmp_path: Path) -> None:
+def test_resolved_waits_for_its_opened(place: Place) -> None:
     """While the opened message is retrying, the resolved one waits and keeps the order."""
 
     async def scenario(rig: Rig) -> None:
@@ -221,11 +298,11 @@ def test_resolved_waits_for_its_opened(tmp_path: Path) -> None:
         for step in range(2, 12):
             await rig.at(step * 20)
 
-    rig = run(tmp_path, scenario, backoff_base_s=1, backoff_max_s=10)
+    rig = run(place, scenario, backoff_base_s=1, backoff_max_s=10)
     assert rig.webhook.kinds() == ["opened", "resolved"]
 
 
-def test_gives_up_after_max_age_and_records_why(tmp_path: Path) -> None:
+def test_gives_up_after_max_age_and_records_why(place: Place) -> None:
     """A receiver that never accepts: failed after max_age_s, with the last error kept."""
 
     async def scenario(rig: Rig) -> None:
@@ -234,8 +311,8 @@ def test_gives_up_after_max_age_and_records_why(tmp_path: Path) -> None:
         for step in range(1, 12):
             await rig.at(step * 60)
 
-    rig = run(tmp_path, scenario, max_age_s=600, backoff_base_s=1, backoff_max_s=30)
-    [row] = [r for r in notification_rows(rig.out.conn, None) if r.channel == "webhook"]
+    rig = run(place, scenario, max_age_s=600, backoff_base_s=1, backoff_max_s=30)
+    [row] = [r for r in notification_rows_of(rig.out, None) if r.channel == "webhook"]
     assert row.status == "failed"
     assert row.last_error is not None
     assert "gave up after max age 600s" in row.last_error
@@ -243,7 +320,7 @@ def test_gives_up_after_max_age_and_records_why(tmp_path: Path) -> None:
     assert rig.counted("dropped")["webhook"] == 1  # given up on
 
 
-def test_a_failing_channel_is_tried_once_per_pass(tmp_path: Path) -> None:
+def test_a_failing_channel_is_tried_once_per_pass(place: Place) -> None:
     """When a channel is down, one attempt per pass, not one per waiting message."""
 
     async def scenario(rig: Rig) -> None:
@@ -252,12 +329,27 @@ def test_a_failing_channel_is_tried_once_per_pass(tmp_path: Path) -> None:
             rig.out.add(event_id, "opened", at=T0, object_id=f"device_{event_id}")
         await rig.at(0)
 
-    rig = run(tmp_path, scenario)
+    rig = run(place, scenario)
     assert rig.webhook.calls == 1
     assert len(rig.email.notes) == 5
 
 
-def test_routes_pick_channels_per_client_and_severity(tmp_path: Path) -> None:
+def test_a_down_channel_does_not_hold_back_the_others(place: Place) -> None:
+    """Many messages behind a down channel: one attempt on it, every other message in the pass."""
+
+    async def scenario(rig: Rig) -> None:
+        rig.webhook.fail_first = 10_000
+        for event_id in range(1, 31):
+            rig.out.add(event_id, "opened", at=T0, object_id=f"device_{event_id}")
+        await rig.at(0)
+
+    rig = run(place, scenario)
+    assert rig.webhook.calls == 1
+    assert len(rig.email.notes) == 30
+    assert len([s for s in rig.out.statuses() if s[1] == "webhook" and s[3] == "pending"]) == 30
+
+
+def test_routes_pick_channels_per_client_and_severity(place: Place) -> None:
     """Critical client_1 goes to both channels, other warnings only to email, client_3 nowhere."""
 
     async def scenario(rig: Rig) -> None:
@@ -267,35 +359,37 @@ def test_routes_pick_channels_per_client_and_severity(tmp_path: Path) -> None:
         await rig.at(0)
 
     routes = parse_routes("client_1:critical=webhook+email;client_3:*=;*:warning=email")
-    rig = run(tmp_path, scenario, routes=routes)
+    rig = run(place, scenario, routes=routes)
     assert [n.event["event_id"] for n in rig.webhook.notes] == [1]
     assert [n.event["event_id"] for n in rig.email.notes] == [1, 2]
 
 
-def test_rows_are_scoped_and_pending_is_counted(tmp_path: Path) -> None:
+def test_rows_are_scoped_and_pending_is_counted(place: Place) -> None:
     """notification_rows filters by client set; pending_count sees untriaged and retrying rows."""
 
     async def scenario(rig: Rig) -> None:
         rig.out.add(1, "opened", at=T0, client="client_1")
         rig.out.add(2, "opened", at=T0, client="client_2", object_id="device_3")
-        assert pending_count(rig.out.conn) == 2
+        assert pending_count_of(rig.out) == 2
         rig.webhook.fail_first = 10_000
         await rig.at(0)
-        assert pending_count(rig.out.conn) == 2  # both webhook deliveries still due
+        assert pending_count_of(rig.out) == 2  # both webhook deliveries still due
+        assert rig.drainer.pending == 2  # the drainer's own count, for the metrics
 
-    rig = run(tmp_path, scenario)
-    mine = notification_rows(rig.out.conn, {"client_2"})
+    rig = run(place, scenario)
+    mine = notification_rows_of(rig.out, {"client_2"})
     assert {r.client for r in mine} == {"client_2"}
     assert {(r.channel, r.status) for r in mine} == {("webhook", "pending"), ("email", "sent")}
     assert mine[0].object_id == "device_3" and mine[0].idempotency_key == "edge-test:2:opened"
-    assert notification_rows(rig.out.conn, set()) == []
-    assert len(notification_rows(rig.out.conn, None, limit=3)) == 3
+    assert notification_rows_of(rig.out, set()) == []
+    assert len(notification_rows_of(rig.out, None, limit=3)) == 3
 
 
 def test_drain_once_never_raises(tmp_path: Path) -> None:
     """A broken store makes a pass report an error instead of raising."""
 
     async def scenario(rig: Rig) -> None:
+        assert isinstance(rig.out, OutboxWriter)
         rig.out.conn.execute("DROP TABLE outbox_delivery")
         report = await rig.drainer.drain_once()
         assert report.error is not None and "outbox_delivery" in report.error

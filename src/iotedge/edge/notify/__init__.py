@@ -1,6 +1,7 @@
 """Anomaly notifications: outbox drainer, webhook and email channels, noise control."""
 
 from iotedge.config_notify import CHANNELS, NotifySettings, Route, parse_routes
+from iotedge.edge.notify.backend import OutboxBackend, PgOutbox, SqliteOutbox
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import ChannelResult, build_channels, send_test
 from iotedge.edge.notify.drainer import Drainer, DrainReport, backoff_delay
@@ -13,7 +14,13 @@ from iotedge.edge.notify.message import (
     webhook_body,
 )
 from iotedge.edge.notify.mqtt import MqttChannel
-from iotedge.edge.notify.state import NotificationRow, notification_rows, pending_count
+from iotedge.edge.notify.state import (
+    NotificationRow,
+    notification_rows,
+    pending_count,
+    pg_notification_rows,
+    pg_pending_count,
+)
 from iotedge.edge.notify.webhook import WebhookChannel, sign, verify_signature
 
 __all__ = [
@@ -29,7 +36,10 @@ __all__ = [
     "Notification",
     "NotificationRow",
     "NotifySettings",
+    "OutboxBackend",
+    "PgOutbox",
     "Route",
+    "SqliteOutbox",
     "WebhookChannel",
     "backoff_delay",
     "build_channels",
@@ -39,6 +49,8 @@ __all__ = [
     "notification_rows",
     "parse_routes",
     "pending_count",
+    "pg_notification_rows",
+    "pg_pending_count",
     "send_test",
     "sign",
     "verify_signature",

@@ -2,8 +2,10 @@
 
 At least once: a message is marked sent only after its channel returned (the receiver
 accepted it), so a crash in between sends it again after restart, with the same
-idempotency key. All database work runs in a worker thread, on the store's connections
-(its writer for short transactions that never span network I/O, its reader for listings).
+idempotency key. All database work runs in a worker thread, in short transactions that
+never span network I/O, through an :class:`~iotedge.edge.notify.backend.OutboxBackend`: the
+SQLite store's connections, or a PostgreSQL database several drainers share (each due
+message is then claimed by one of them with a lease).
 """
 
 import asyncio
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psycopg
 
 from iotedge.config_notify import NotifySettings
+from iotedge.edge.notify.backend import OutboxBackend, Sql, SqliteOutbox
 from iotedge.edge.notify.base import Channel, DeliveryError
 from iotedge.edge.notify.channels import build_channels
 from iotedge.edge.notify.message import Kind, Notification
@@ -67,8 +71,9 @@ class Drainer:
     """Delivers the outbox on every configured channel, with noise control and retries.
 
     Args:
-        database: the store's connections (the edge shares its store's), or the path of a
-            store file to open for the drainer alone (tools and tests).
+        database: the store's connections (the edge shares its store's), the path of a
+            store file to open for the drainer alone (tools and tests), or a backend
+            (:class:`~iotedge.edge.notify.backend.PgOutbox` for PostgreSQL).
         settings: channels, routes, noise control and retry settings.
         channels: channel objects by name; built from ``settings`` when omitted.
         http_client: used by the webhook channel when ``channels`` is omitted; the
@@ -80,7 +85,7 @@ class Drainer:
 
     def __init__(
         self,
-        database: SqliteDatabase | str | Path,
+        database: OutboxBackend | SqliteDatabase | str | Path,
         settings: NotifySettings,
         *,
         channels: Mapping[str, Channel] | None = None,
@@ -100,33 +105,25 @@ class Drainer:
                 http_client = self._owned_client = httpx.AsyncClient()
             channels = build_channels(settings, http_client=http_client, clock=clock, mqtt=mqtt_channel)
         self._channels = dict(channels)
-        self._owned_db: SqliteDatabase | None = None
-        if isinstance(database, SqliteDatabase):
-            self._database = database
-        else:
-            self._database = self._owned_db = SqliteDatabase(Path(database))
-        # A restart is a good moment to retry: the receiver may have come back while we were
-        # down, so messages waiting out a long backoff become due now (once each).
-        with self._database.write() as conn:
-            conn.execute(
-                "UPDATE outbox_delivery SET next_attempt_at = ?"
-                " WHERE status = 'pending' AND next_attempt_at > ?",
-                (clock(), clock()),
-            )
+        if isinstance(database, SqliteDatabase | str | Path):
+            database = SqliteOutbox(database)
+        self.backend: OutboxBackend = database
+        self._started = False
         # One thread owns every database call, so a cancelled pass can never overlap the
         # next call or aclose() on the connection.
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="iotedge-outbox-db")
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._retry_now: set[str] = set()
+        self.pending: int | None = None
+        """Undelivered messages at the end of the last pass (None before the first)."""
 
     async def aclose(self) -> None:
         """Close the database connection and the HTTP client the drainer created."""
         async with self._lock:
             if self._owned_client is not None:
                 await self._owned_client.aclose()
-            if self._owned_db is not None:
-                await self._db(self._owned_db.close)
+            await self._db(self.backend.close)
             self._executor.shutdown(wait=False)
 
     def wake(self) -> None:
@@ -162,40 +159,70 @@ class Drainer:
                 logger.warning(
                     "notification pass failed: %s",
                     report.error,
-                    exc_info=not isinstance(exc, sqlite3.Error | StoreError),
+                    exc_info=not isinstance(exc, sqlite3.Error | psycopg.Error | StoreError),
                 )
         return report
 
     async def _pass(self, report: DrainReport) -> None:
         now = self._clock()
+        if not self._started:
+            # A restart is a good moment to retry: the receiver may have come back while we
+            # were down, so messages waiting out a long backoff become due now (once each).
+            # Done in the first pass, so a database away at start fails a pass, not the start.
+            await self._tx(self._retry_all_now, now)
+            self._started = True
         while self._retry_now:
             await self._tx(self._make_due, self._retry_now.pop(), now)
-        triaged, settled = await self._tx(self._triage, now)
+        triaged, settled = await self._tx(self._triage, now, exclusive=True)
         report.triaged, report.settled = triaged.triaged, settled
         for channel, count in triaged.suppressed.items():
             self._tally("suppressed", channel, count)
             report.suppressed += count
-        due = await self._db(self._due, now)
         down: set[str] = set()
-        for row in due:
-            channel_name = row["channel"]
-            if channel_name in down:
-                continue
-            await self._deliver(row, down, report)
+        claimed, after = 0, None
+        while claimed < self.settings.batch_size:
+            # A shared backend hands out due rows a chunk at a time; the pass moves forward
+            # through them once, so rows it gave back or left waiting are not claimed again.
+            due = await self._db(
+                functools.partial(
+                    self.backend.claim_due,
+                    now,
+                    self.settings.batch_size - claimed,
+                    after=after,
+                    skip=set(down),
+                )
+            )
+            claimed += len(due)
+            skipped = []
+            for row in due:
+                if row["channel"] in down:
+                    skipped.append((row["outbox_id"], row["channel"], row["kind"]))
+                else:
+                    await self._deliver(row, down, report)
+            if skipped:
+                await self._db(self.backend.release, skipped)
+            if not self.backend.shared or not due:
+                break
+            after = (due[-1]["outbox_id"], due[-1]["channel"], due[-1]["kind"])
+        self.pending = await self._db(self.backend.pending)
 
-    def _triage(self, conn: sqlite3.Connection, now: float) -> tuple[TriageResult, int]:
-        result = triage(conn, self.settings, now)
+    def _triage(self, conn: Sql, now: float) -> tuple[TriageResult, int]:
+        result = triage(conn, self.settings, now, feed=self.backend.feed)
         return result, settle_flapping(conn, self.settings, now)
 
-    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[sqlite3.Row]:
-        """Rows of a read-only statement on the store's reader, by column name."""
-        with self._database.read() as conn:
-            cursor = conn.cursor()
-            cursor.row_factory = sqlite3.Row
-            return cursor.execute(sql, params).fetchall()
+    def _rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        """Rows of a read-only statement, by column name."""
+        return self.backend.query(sql, params)
 
     @staticmethod
-    def _make_due(conn: sqlite3.Connection, channel: str, now: float) -> None:
+    def _retry_all_now(conn: Sql, now: float) -> None:
+        conn.execute(
+            "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND next_attempt_at > ?",
+            (now, now),
+        )
+
+    @staticmethod
+    def _make_due(conn: Sql, channel: str, now: float) -> None:
         """Messages of ``channel`` waiting out a backoff become due now (the channel came back)."""
         conn.execute(
             "UPDATE outbox_delivery SET next_attempt_at = ? WHERE status = 'pending' AND channel = ?"
@@ -203,17 +230,7 @@ class Drainer:
             (now, channel, now),
         )
 
-    def _due(self, now: float) -> list[sqlite3.Row]:
-        return self._rows(
-            "SELECT d.*, o.event_id, o.transition, o.payload, o.idempotency_key,"
-            " o.created_at AS recorded_at FROM outbox_delivery d"
-            " LEFT JOIN outbox o ON o.id = d.outbox_id"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= ?"
-            " ORDER BY d.outbox_id, d.kind LIMIT ?",
-            (now, self.settings.batch_size),
-        )
-
-    async def _deliver(self, row: sqlite3.Row, down: set[str], report: DrainReport) -> None:
+    async def _deliver(self, row: Any, down: set[str], report: DrainReport) -> None:
         name, now = row["channel"], self._clock()
         ident = (row["outbox_id"], name, row["kind"])
         if row["recorded_at"] is None:
@@ -242,7 +259,13 @@ class Drainer:
                 return
         grouped = row["n_grouped"]
         if row["reason"] == HELD:
-            grouped = await self._tx(release_held, row["outbox_id"], row["series"], name, now)
+            released = await self._tx(
+                release_held, row["outbox_id"], row["series"], name, now, exclusive=True
+            )
+            if released is None:  # suppressed meanwhile by another drainer's triage
+                await self._db(self.backend.release, [ident])
+                return
+            grouped = released
         note = self._note(row, grouped)
         try:
             await channel.send(note)
@@ -261,7 +284,7 @@ class Drainer:
             return
         await self._finish(ident, "sent", self._clock(), None, report, tried=True)
 
-    def _note(self, row: sqlite3.Row, grouped: int) -> Notification:
+    def _note(self, row: Any, grouped: int) -> Notification:
         kind: Kind = row["transition"] if row["kind"] == "event" else row["kind"]
         key = row["idempotency_key"]
         if row["kind"] != "event":
@@ -294,7 +317,7 @@ class Drainer:
         )
         return (None, None) if not rows else (str(rows[0][0]), float(rows[0][1]))
 
-    async def _retry(self, row: sqlite3.Row, error: str, report: DrainReport) -> None:
+    async def _retry(self, row: Any, error: str, report: DrainReport) -> None:
         attempts = row["attempts"] + 1
         now = self._clock()
         delay = backoff_delay(
@@ -357,9 +380,9 @@ class Drainer:
             self._tally("suppressed", channel)
             report.suppressed += 1
 
-    @staticmethod
     def _update(
-        conn: sqlite3.Connection,
+        self,
+        conn: Sql,
         ident: tuple[int, str, str],
         status: str,
         now: float,
@@ -370,10 +393,10 @@ class Drainer:
         next_at: float | None = None,
     ) -> None:
         conn.execute(
-            "UPDATE outbox_delivery SET status = ?, updated_at = ?,"
+            "UPDATE outbox_delivery SET status = ?, updated_at = ?,"  # noqa: S608 (constant fragments)
             " last_error = COALESCE(?, last_error), reason = COALESCE(?, reason),"
             " attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at)"
-            " WHERE outbox_id = ? AND channel = ? AND kind = ?",
+            f"{self.backend.release_claim} WHERE outbox_id = ? AND channel = ? AND kind = ?",
             (status, now, error, reason, attempts_delta, next_at, *ident),
         )
 
@@ -381,10 +404,12 @@ class Drainer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
 
-    async def _tx(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        return await self._db(self._in_tx, fn, args, kwargs)
+    async def _tx(self, fn: Callable[..., _T], *args: Any, exclusive: bool = False, **kwargs: Any) -> _T:
+        return await self._db(self._in_tx, fn, args, kwargs, exclusive)
 
-    def _in_tx(self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> _T:
-        """``fn(conn, *args, **kwargs)`` in one write transaction on the store's writer."""
-        with self._database.write() as conn:
+    def _in_tx(
+        self, fn: Callable[..., _T], args: tuple[Any, ...], kwargs: dict[str, Any], exclusive: bool
+    ) -> _T:
+        """``fn(conn, *args, **kwargs)`` in one write transaction of the backend."""
+        with self.backend.transaction(exclusive=exclusive) as conn:
             return fn(conn, *args, **kwargs)

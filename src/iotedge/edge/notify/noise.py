@@ -8,12 +8,12 @@ send now or, when held by the cooldown, later) or suppressed with a reason. See
 
 import json
 import logging
-import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from iotedge.config_notify import NotifySettings
+from iotedge.edge.notify.backend import CursorFeed, OutboxFeed, Sql
 
 __all__ = ["HELD", "TriageResult", "release_held", "series_key", "settle_flapping", "triage"]
 
@@ -41,7 +41,7 @@ class _Series:
     grouped: int = 0
 
 
-def _load_series(conn: sqlite3.Connection, key: str, client: str, severity: str) -> _Series:
+def _load_series(conn: Sql, key: str, client: str, severity: str) -> _Series:
     row = conn.execute("SELECT * FROM notify_series WHERE series = ?", (key,)).fetchone()
     if row is None:
         return _Series(key=key, client=client, severity=severity)
@@ -59,11 +59,15 @@ def _load_series(conn: sqlite3.Connection, key: str, client: str, severity: str)
     )
 
 
-def _save_series(conn: sqlite3.Connection, s: _Series) -> None:
+def _save_series(conn: Sql, s: _Series) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO notify_series (series, client, severity, recent, flapping,"
+        "INSERT INTO notify_series (series, client, severity, recent, flapping,"
         " last_outbox_id, last_transition, last_at, opened_notified_at, grouped)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series) DO UPDATE SET"
+        " client = excluded.client, severity = excluded.severity, recent = excluded.recent,"
+        " flapping = excluded.flapping, last_outbox_id = excluded.last_outbox_id,"
+        " last_transition = excluded.last_transition, last_at = excluded.last_at,"
+        " opened_notified_at = excluded.opened_notified_at, grouped = excluded.grouped",
         (
             s.key,
             s.client,
@@ -79,11 +83,9 @@ def _save_series(conn: sqlite3.Connection, s: _Series) -> None:
     )
 
 
-def _opened_dependency(
-    conn: sqlite3.Connection, event_id: int, before_id: int, channel: str
-) -> sqlite3.Row | None:
+def _opened_dependency(conn: Sql, event_id: int, before_id: int, channel: str) -> Any:
     """The message that announced this event's opening on ``channel``, if any."""
-    return conn.execute(  # type: ignore[no-any-return]
+    return conn.execute(
         "SELECT d.* FROM outbox_delivery d JOIN outbox o ON o.id = d.outbox_id"
         " WHERE o.event_id = ? AND o.transition = 'opened' AND o.id < ? AND d.channel = ?"
         " AND d.kind IN ('event', 'stable')"
@@ -110,24 +112,20 @@ class TriageResult:
     suppressed: Counter[str] = field(default_factory=Counter)
 
 
-def triage(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> TriageResult:
-    """Turn new outbox rows into delivery rows, in id order, and advance the cursor.
+def triage(
+    conn: Sql, settings: NotifySettings, now: float, *, feed: OutboxFeed | None = None
+) -> TriageResult:
+    """Turn new outbox rows into delivery rows, in id order, and mark them triaged.
 
-    Must run inside a write transaction.
+    Must run inside a write transaction (on PostgreSQL, the exclusive one). ``feed`` finds
+    the new rows: a cursor over ids (SQLite, the default) or per-row flags.
     """
-    row = conn.execute("SELECT last_outbox_id FROM notify_cursor WHERE id = 1").fetchone()
-    cursor = int(row[0]) if row else 0
-    rows = conn.execute(
-        "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (cursor, settings.batch_size)
-    ).fetchall()
+    feed = feed or CursorFeed()
+    rows = feed.new_rows(conn, settings.batch_size)
     run = _Triage(conn, settings, now)
     for r in rows:
         run.one(r)
-    if rows:
-        conn.execute(
-            "INSERT OR REPLACE INTO notify_cursor (id, last_outbox_id) VALUES (1, ?)",
-            (rows[-1]["id"],),
-        )
+    feed.mark(conn, rows)
     run.result.triaged = len(rows)
     return run.result
 
@@ -135,7 +133,7 @@ def triage(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> Tr
 class _Triage:
     """One triage run: the connection, the settings, the time and the tally."""
 
-    def __init__(self, conn: sqlite3.Connection, settings: NotifySettings, now: float) -> None:
+    def __init__(self, conn: Sql, settings: NotifySettings, now: float) -> None:
         self.conn = conn
         self.settings = settings
         self.now = now
@@ -143,7 +141,7 @@ class _Triage:
 
     def add(
         self,
-        r: sqlite3.Row,
+        r: Any,
         series: str,
         channels: tuple[str, ...],
         *,
@@ -155,9 +153,9 @@ class _Triage:
     ) -> None:
         for channel in channels:
             self.conn.execute(
-                "INSERT OR IGNORE INTO outbox_delivery (outbox_id, channel, kind, series,"
+                "INSERT INTO outbox_delivery (outbox_id, channel, kind, series,"
                 " status, reason, next_attempt_at, n_grouped, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     r["id"],
                     channel,
@@ -192,7 +190,7 @@ class _Triage:
             (reason, self.now, series, HELD),
         )
 
-    def one(self, r: sqlite3.Row) -> None:
+    def one(self, r: Any) -> None:
         """Triage one outbox row."""
         settings = self.settings
         payload = _payload(r["payload"])
@@ -226,7 +224,7 @@ class _Triage:
             self.resolved(r, key, channels, s)
         _save_series(self.conn, s)
 
-    def resolved(self, r: sqlite3.Row, key: str, channels: tuple[str, ...], s: _Series) -> None:
+    def resolved(self, r: Any, key: str, channels: tuple[str, ...], s: _Series) -> None:
         """Triage a ``resolved`` row: it follows its ``opened`` message, per channel."""
         folded = False
         for channel in channels:
@@ -249,13 +247,21 @@ class _Triage:
             s.grouped += 2
 
 
-def release_held(conn: sqlite3.Connection, outbox_id: int, series: str, channel: str, now: float) -> int:
+def release_held(conn: Sql, outbox_id: int, series: str, channel: str, now: float) -> int | None:
     """Release a held opened message whose cooldown ended; returns its grouped count.
 
-    Must run inside a write transaction. The first channel to get there releases the row on
-    every channel: its messages then count as the series' latest opened notification and
-    carry the transitions grouped since the previous one.
+    Must run inside a write transaction (on PostgreSQL, the exclusive one). The first channel
+    to get there releases the row on every channel: its messages then count as the series'
+    latest opened notification and carry the transitions grouped since the previous one.
+    Returns None, releasing nothing, when the message is no longer pending: another
+    drainer's triage suppressed it (flapping, cooldown) after this one claimed it.
     """
+    status = conn.execute(
+        "SELECT status FROM outbox_delivery WHERE outbox_id = ? AND channel = ? AND kind = 'event'",
+        (outbox_id, channel),
+    ).fetchone()
+    if status is None or status[0] != "pending":
+        return None
     still_held = conn.execute(
         "SELECT 1 FROM outbox_delivery WHERE outbox_id = ? AND kind = 'event' AND reason = ?",
         (outbox_id, HELD),
@@ -278,7 +284,7 @@ def release_held(conn: sqlite3.Connection, outbox_id: int, series: str, channel:
     return int(mine[0]) if mine else 0
 
 
-def settle_flapping(conn: sqlite3.Connection, settings: NotifySettings, now: float) -> int:
+def settle_flapping(conn: Sql, settings: NotifySettings, now: float) -> int:
     """End flapping for series quiet for a whole window: one ``stable`` message each.
 
     Must run inside a write transaction; returns how many series settled.

@@ -130,12 +130,69 @@ $$""",
     "FOR EACH STATEMENT EXECUTE FUNCTION iotedge_api_keys_changed()",
 )
 
+# The notifier and the collectors' shard leases (issue 15). Several drainers share these
+# tables: a delivery row is claimed with a lease (``claimed_by``, ``claim_until``) under
+# ``FOR UPDATE SKIP LOCKED``, so each due message goes to one drainer, and a claim whose
+# drainer died becomes due again when its lease runs out. Triage (the cursor and the
+# series) runs under one transaction-scoped advisory lock. ``collectors`` lists the live
+# collectors by heartbeat; their shards are session advisory locks, which need no table.
+# Outbox ids are not committed in id order when several collectors write, so a cursor over
+# ids could pass a row that commits later: each row carries its own ``triaged`` flag here.
+_V4_NOTIFY_LEASES = (
+    "ALTER TABLE outbox ADD COLUMN triaged BOOLEAN NOT NULL DEFAULT false",
+    "CREATE INDEX outbox_untriaged ON outbox (id) WHERE NOT triaged",
+    """CREATE TABLE outbox_delivery (
+  outbox_id BIGINT NOT NULL,
+  channel TEXT COLLATE "C" NOT NULL,
+  kind TEXT COLLATE "C" NOT NULL,
+  series TEXT COLLATE "C" NOT NULL,
+  status TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at DOUBLE PRECISION NOT NULL,
+  last_error TEXT,
+  n_grouped INTEGER NOT NULL DEFAULT 0,
+  created_at DOUBLE PRECISION NOT NULL,
+  updated_at DOUBLE PRECISION NOT NULL,
+  claimed_by TEXT,
+  claim_until DOUBLE PRECISION,
+  PRIMARY KEY (outbox_id, channel, kind)
+)""",
+    "CREATE INDEX outbox_delivery_due ON outbox_delivery (next_attempt_at) WHERE status = 'pending'",
+    "CREATE INDEX outbox_delivery_series ON outbox_delivery (series, status)",
+    """CREATE TABLE notify_series (
+  series TEXT COLLATE "C" PRIMARY KEY,
+  client TEXT COLLATE "C" NOT NULL,
+  severity TEXT NOT NULL,
+  recent TEXT NOT NULL DEFAULT '[]',
+  flapping INTEGER NOT NULL DEFAULT 0,
+  last_outbox_id BIGINT,
+  last_transition TEXT,
+  last_at DOUBLE PRECISION,
+  opened_notified_at DOUBLE PRECISION,
+  grouped INTEGER NOT NULL DEFAULT 0
+)""",
+    """CREATE TABLE collectors (
+  id TEXT COLLATE "C" PRIMARY KEY,
+  pid INTEGER NOT NULL,
+  backend_start TIMESTAMPTZ,
+  started_at DOUBLE PRECISION NOT NULL,
+  heartbeat_at DOUBLE PRECISION NOT NULL,
+  shards_owned INTEGER NOT NULL DEFAULT 0
+)""",
+)
+
 PG_MIGRATIONS: tuple[PgMigration, ...] = (
     PgMigration(
         version=1, name="tables: objects, owned readings, latest, anomalies, outbox", statements=_V1_TABLES
     ),
     PgMigration(version=2, name="per-minute and per-hour rollups", statements=_V2_ROLLUPS),
     PgMigration(version=3, name="API keys, announced on a channel", statements=_V3_API_KEYS),
+    PgMigration(
+        version=4,
+        name="notifier delivery, noise and claim tables; collectors' heartbeats",
+        statements=_V4_NOTIFY_LEASES,
+    ),
 )
 PG_SCHEMA_VERSION = PG_MIGRATIONS[-1].version
 """The PostgreSQL schema version this release writes."""

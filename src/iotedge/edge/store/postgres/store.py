@@ -9,10 +9,10 @@ moves it into the readings, the rollups and the latest values in the same transa
 
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence, Set
 from contextlib import asynccontextmanager
 from dataclasses import astuple, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -25,6 +25,9 @@ from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
 from iotedge.edge.store.rollups import floor_to
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 from iotedge.errors import StoreError
+
+if TYPE_CHECKING:
+    from iotedge.edge.notify.state import NotificationRow
 
 __all__ = ["PostgresStore"]
 
@@ -108,6 +111,28 @@ class PostgresStore:
     async def close(self) -> None:
         """Close the pool's connections."""
         await self._pool.close()
+
+    async def notification_rows(self, clients: Set[str] | None, limit: int = 100) -> "list[NotificationRow]":
+        """The newest notification deliveries first, only for ``clients`` (``None``: everyone)."""
+        from iotedge.edge.notify.state import (
+            pg_notification_rows,
+        )  # notify imports the store: import at call time
+
+        try:
+            return await pg_notification_rows(self._pool, clients, limit)
+        except psycopg.Error as exc:
+            raise StoreError(f"store read failed on {self.url}: {exc}".strip()) from exc
+
+    async def notifications_pending(self) -> int:
+        """Notifications not yet delivered: pending deliveries plus outbox rows not triaged."""
+        from iotedge.edge.notify.state import (
+            pg_pending_count,
+        )  # notify imports the store: import at call time
+
+        try:
+            return await pg_pending_count(self._pool)
+        except psycopg.Error as exc:
+            raise StoreError(f"store read failed on {self.url}: {exc}".strip()) from exc
 
     async def writable(self) -> bool:
         """Whether a connection and a transaction can be taken now (for readiness)."""

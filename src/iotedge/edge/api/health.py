@@ -1,5 +1,6 @@
 """Liveness and readiness probes (no key needed)."""
 
+import asyncio
 import re
 from typing import Any
 
@@ -8,10 +9,13 @@ from fastapi import APIRouter, Request
 from iotedge import __version__
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, admit
+from iotedge.edge.http_errors import STORE_RETRY_AFTER_S
 from iotedge.errors import IotedgeError, StoreError
 from iotedge.web import JSONBytes
 
 router = APIRouter(tags=["health"])
+
+_STORE_CHECK_S = 2.0  # longest /readyz waits for the store
 
 
 @router.get("/healthz")
@@ -61,10 +65,13 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
     polling = ctx.settings.role != "api"
     started = health.cycles > 0 or not polling  # the api role is started once it serves
     try:
-        writable = await ctx.store.writable()
+        # Bounded: a store that does not answer makes this process unready, not the probe hang.
+        writable = await asyncio.wait_for(ctx.store.writable(), _STORE_CHECK_S)
         store_error = health.store_error
     except StoreError as exc:
         writable, store_error = False, str(exc)
+    except TimeoutError:
+        writable, store_error = False, f"the store did not answer within {_STORE_CHECK_S:g} s"
     if not writable and store_error is None:
         store_error = "the store takes no writes now"
     store_ok = writable and health.store_error is None
@@ -94,4 +101,6 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
         body["checks"]["mqtt"] = ctx.mqtt.health.as_json(now)
         if not body["checks"]["mqtt"].get("ok", True):
             body["degraded"].append("mqtt")
-    return JSONBytes(body, status_code=200 if body["ready"] else 503)
+    if body["ready"]:
+        return JSONBytes(body)
+    return JSONBytes(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})

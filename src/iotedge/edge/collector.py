@@ -206,11 +206,13 @@ class Collector:
             trim()  # the chunk's histories are gone: the first cycle's peak stays one chunk high
         outcomes = await self._each(owned, lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
-        polled_ok = bool(outcomes) and failed < len(outcomes)
+        # A collector whose shards hold no object right now has nothing to poll: not a failure.
+        polled_ok = failed < len(outcomes) if outcomes else bool(self._catalogue)
         if polled_ok:
             self.health.upstream_ok_at = now  # the device API answered, whatever the store does next
+        mine = {entry.id: entry for entry in owned} if len(owned) < len(self._catalogue) else self._catalogue
         stored += await self._store_or_buffer(
-            result.readings, now, transitions, check_offline=polled_ok and catalogue_ok
+            result.readings, mine, now, transitions, check_offline=polled_ok and catalogue_ok
         )
         if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
             self._on_anomaly()
@@ -343,16 +345,18 @@ class Collector:
     async def _store_or_buffer(
         self,
         readings: list[Reading],
+        objects: Mapping[str, CatalogueEntry],
         now: float,
         transitions: Transitions,
         *,
         check_offline: bool = False,
     ) -> int:
-        """:meth:`_store_and_evaluate` polled readings; into the buffer when the store fails."""
+        """:meth:`_store_and_evaluate` polled readings of ``objects`` (the offline rule judges only
+        those); into the buffer when the store fails."""
         if self._store_trouble is None and not self.buffer:
             try:
                 return await self._store_and_evaluate(
-                    readings, self._catalogue, now, transitions, check_offline=check_offline
+                    readings, objects, now, transitions, check_offline=check_offline
                 )
             except StoreError as exc:
                 self._store_failed(exc)
@@ -397,7 +401,7 @@ class Collector:
         self, chunk: Normalised, now: float, result: Normalised, transitions: Transitions
     ) -> int:
         """Store and evaluate one chunk of history; its readings are not kept afterwards."""
-        stored = await self._store_or_buffer(chunk.readings, now, transitions)
+        stored = await self._store_or_buffer(chunk.readings, self._catalogue, now, transitions)
         self._remember_latest(chunk.readings)
         for reason, count in chunk.rejected.items():
             result.reject(reason, count)

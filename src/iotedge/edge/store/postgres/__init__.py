@@ -1,8 +1,8 @@
 """The PostgreSQL backend of the store (issue 15), behind :class:`iotedge.edge.store.aio.AsyncEdgeStore`.
 
-Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`). Not yet
-wired into the edge: the next step switches the app and the collector to the async
-interface and lets ``--store postgresql://...`` choose this backend.
+Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`),
+``connect`` (:func:`open_pg_store`). The edge runs on it when ``--store`` (``IOTEDGE_STORE``)
+is a ``postgresql://`` URL (see :mod:`iotedge.edge.store.choose`).
 """
 
 from iotedge.edge.store.postgres.connect import open_pg_store, redact_url

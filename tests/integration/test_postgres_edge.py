@@ -121,10 +121,23 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
 ) -> None:
     """Database gone: 503 JSON with Retry-After, /readyz 503 naming the store, polling goes on into
     the buffer; database back: ready again, buffered readings stored, the count never goes down."""
-    metrics_port = free_port()
+    metrics_port, small_port = free_port(), free_port()
     with start_iotedge(_SIM, log_dir=logs_dir) as sim:
-        args = [*edge_args(sim.url, tmp_path, "--store", pg_url), "--metrics-port", str(metrics_port)]
-        with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+        args = [
+            *edge_args(sim.url, tmp_path / "edge", "--store", pg_url),
+            "--metrics-port",
+            str(metrics_port),
+        ]
+        # A second edge on the same database whose buffer holds 10 readings: it must drop the oldest.
+        small_args = [
+            *edge_args(sim.url, tmp_path / "small", "--store", pg_url, "--store-buffer", "10"),
+            "--metrics-port",
+            str(small_port),
+        ]
+        with (
+            start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge,
+            start_iotedge(small_args, log_dir=logs_dir, env=edge_env()) as small,
+        ):
             wait_for(lambda: _get(edge, "/readyz").status_code == 200, 30, "edge ready")
             wait_for(
                 lambda: _get(edge, "/processed_data", object_id="device_1").status_code == 200, 30, "data"
@@ -163,11 +176,17 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
                         "polling goes on",
                     )
                 assert _gauge(metrics_port, "iotedge_store_buffer_dropped_total") == 0
+                wait_for(lambda: _gauge(small_port, "iotedge_store_buffer_dropped_total") > 0, 30, "drops")
+                assert _gauge(small_port, "iotedge_store_buffer_readings") == 10
             finally:
                 outage_ended = time.time()
                 _unblock(pg_url)
             wait_for(lambda: _get(edge, "/readyz").status_code == 200, 90, "ready again")
             wait_for(lambda: _gauge(metrics_port, "iotedge_store_buffer_readings") == 0, 60, "buffer flushed")
+            wait_for(
+                lambda: _gauge(small_port, "iotedge_store_buffer_readings") == 0, 60, "small buffer flushed"
+            )
+            assert _get(small, "/readyz").status_code == 200
             after = _stored(pg_url)
             assert after > before
             # Readings polled while the database was away were stored once it came back.

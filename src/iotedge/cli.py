@@ -155,6 +155,21 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         *metrics_options(),
         click.option("--upstream", help="Device API base URL. [default: http://127.0.0.1:8000]"),
         click.option("--data-dir", type=click.Path(), help="Store directory. [default: data]"),
+        click.option(
+            "--store",
+            help="postgresql://USER:PASSWORD@HOST/DB, or a SQLite file. [default: DATA_DIR/iotedge.sqlite3]",
+        ),
+        click.option(
+            "--store-buffer",
+            "store_buffer_readings",
+            type=int,
+            help="Readings kept in memory while the store is down. [default: 200000]",
+        ),
+        click.option(
+            "--role",
+            type=click.Choice(["all", "api", "collector"]),
+            help="all, api (HTTP API only) or collector (polling; /healthz and /readyz only). [default: all]",
+        ),
         click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
         click.option("--rules-file", type=click.Path(), help="Anomaly rules (JSON). [default: built-in]"),
         click.option("--poll-interval", help="Time between polls, e.g. 5s. [default: 5s]"),
@@ -179,9 +194,10 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def edge(**options: Any) -> None:
     """Run the edge server: poll the device API, store, detect anomalies, serve the API."""
     from iotedge.config import load_edge_settings
-    from iotedge.edge.app import STORE_FILENAME, create_app
+    from iotedge.edge.app import create_app
     from iotedge.edge.auth import KeyRing
-    from iotedge.edge.store import open_store
+    from iotedge.edge.store import SqliteStore, open_store
+    from iotedge.edge.store.choose import check_postgres
     from iotedge.memory import limit_arenas
 
     settings = load_edge_settings(**options)
@@ -192,7 +208,13 @@ def edge(**options: Any) -> None:
     KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
     ensure_port_free(settings.host, settings.port, "--port")
     ensure_port_free(settings.metrics_host, settings.metrics_port, "--metrics-port")
-    app = create_app(settings, store=open_store(settings.data_dir / STORE_FILENAME))
+    opened: SqliteStore | None = None
+    if settings.store_is_postgres:
+        # Reachable, and its schema accepted, before serving; the app opens its own pool.
+        asyncio.run(check_postgres(settings.store))
+    else:
+        opened = open_store(settings.store_path)
+    app = create_app(settings, store=opened)
     scheme = "https" if tls else "http"
     mtls = " with client certificates required" if settings.client_ca else ""
     _log.info("edge API on %s://%s:%d%s (docs at /docs)", scheme, settings.host, settings.port, mtls)
@@ -221,8 +243,17 @@ def edge(**options: Any) -> None:
     "--data-dir", type=click.Path(), default="data", show_default=True, help="Edge store directory."
 )
 @click.option("--poll-interval", default="5s", show_default=True, help="Time between polls.")
+@click.option(
+    "--store",
+    envvar="IOTEDGE_STORE",
+    default="",
+    help="postgresql://USER:PASSWORD@HOST/DB, or a SQLite file (env IOTEDGE_STORE). "
+    "[default: DATA_DIR/iotedge.sqlite3]",
+)
 @_fail_on_config_error
-def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str) -> None:
+def run(
+    host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str, store: str
+) -> None:
     """Start the simulator and the edge together, with demo keys printed (what `make run` does)."""
     from iotedge.demo import run_demo
 
@@ -234,6 +265,7 @@ def run(host: str, sim_port: int, port: int, metrics_port: int, data_dir: str, p
             metrics_port=metrics_port,
             data_dir=data_dir,
             poll_interval=poll_interval,
+            store=store,
         )
     )
 

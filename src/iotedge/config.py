@@ -114,6 +114,21 @@ class EdgeSettings(_Settings):
     )
     upstream: str = Field("http://127.0.0.1:8000", description="Base URL of the device API.")
     data_dir: Path = Field(Path("data"), description="Directory of the SQLite store and state.")
+    store: str = Field(
+        "",
+        description="The store: a postgresql:// (or postgres://) URL, or a SQLite file path "
+        "(default: <data-dir>/iotedge.sqlite3).",
+    )
+    store_buffer_readings: int = Field(
+        200_000,
+        ge=0,
+        description="Polled readings kept in memory while the store does not answer (oldest dropped beyond).",
+    )
+    role: Literal["all", "api", "collector"] = Field(
+        "all",
+        description="all: API and collector; api: the API only; collector: the collector "
+        "(MQTT ingest, notifications) with only /healthz and /readyz over HTTP.",
+    )
     keys_file: Path | None = Field(
         None, description="API keys file (hashes only); default <data-dir>/keys.json."
     )
@@ -272,6 +287,16 @@ class EdgeSettings(_Settings):
         return self
 
     @property
+    def store_is_postgres(self) -> bool:
+        """Whether ``store`` names a PostgreSQL database."""
+        return self.store.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite store file (when ``store`` is not a PostgreSQL URL)."""
+        return Path(self.store) if self.store else self.data_dir / "iotedge.sqlite3"
+
+    @property
     def resolved_keys_file(self) -> Path:
         """The keys file in use."""
         return self.keys_file if self.keys_file is not None else self.data_dir / "keys.json"
@@ -358,9 +383,19 @@ def _load(
                 continue
             field = _flat_name(error["loc"], fields)
             where = sources.get(field, field)
-            shown = "<hidden>" if field in _SECRET_FIELDS else repr(error.get("input"))
+            shown = "<hidden>" if field in _SECRET_FIELDS else repr(_redacted(field, error.get("input")))
             problems.append(f"{where}: {error['msg'].removeprefix('Value error, ')} (got {shown})")
         raise ConfigError("; ".join(problems)) from exc
+
+
+def _redacted(field: str, value: Any) -> Any:
+    """A setting's value as shown in an error: a store URL without its password."""
+    if field == "store" and isinstance(value, str) and "@" in value and "://" in value:
+        scheme, _, rest = value.partition("://")
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.partition(":")[0]
+        return f"{scheme}://{user}@{host}" if user else f"{scheme}://{host}"
+    return value
 
 
 def load_sim_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> SimSettings:

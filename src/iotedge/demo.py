@@ -75,11 +75,18 @@ def _banner(keys: dict[str, str], sim_url: str, edge_url: str, metrics_url: str 
 
 
 async def run_demo(
-    *, host: str = "127.0.0.1", sim_port: int, port: int, metrics_port: int, data_dir: str, poll_interval: str
+    *,
+    host: str = "127.0.0.1",
+    sim_port: int,
+    port: int,
+    metrics_port: int,
+    data_dir: str,
+    poll_interval: str,
+    store: str = "",
 ) -> None:
     """Serve the simulator (on 127.0.0.1) and the edge's API and metrics (on ``host``) until interrupted."""
-    from iotedge.edge.app import STORE_FILENAME, create_app as create_edge
-    from iotedge.edge.store import open_store
+    from iotedge.edge.app import create_app as create_edge
+    from iotedge.edge.store.choose import open_async_store
     from iotedge.serving import edge_limits, uvicorn_server
     from iotedge.sim.app import create_app as create_sim
 
@@ -99,10 +106,11 @@ async def run_demo(
         upstream=sim_url,
         data_dir=Path(data_dir),
         poll_interval=poll_interval,
+        store=store,
         api_keys=",".join(f"{client}={key}" for client, key in keys.items()),
     )
     # Opened (and checked) before serving: a bad store is one line from the CLI, not a traceback.
-    edge_app = create_edge(edge_settings, store=open_store(edge_settings.data_dir / STORE_FILENAME))
+    edge_app = create_edge(edge_settings, store=await open_async_store(edge_settings))
     keys_env = Path(data_dir) / "demo-keys.env"
     _write_keys_env(keys_env, keys)
     servers: list[Any] = [

@@ -4,6 +4,7 @@
     ├── ConfigError        bad setting, flag, keys or rules file (fails at startup)
     ├── UpstreamError      the device API failed; ``reason`` is timeout, status or payload
     ├── StoreError         the local store could not read or write
+    │   └── StoreUnavailable   the store's server cannot be reached (HTTP 503, retry later)
     ├── AuthError          missing, unknown, revoked or expired API key (HTTP 401)
     ├── NotFound           no such object or client *for this caller* (HTTP 404)
     ├── BadRequest         a parameter or body is invalid (HTTP 422, naming the parameter)
@@ -23,6 +24,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "StoreError",
+    "StoreUnavailable",
     "UpstreamError",
 ]
 
@@ -55,6 +57,14 @@ class UpstreamError(IotedgeError):
 
 class StoreError(IotedgeError):
     """The local store failed to read or write."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached now (down, unreachable, out of connections).
+
+    Transient by nature: the API answers 503 with ``Retry-After``, the collector keeps
+    polling into its buffer, and both recover once the server answers again.
+    """
 
 
 class AuthError(IotedgeError):

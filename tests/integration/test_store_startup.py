@@ -1,5 +1,6 @@
 """A bad store or keys file stops a real edge with one readable line; recovery; readiness blames the store."""
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -7,11 +8,15 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store import Store
-from tests.conftest import edge_args, edge_env, wait_for
+from iotedge.edge.store.choose import check_postgres
+from iotedge.edge.store.postgres import PG_SCHEMA_VERSION
+from tests.conftest import edge_args, edge_env, require, wait_for
+from tests.pgdb import scratch_database, server_problem
 from tests.procs import Proc, free_port, start_iotedge
 
 pytestmark = pytest.mark.integration
@@ -126,3 +131,68 @@ def test_readiness_blames_the_store_not_the_device_api(tmp_path: Path, logs_dir:
             blocker.close()
         deadline = time.monotonic() + 40
         wait_for(lambda: _readiness(edge)["ready"] is True, max(1.0, deadline - time.monotonic()), "recovery")
+
+
+def _edge_on_store(data_dir: Path, store: str) -> subprocess.CompletedProcess[str]:
+    """Start an edge on ``store`` that should refuse to start; its upstream is never reached."""
+    return _iotedge(
+        "edge", "--data-dir", str(data_dir), "--store", store, "--upstream", "http://127.0.0.1:9",
+        "--port", str(free_port()), "--metrics-port", "0",
+    )  # fmt: skip
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password(tmp_path: Path) -> None:
+    """Nothing listens on the store's port: exit non-zero, one 'Error:' line naming it, no password."""
+    result = _edge_on_store(tmp_path, "postgresql://iotedge:s3cret-pw@127.0.0.1:1/iotedge")
+    line = _one_line_error(result, "cannot reach PostgreSQL", "postgresql://iotedge@127.0.0.1:1/iotedge")
+    assert "s3cret-pw" not in result.stdout + result.stderr, line
+
+
+def test_iotedge_run_refuses_an_unreachable_postgresql_the_same_way(tmp_path: Path) -> None:
+    """`iotedge run --store postgres://...` checks the server before serving too (postgres:// works)."""
+    ports = ["--sim-port", str(free_port()), "--port", str(free_port()), "--metrics-port", "0"]
+    result = _iotedge(
+        "run", "--data-dir", str(tmp_path), "--store", "postgres://u:pw-x9@127.0.0.1:1/db", *ports
+    )
+    _one_line_error(result, "cannot reach PostgreSQL")
+    assert "pw-x9" not in result.stdout + result.stderr
+
+
+def test_a_postgresql_schema_from_a_newer_release_is_one_line(tmp_path: Path) -> None:
+    """A database migrated by a newer release is refused at start, and left as it was."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+        asyncio.run(check_postgres(url))  # what `iotedge edge` does first: migrate to this release
+        with psycopg.connect(url, autocommit=True) as conn:
+            count = conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()
+            assert count is not None and count[0] >= 1
+            conn.execute(
+                "INSERT INTO schema_version VALUES (%s, 'from the future', 0)", (PG_SCHEMA_VERSION + 1,)
+            )
+        _one_line_error(_edge_on_store(tmp_path, url), "newer than this release")
+        with psycopg.connect(url, autocommit=True) as conn:
+            newest = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        assert newest == (PG_SCHEMA_VERSION + 1,)
+
+
+def _cycles(edge: Proc) -> int:
+    checks = _readiness(edge)["checks"]
+    assert isinstance(checks, dict)
+    return int(checks["started"]["cycles"])
+
+
+def test_a_dead_device_api_never_makes_the_edge_unready(tmp_path: Path, logs_dir: Path) -> None:
+    """SQLite store, nothing listening upstream: /readyz is 200 with the device API under 'degraded'."""
+    args = edge_args("http://127.0.0.1:9", tmp_path)
+    with start_iotedge(args, log_dir=logs_dir, env=edge_env()) as edge:
+        wait_for(lambda: httpx.get(edge.url + "/readyz", timeout=10).status_code == 200, 20, "ready")
+        for _ in range(3):  # several failed cycles later, still ready
+            cycles = _cycles(edge)
+            wait_for(lambda: _cycles(edge) > cycles, 10, "another cycle")  # noqa: B023 - used at once
+            response = httpx.get(edge.url + "/readyz", timeout=10)
+            assert response.status_code == 200
+            body = response.json()
+            assert body["ready"] is True
+            assert body["degraded"] == ["upstream"]
+            assert body["checks"]["upstream"]["ok"] is False

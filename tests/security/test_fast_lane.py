@@ -95,7 +95,7 @@ MATRIX: list[tuple[str, str, list[tuple[str, str]]]] = [
 
 
 def _fill(client: TestClient) -> None:
-    store = client.app.state.ctx.store  # type: ignore[attr-defined]
+    store = client.app.state.ctx.store.sync  # type: ignore[attr-defined]
     store.upsert_objects([*OBJECTS, EMPTY], NOW - 7200)
     readings = [
         Reading(entry.id, entry.client, metric, NOW - age, 20.0 + (age % 97) / 7 + index)

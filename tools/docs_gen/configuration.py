@@ -131,7 +131,7 @@ _DATA_DIR_FILES = [
 
 # Sections of the edge's settings, by field name; fields not listed go under "Other".
 _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
-    "Server": ("host", "port", "metrics_port", "edge_id"),
+    "Server": ("host", "port", "metrics_port", "edge_id", "role"),
     "Device API and collector": (
         "upstream",
         "poll_interval",
@@ -139,7 +139,14 @@ _EDGE_GROUPS: dict[str, tuple[str, ...]] = {
         "upstream_timeout",
         "clients",
     ),
-    "Store and data": ("data_dir", "retention", "stale_after", "rules_file"),
+    "Store and data": (
+        "data_dir",
+        "store",
+        "store_buffer_readings",
+        "retention",
+        "stale_after",
+        "rules_file",
+    ),
     "Keys": ("keys_file", "api_keys"),
     "HTTPS (see [security.md](security.md))": ("certfile", "keyfile", "client_ca", "upstream_ca"),
     "Limits (see [security.md](security.md))": (

@@ -30,10 +30,13 @@ from iotedge.edge.notify import Drainer, MqttChannel, pending_count
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
+from iotedge.edge.shards import ShardOwnership
 from iotedge.edge.store import SqliteStore, open_store
+from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
+from iotedge.edge.store.choose import open_async_store, shown_store
 from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import DeviceApiClient
-from iotedge.errors import ConfigError
+from iotedge.errors import ConfigError, StoreError
 from iotedge.tls import client_context
 
 __all__ = ["STORE_FILENAME", "create_app"]
@@ -84,15 +87,39 @@ def _on_sighup(keys: KeyRing) -> Callable[[], None]:
     return remove
 
 
+def _path_of(store: SqliteStore | AsyncEdgeStore) -> str:
+    if isinstance(store, SqliteStore):
+        return str(store.path)
+    if isinstance(store, AsyncSqliteStore):
+        return str(store.sync.path)
+    return str(getattr(store, "url", "the given store"))
+
+
+async def _measure_store(store: AsyncEdgeStore, metrics: EdgeMetrics, every: float = 15.0) -> None:
+    """Keep the store size gauge current (a network store is not asked from a scrape)."""
+    while True:
+        try:
+            metrics.store_size.set(await store.size_bytes())
+        except StoreError as exc:
+            _log.debug("store size unknown: %s", exc)
+        await asyncio.sleep(every)
+
+
 def create_app(
     settings: EdgeSettings,
     *,
     upstream_session: aiohttp.ClientSession | None = None,
     clock: Callable[[], float] = time.time,
     run_collector: bool = True,
-    store: SqliteStore | None = None,
+    store: SqliteStore | AsyncEdgeStore | None = None,
+    shards: ShardOwnership | None = None,
 ) -> FastAPI:
     """Build an edge app for ``settings``.
+
+    ``settings.role`` decides what runs: ``all`` (the API and the collector), ``api`` (the
+    API only: no collector loop, no MQTT ingest, no notification drainer) or ``collector``
+    (the collector, MQTT ingest and the drainer, with only ``/healthz`` and ``/readyz``
+    over HTTP). The metrics listener runs in every role.
 
     Args:
         settings: validated edge settings.
@@ -100,8 +127,11 @@ def create_app(
         clock: wall clock used for reading times, windows and staleness.
         run_collector: start the polling loop (tests may drive ``collector.refresh()`` instead).
         store: the store, already opened and checked (the CLI opens it before serving so a
-            bad file is one clear error); the lifespan opens it when None, and closes it.
+            bad file is one clear error); the lifespan opens the one ``settings`` names when
+            None. The lifespan closes it.
+        shards: which clients' objects this collector polls (default: all of them).
     """
+    polling = settings.role != "api"
 
     edge_id = settings.resolved_edge_id
     metrics = EdgeMetrics(
@@ -123,27 +153,43 @@ def create_app(
                 "`iotedge keys create --client CLIENT --keys-file %s`",
                 settings.resolved_keys_file,
             )
-        # One owner of the store's connections: the drainer and the notification views
+        # One owner of the SQLite store's connections: the drainer and the notification views
         # share them (see iotedge.edge.store.connection for why one writer and one reader).
-        db = store if store is not None else open_store(settings.data_dir / STORE_FILENAME)
+        db: AsyncEdgeStore
+        if isinstance(store, SqliteStore):
+            db = AsyncSqliteStore(store)
+        else:
+            db = store if store is not None else await open_async_store(settings)
+        local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
+        if local is None:
+            # On PostgreSQL the outbox rows are written there; their delivery and the
+            # /notifications view are not wired to it yet: they read an empty local file.
+            local = open_store(settings.data_dir / STORE_FILENAME)
+            if notifying.enabled_channels():
+                _log.warning(
+                    "notifications: delivery is not available with a PostgreSQL store yet; "
+                    "anomaly events are recorded but no channel is notified"
+                )
+        can_notify = isinstance(db, AsyncSqliteStore) and polling
+        known = await db.objects(None) if polling else []
         bridge = (
             build_bridge(
                 settings,
                 registry=metrics.registry,
-                known=db.objects(None),
+                known=known,
                 sink=lambda readings, new, now: collector.ingest(readings, new, now=now),
                 summaries=db.client_summaries,
                 clients=lambda: {entry.client for entry in collector.catalogue.values()},
                 on_connected=lambda: drainer.channel_back("mqtt") if drainer is not None else None,
                 clock=clock,
             )
-            if settings.mqtt_broker
+            if settings.mqtt_broker and polling
             else None
         )
         drainer = (
             Drainer(
-                db.database,
+                local.database,
                 notifying,
                 clock=clock,
                 on_outcome=metrics.record_notification,
@@ -151,7 +197,7 @@ def create_app(
                 if bridge is not None
                 else None,
             )
-            if notifying.enabled_channels()
+            if notifying.enabled_channels() and can_notify
             else None
         )
         upstream = DeviceApiClient(
@@ -162,11 +208,12 @@ def create_app(
             on_outcome=metrics.observe_upstream,
             verify=client_context(settings.upstream_ca) if settings.upstream_ca else True,
         )
+        latest = await db.latest() if polling else []
         engine = RuleEngine(
             rules,
             poll_interval=settings.poll_interval,
-            open_events=db.open_anomalies(),
-            last_seen={(object_id, metric): ts for object_id, _, metric, ts, _ in db.latest()},
+            open_events=await db.open_anomalies() if polling else [],
+            last_seen={(object_id, metric): ts for object_id, _, metric, ts, _ in latest},
         )
         collector = Collector(
             upstream=upstream,
@@ -180,16 +227,23 @@ def create_app(
             metrics=metrics,
             on_anomaly=drainer.wake if drainer is not None else None,
             clients=frozenset(settings.clients) or None,
+            shards=shards,
+            buffer_limit=settings.store_buffer_readings,
+            known=known,
+            latest=latest,
         )
+        del latest
         monitor = ContainerMonitor(ContainerSampler(disk_path=settings.data_dir))
         metrics.bind(
             container=lambda: monitor.latest,
             latest_values=collector.latest_values,
             open_anomalies=lambda: engine.open_by_label(collector.catalogue),
         )
-        metrics.store_size.set_function(lambda: float(db.size_bytes()))
+        sqlite_store = db.sync if isinstance(db, AsyncSqliteStore) else None
+        if sqlite_store is not None:
+            metrics.store_size.set_function(lambda: float(sqlite_store.size_bytes()))
         metrics.objects.set_function(lambda: float(len(collector.catalogue)))
-        metrics.notifications_pending.set_function(lambda: float(pending_count(db.database)))
+        metrics.notifications_pending.set_function(lambda: float(pending_count(local.database)))
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
@@ -199,7 +253,7 @@ def create_app(
             engine=engine,
             collector=collector,
             clock=clock,
-            notifications_db=db.database,
+            notifications_db=local.database,
             drainer=drainer,
             mqtt=bridge,
             limits=RateLimits(
@@ -208,21 +262,32 @@ def create_app(
         )
         app.state.ctx = ctx  # for tests and the CLI; requests read the lifespan state
         loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {"iotedge.edge.container": monitor.run}
-        if run_collector:
+        if sqlite_store is None:
+            loops["iotedge.edge.store_size"] = lambda: _measure_store(db, metrics)
+        if run_collector and polling:
             loops["iotedge.edge.collector"] = collector.run
         if drainer is not None:
             loops["iotedge.edge.outbox"] = drainer.run
         if bridge is not None:
             loops["iotedge.edge.mqtt"] = bridge.run
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
-        _log.info(
-            "edge %s: polling %s every %.3g s, store %s, %d API keys",
-            edge_id,
-            settings.upstream,
-            settings.poll_interval,
-            db.path,
-            len(keys),
-        )
+        if polling:
+            _log.info(
+                "edge %s (role %s): polling %s every %.3g s, store %s, %d API keys",
+                edge_id,
+                settings.role,
+                settings.upstream,
+                settings.poll_interval,
+                shown_store(settings) if store is None else _path_of(store),
+                len(keys),
+            )
+        else:
+            _log.info(
+                "edge %s (role api): serving store %s, not polling, %d API keys",
+                edge_id,
+                shown_store(settings) if store is None else _path_of(store),
+                len(keys),
+            )
         if settings.metrics_port:
             await metrics_server.start()  # logs its own URL
         reload_on_hangup = _on_sighup(keys)
@@ -239,7 +304,9 @@ def create_app(
             await upstream.aclose()
             if drainer is not None:
                 await drainer.aclose()
-            db.close()
+            await db.close()
+            if local is not sqlite_store:
+                local.close()
 
     app = FastAPI(
         title="iotedge edge API",
@@ -249,9 +316,18 @@ def create_app(
             "Send your client's key in the `x-api-key` header; you see only your client's data."
         ),
         lifespan=lifespan,
+        openapi_url=None if settings.role == "collector" else "/openapi.json",
         docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
         redoc_url=None,
     )
+    if settings.role == "collector":
+        # Probes only: the data API is the api role's.
+        install_error_handlers(app)
+        app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
+        app.state.metrics = metrics
+        app.include_router(health.router)
+        return app
     install_api_docs(app)
     install_error_handlers(app)
     document_common_answers(app)

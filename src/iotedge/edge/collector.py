@@ -6,13 +6,20 @@ jitter. Tests call ``refresh()`` directly.
 
 About 400 lines on purpose: one coordinator whose steps (catalogue, poll, backfill, store,
 rules, retention) share its health and schedule; split, they would pass that state around.
+
+When the store does not answer (a PostgreSQL server down or unreachable), polling goes on:
+the readings it could not write wait in a bounded in-memory buffer (oldest dropped first
+when full) and are written, oldest first and in batches, at the next cycles once the store
+answers. The rules do not judge buffered readings: their transitions would be recorded
+late and out of order, so an outage only delays data, and may miss anomalies within it.
 """
 
 import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from iotedge.edge.metrics import EdgeMetrics
@@ -25,7 +32,9 @@ from iotedge.edge.normalise import (
     normalise_history,
 )
 from iotedge.edge.rules import Baseline, RuleEngine, Transitions
-from iotedge.edge.store import EdgeStore
+from iotedge.edge.shards import AllShards, ShardOwnership
+from iotedge.edge.store import ObjectRow
+from iotedge.edge.store.aio import AsyncEdgeStore
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import IotedgeError, StoreError, UpstreamError
 from iotedge.memory import trim
@@ -36,6 +45,8 @@ _log = logging.getLogger(__name__)
 
 _CATALOGUE_EVERY = 12  # cycles between catalogue refreshes (1 min at the default 5 s)
 _PRUNE_EVERY = 720  # cycles between retention passes (1 h at the default 5 s)
+# Buffered readings are written this many per store call once the store answers again.
+_FLUSH_BATCH = 5000
 # New objects are backfilled, stored and evaluated this many at a time, so a first cycle
 # over a large fleet never holds every object's history in memory at once.
 _BACKFILL_CHUNK = 250
@@ -89,13 +100,17 @@ class Collector:
         metrics: where cycle outcomes are counted (None: not counted).
         clients: poll only these clients' objects (None: every client), to split a fleet across edges.
         on_anomaly: called after a cycle that opened or closed anomaly events (wakes the outbox).
+        shards: which clients this collector polls among several (default: all of them).
+        buffer_limit: polled readings kept in memory while the store is down (oldest dropped beyond).
+        known: the objects the store already holds (read once at start).
+        latest: the store's newest reading per object and metric (read once at start).
     """
 
     def __init__(
         self,
         *,
         upstream: DeviceApiClient,
-        store: EdgeStore,
+        store: AsyncEdgeStore,
         engine: RuleEngine,
         edge_id: str,
         interval: float,
@@ -106,6 +121,10 @@ class Collector:
         metrics: EdgeMetrics | None = None,
         on_anomaly: Callable[[], None] | None = None,
         clients: frozenset[str] | None = None,
+        shards: ShardOwnership | None = None,
+        buffer_limit: int = 200_000,
+        known: Iterable[ObjectRow] = (),
+        latest: Iterable[tuple[str, str, str, float, float]] = (),
     ) -> None:
         self.upstream = upstream
         self.store = store
@@ -120,11 +139,17 @@ class Collector:
         self._metrics = metrics
         self._on_anomaly = on_anomaly
         self.clients = clients
+        self.shards: ShardOwnership = shards if shards is not None else AllShards()
+        self.buffer_limit = max(0, buffer_limit)
+        self.buffer: deque[Reading] = deque()
+        self.buffer_dropped = 0
+        self._unsaved_objects: dict[str, CatalogueEntry] = {}  # listed while the store was down
+        self._store_trouble: str | None = None  # the store's error in the current cycle
         self.latest: dict[tuple[str, str], tuple[float, float]] = {
-            (object_id, metric): (ts, value) for object_id, _, metric, ts, value in store.latest()
+            (object_id, metric): (ts, value) for object_id, _, metric, ts, value in latest
         }
         self._catalogue: dict[str, CatalogueEntry] = {
-            row.id: CatalogueEntry(row.id, row.client, row.type) for row in store.objects(None)
+            row.id: CatalogueEntry(row.id, row.client, row.type) for row in known
         }
         self._backfilled: set[str] = set(self._catalogue)
         self._pushed: dict[str, CatalogueEntry] = {}  # objects that push (MQTT), never polled
@@ -141,9 +166,12 @@ class Collector:
         self.health.last_attempt_at = now
         result = Normalised()
         transitions = Transitions()
+        self._store_trouble = None
         try:
             report = await self._cycle(now, result, transitions)
-            self.health.store_error = None
+            if self._store_trouble is None and self.health.store_error is not None:
+                _log.info("store answers again; %d readings still buffered", len(self.buffer))
+            self.health.store_error = self._store_trouble
         except StoreError as exc:
             if self.health.store_error is None:
                 _log.error("store write failed, readings of this cycle not stored: %s", exc)
@@ -164,28 +192,36 @@ class Collector:
         return report
 
     async def _cycle(self, now: float, result: Normalised, transitions: Transitions) -> CycleReport:
+        await self.shards.refresh()
         catalogue_ok = True
         if self.health.cycles % _CATALOGUE_EVERY == 0 or not self._catalogue:
             catalogue_ok = await self._refresh_catalogue(now, result)
-        new = [entry for object_id, entry in self._catalogue.items() if object_id not in self._backfilled]
-        stored = 0
+        owned = [entry for entry in self._catalogue.values() if self.shards.owns(entry.client)]
+        stored = await self._flush_buffer(now)
+        new = [entry for entry in owned if entry.id not in self._backfilled]
         for start in range(0, len(new), _BACKFILL_CHUNK):
-            stored += self._settle_backfill(
+            stored += await self._settle_backfill(
                 await self._backfill_chunk(new[start : start + _BACKFILL_CHUNK]), now, result, transitions
             )
             trim()  # the chunk's histories are gone: the first cycle's peak stays one chunk high
-        outcomes = await self._each(list(self._catalogue.values()), lambda entry: self._poll(entry, result))
+        outcomes = await self._each(owned, lambda entry: self._poll(entry, result))
         failed = outcomes.count(False)
-        polled_ok = bool(outcomes) and failed < len(outcomes)
+        # A collector whose shards hold no object right now has nothing to poll: not a failure.
+        polled_ok = failed < len(outcomes) if outcomes else bool(self._catalogue)
         if polled_ok:
             self.health.upstream_ok_at = now  # the device API answered, whatever the store does next
-        stored += self._store_and_evaluate(
-            result.readings, self._catalogue, now, transitions, check_offline=polled_ok and catalogue_ok
+        mine = {entry.id: entry for entry in owned} if len(owned) < len(self._catalogue) else self._catalogue
+        stored += await self._store_or_buffer(
+            result.readings, mine, now, transitions, check_offline=polled_ok and catalogue_ok
         )
         if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
             self._on_anomaly()
-        if self.health.cycles % _PRUNE_EVERY == 0:
-            pruned = self.store.prune(now - self.retention)
+        if self.health.cycles % _PRUNE_EVERY == 0 and self._store_trouble is None:
+            try:
+                pruned = await self.store.prune(now - self.retention)
+            except StoreError as exc:
+                self._store_failed(exc)
+                pruned = 0
             if pruned:
                 _log.info("retention: removed %d readings older than %.0f s", pruned, self.retention)
         return CycleReport(
@@ -218,7 +254,12 @@ class Collector:
                     "payload", self.upstream.base_url + "/iot_objects", detail="no valid objects"
                 )
             return False
-        self.store.upsert_objects(entries, now)
+        try:
+            await self.store.upsert_objects(entries, now)
+        except StoreError as exc:
+            # Polling goes on from this list; the objects are recorded once the store answers.
+            self._store_failed(exc)
+            self._unsaved_objects = {entry.id: entry for entry in entries}
         for entry in entries:
             known = self._catalogue.get(entry.id)
             if known is not None and known.client != entry.client:
@@ -257,7 +298,72 @@ class Collector:
         await self._each(entries, lambda entry: self._backfill(entry, chunk))
         return chunk
 
-    def _store_and_evaluate(
+    def _store_failed(self, exc: StoreError) -> None:
+        """Note the store's failure in this cycle (logged once per outage)."""
+        if self._store_trouble is None and self.health.store_error is None:
+            _log.error("store write failed; buffering polled readings in memory: %s", exc)
+        self._store_trouble = str(exc)
+
+    def _buffer(self, readings: Sequence[Reading]) -> None:
+        """Keep readings the store could not take; beyond the limit the oldest are dropped."""
+        buffer = self.buffer
+        buffer.extend(readings)
+        dropped = len(buffer) - self.buffer_limit
+        if dropped > 0:
+            for _ in range(dropped):
+                buffer.popleft()
+            self.buffer_dropped += dropped
+            if self._metrics is not None:
+                self._metrics.store_buffer_dropped.inc(dropped)
+        if self._metrics is not None:
+            self._metrics.store_buffer_readings.set(len(buffer))
+
+    async def _flush_buffer(self, now: float) -> int:
+        """Write buffered readings (and objects), oldest first, while the store takes them.
+
+        Returns how many were new. Buffered readings are not judged by the rules.
+        """
+        if self._store_trouble is not None:
+            return 0
+        stored = 0
+        try:
+            if self._unsaved_objects:
+                await self.store.upsert_objects(list(self._unsaved_objects.values()), now)
+                self._unsaved_objects = {}
+            while self.buffer:
+                batch = [self.buffer[index] for index in range(min(_FLUSH_BATCH, len(self.buffer)))]
+                stored += await self.store.insert_readings(batch)
+                for _ in batch:
+                    self.buffer.popleft()
+                await asyncio.sleep(0)  # requests are served between two batches
+        except StoreError as exc:
+            self._store_failed(exc)
+        if self._metrics is not None:
+            self._metrics.store_buffer_readings.set(len(self.buffer))
+        return stored
+
+    async def _store_or_buffer(
+        self,
+        readings: list[Reading],
+        objects: Mapping[str, CatalogueEntry],
+        now: float,
+        transitions: Transitions,
+        *,
+        check_offline: bool = False,
+    ) -> int:
+        """:meth:`_store_and_evaluate` polled readings of ``objects`` (the offline rule judges only
+        those); into the buffer when the store fails."""
+        if self._store_trouble is None and not self.buffer:
+            try:
+                return await self._store_and_evaluate(
+                    readings, objects, now, transitions, check_offline=check_offline
+                )
+            except StoreError as exc:
+                self._store_failed(exc)
+        self._buffer(readings)
+        return 0
+
+    async def _store_and_evaluate(
         self,
         readings: list[Reading],
         objects: Mapping[str, CatalogueEntry],
@@ -275,31 +381,33 @@ class Collector:
         size = self.engine.baseline_size
         baselines: dict[tuple[str, str], Baseline] = {}
         for (object_id, metric), before in needs.items():
-            history = self.store.raw_series(object_id, metric, float("-inf"), before, size)
+            history = await self.store.raw_series(object_id, metric, float("-inf"), before, size)
             baselines[(object_id, metric)] = Baseline(
                 times=[ts for ts, _ in history], values=[value for _, value in history]
             )
-        stored = self.store.insert_readings(readings)
+        stored = await self.store.insert_readings(readings)
         evaluated = self.engine.evaluate(
             readings, objects, now=now, check_offline=check_offline, baselines=baselines
         )
         if evaluated:
-            self.store.record_transitions(evaluated.opened, evaluated.closed, edge_id=self.edge_id, now=now)
+            await self.store.record_transitions(
+                evaluated.opened, evaluated.closed, edge_id=self.edge_id, now=now
+            )
         transitions.opened.extend(evaluated.opened)
         transitions.closed.extend(evaluated.closed)
         return stored
 
-    def _settle_backfill(
+    async def _settle_backfill(
         self, chunk: Normalised, now: float, result: Normalised, transitions: Transitions
     ) -> int:
         """Store and evaluate one chunk of history; its readings are not kept afterwards."""
-        stored = self._store_and_evaluate(chunk.readings, self._catalogue, now, transitions)
+        stored = await self._store_or_buffer(chunk.readings, self._catalogue, now, transitions)
         self._remember_latest(chunk.readings)
         for reason, count in chunk.rejected.items():
             result.reject(reason, count)
         return stored
 
-    def ingest(
+    async def ingest(
         self, readings: list[Reading], new_objects: Sequence[CatalogueEntry], *, now: float
     ) -> tuple[int, Transitions]:
         """Take readings pushed to the edge (MQTT) through the same store and rules as a poll.
@@ -308,10 +416,10 @@ class Collector:
         Returns the readings stored and the transitions.
         """
         if new_objects:
-            self.store.upsert_objects(new_objects, now)
+            await self.store.upsert_objects(new_objects, now)
             self._pushed.update((entry.id, entry) for entry in new_objects)
         transitions = Transitions()
-        stored = self._store_and_evaluate(readings, self.catalogue, now, transitions)
+        stored = await self._store_and_evaluate(readings, self.catalogue, now, transitions)
         self._remember_latest(readings)
         self.health.readings_ingested += stored
         self.health.anomalies_opened += len(transitions.opened)

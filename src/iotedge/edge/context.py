@@ -10,7 +10,8 @@ from iotedge.edge.mqtt import MqttBridge
 from iotedge.edge.notify import Drainer
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine
-from iotedge.edge.store import EdgeStore, SqliteDatabase
+from iotedge.edge.store import SqliteDatabase
+from iotedge.edge.store.aio import AsyncEdgeStore
 from iotedge.edge.upstream import DeviceApiClient
 
 __all__ = ["EdgeContext"]
@@ -22,7 +23,7 @@ class EdgeContext:
 
     settings: EdgeSettings
     edge_id: str
-    store: EdgeStore
+    store: AsyncEdgeStore
     keys: KeyRing
     upstream: DeviceApiClient
     engine: RuleEngine
@@ -34,7 +35,13 @@ class EdgeContext:
     limits: RateLimits = field(default_factory=RateLimits)
 
     def is_stale(self, last_reading_at: float | None) -> bool:
-        """Whether data last seen at ``last_reading_at`` should be flagged stale."""
-        if last_reading_at is None or not self.collector.health.ok:
+        """Whether data last seen at ``last_reading_at`` should be flagged stale.
+
+        A process that polls also flags everything stale while its polling fails; the api
+        role does not poll, so only the data's age counts there.
+        """
+        if last_reading_at is None:
+            return True
+        if self.settings.role != "api" and not self.collector.health.ok:
             return True
         return self.clock() - last_reading_at > self.settings.stale_after

@@ -120,7 +120,7 @@ async def time_range(
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
 
 
-def visible_object_metric(
+async def visible_object_metric(
     ctx: EdgeContext, principal: Principal, object_id: str, metric: str | None
 ) -> tuple[ObjectRow, str]:
     """The object if ``principal`` may see it, and the metric asked for (default: primary).
@@ -129,7 +129,7 @@ def visible_object_metric(
         NotFound: the object does not exist *for this principal* (same answer either way).
         BadRequest: the object's type does not measure ``metric``.
     """
-    obj = ctx.store.object(object_id, principal.scope)
+    obj = await ctx.store.object(object_id, principal.scope)
     if obj is None:
         raise NotFound("Object not found")
     kinds = DEVICE_TYPES[obj.type].metrics

@@ -5,10 +5,21 @@ import logging
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from iotedge.errors import AuthError, BadRequest, NotFound, RateLimited, StoreError, UpstreamError
+from iotedge.errors import (
+    AuthError,
+    BadRequest,
+    NotFound,
+    RateLimited,
+    StoreError,
+    StoreUnavailable,
+    UpstreamError,
+)
 from iotedge.web import error_response, install_json_errors
 
-__all__ = ["install_error_handlers"]
+__all__ = ["STORE_RETRY_AFTER_S", "install_error_handlers"]
+
+STORE_RETRY_AFTER_S = 5
+"""Seconds a client is told to wait (``Retry-After``) when the store does not answer."""
 
 _log = logging.getLogger(__name__)
 
@@ -38,7 +49,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def store_error(request: Request, exc: Exception) -> Response:
         _log.error("store error on %s: %s", request.url.path, exc)
-        return error_response(503, "Store unavailable", headers={"Retry-After": "5"})
+        return error_response(503, "Store unavailable", headers={"Retry-After": str(STORE_RETRY_AFTER_S)})
+
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        _log.warning("store unavailable on %s: %s", request.url.path, exc)
+        return error_response(
+            503,
+            "Store unavailable",
+            "The store's database does not answer; retry later.",
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
 
     async def upstream_error(request: Request, exc: Exception) -> Response:
         return error_response(502, "Device API error", str(exc))
@@ -48,4 +68,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadRequest, bad_request)
     app.add_exception_handler(RateLimited, rate_limited)
     app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
     app.add_exception_handler(UpstreamError, upstream_error)

@@ -278,6 +278,14 @@ class EdgeMetrics:
             "iotedge_notifications_pending", "Notifications in the outbox not yet delivered."
         )
         self.store_size = gauge("iotedge_store_size_bytes", "Size of the store on disk, journal included.")
+        self.store_buffer_readings = gauge(
+            "iotedge_store_buffer_readings",
+            "Polled readings held in memory while the store does not answer, waiting to be written.",
+        )
+        self.store_buffer_dropped = counter(
+            "iotedge_store_buffer_dropped",
+            "Polled readings dropped (oldest first) because the store buffer was full.",
+        )
         self.objects = gauge("iotedge_objects", "Objects in the device catalogue.")
         self.tls_handshake_errors = counter(
             "iotedge_tls_handshake_errors",

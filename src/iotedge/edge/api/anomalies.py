@@ -34,7 +34,7 @@ async def anomalies(
     """Events visible to the key, newest first; filters combine."""
     clients = clients_param(principal, client_id)
     scope = principal.scope if clients is None else frozenset(clients)
-    records = ctx.store.anomalies(
+    records = await ctx.store.anomalies(
         scope,
         object_id=split_values(object_id),
         metric=split_values(metric),

@@ -37,7 +37,7 @@ class _Route:
     path: str
 
 
-_Answer = Callable[[EdgeContext, Principal, TimeRange, dict[str, str]], Response]
+_Answer = Callable[[EdgeContext, Principal, TimeRange, dict[str, str]], Awaitable[Response]]
 
 # Each route's query parameters and their max_length, as the routes declare them.
 _WINDOW = {"window": 20, "from": 40, "to": 40}
@@ -46,12 +46,16 @@ _CLIENTS = {**_WINDOW, "client_id": 200}
 _HANDLED = (AuthError, RateLimited, NotFound, BadRequest, StoreError)
 
 
-def _processed(ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]) -> Response:
-    return processed_data_answer(ctx, principal, window, params["object_id"], params.get("metric"))
+async def _processed(
+    ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]
+) -> Response:
+    return await processed_data_answer(ctx, principal, window, params["object_id"], params.get("metric"))
 
 
-def _clients(ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]) -> Response:
-    return client_statistics_answer(ctx, principal, window, params.get("client_id"))
+async def _clients(
+    ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]
+) -> Response:
+    return await client_statistics_answer(ctx, principal, window, params.get("client_id"))
 
 
 _LANES: dict[str, tuple[dict[str, int], frozenset[str], _Answer]] = {
@@ -104,7 +108,7 @@ class FastLane:
         try:
             principal = admit(ctx.keys, ctx.limits, key, client[0] if client else "unknown")
             window = await time_range(ctx, params.get("window"), params.get("from"), params.get("to"))
-            response = answer(ctx, principal, window, params)
+            response = await answer(ctx, principal, window, params)
         except _HANDLED as exc:
             response = await _handled(scope, receive, exc)
         await response(scope, receive, send)

@@ -61,7 +61,7 @@ async def readings(
     The same budget as ``POST /query`` applies (500 series, 200,000 points, 8 MiB: a 422
     naming the limit beyond), and the request's cost is charged to the key's rate budget.
     """
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     clients = clients_param(principal, client_id)
     objs = view.select_objects(objects_param(view, object_id), clients)
     metrics = metrics_param(metric)
@@ -78,7 +78,7 @@ async def readings(
         budget.plan_series(len(plans))
         rows = []
         for plan in plans:
-            data = fetch(view, plan, span)
+            data = await fetch(view, plan, span)
             budget.spend_points(len(data.buckets), sum(bucket.count for bucket in data.buckets))
             rows += [_row(data, bucket_ts, bucket) for bucket_ts, bucket in _stamped(data, span.since)]
             await asyncio.sleep(0)  # other requests are served between two store reads
@@ -122,9 +122,9 @@ async def statistics(
     metric: Annotated[str | None, Query(max_length=200, description=LIST_HELP)] = None,
 ) -> JSONBytes:
     """Window statistics as flat rows, one per metric of each group (metrics are never mixed)."""
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     clients = clients_param(principal, client_id)
-    rows = statistics_rows(
+    rows = await statistics_rows(
         view,
         window_between(window.since, window.until),
         by=by,
@@ -140,5 +140,7 @@ async def clients(
     ctx: ContextDep, principal: PrincipalDep, client_id: Annotated[str | None, _LIST] = None
 ) -> JSONBytes:
     """Clients visible to the key: objects, objects offline (stale), newest reading."""
-    rows = client_rows(view_of(ctx, principal.scope), client_ids=clients_param(principal, client_id))
+    rows = await client_rows(
+        await view_of(ctx, principal.scope), client_ids=clients_param(principal, client_id)
+    )
     return JSONBytes({"clients": rows, "count": len(rows), "edge_id": ctx.edge_id})

@@ -72,7 +72,7 @@ async def search(
     ctx: ContextDep, principal: PrincipalDep, body: Annotated[SearchIn | None, Body()] = None
 ) -> JSONBytes:
     """Targets containing the typed text, or a finder's values (``clients``, ``objects?client_id=...``)."""
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     return JSONBytes(catalogue.search(view, (body.target if body else None) or ""))
 
 
@@ -86,7 +86,7 @@ async def query(ctx: ContextDep, principal: PrincipalDep, body: QueryIn) -> JSON
     its cost (series, points, readings read) is charged to the key's rate budget.
     """
     filters = [*compile_filters(body.adhocFilters), *compile_filters(body.filters, "filters")]
-    view = view_of(ctx, principal.scope, filters)
+    view = await view_of(ctx, principal.scope, filters)
     window = window_of(body.range, ctx.clock, interval_ms=body.intervalMs, max_points=body.maxDataPoints)
     budget = QueryBudget()
     try:
@@ -114,14 +114,14 @@ async def _answer(view: View, body: QueryIn, window: Window, budget: QueryBudget
     out: list[dict[str, Any]] = []
     for index, (target, parsed) in enumerate(parsed_targets):
         if isinstance(parsed, TableTarget):
-            result = table(view, parsed, window)
+            result = await table(view, parsed, window)
             budget.spend_points(len(result.rows))
             out.append(_table_json(target.refId, result.columns, result.positional()))
             await asyncio.sleep(0)
             continue
         series = []
         for planned in plans.get(index, []):
-            data = fetch(view, planned, window)
+            data = await fetch(view, planned, window)
             budget.spend_points(len(data.buckets), sum(bucket.count for bucket in data.buckets))
             series.append(data)
             await asyncio.sleep(0)
@@ -167,7 +167,7 @@ async def annotations(ctx: ContextDep, principal: PrincipalDep, body: Annotation
     (``device_1``, ``client_1.humidity``, ``(device_1|device_2)``) or
     ``anomalies?client_id=...&state=open``.
     """
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     window = window_of(body.range, ctx.clock)
     text = body.annotation.query.strip()
     scope = _annotation_scope(view, parse_target(text) if text and text != "*" else None)
@@ -175,7 +175,7 @@ async def annotations(ctx: ContextDep, principal: PrincipalDep, body: Annotation
         return JSONBytes([])
     echo = body.annotation.model_dump()
     events = []
-    for row in anomaly_rows(view, window, limit=_ANNOTATION_LIMIT, **scope):
+    for row in await anomaly_rows(view, window, limit=_ANNOTATION_LIMIT, **scope):
         event: dict[str, Any] = {
             "annotation": echo,
             "time": row["time"],
@@ -198,7 +198,7 @@ async def tag_keys(principal: PrincipalDep) -> JSONBytes:
 @router.post("/tag-values", response_model=list[TagValueOut])
 async def tag_values(ctx: ContextDep, principal: PrincipalDep, body: TagValuesIn) -> JSONBytes:
     """Values of one ad-hoc filter key that the key may see."""
-    values = catalogue.tag_values(view_of(ctx, principal.scope), body.key)
+    values = catalogue.tag_values(await view_of(ctx, principal.scope), body.key)
     return JSONBytes([{"text": value} for value in values])
 
 
@@ -213,14 +213,14 @@ async def metric_payload_options(
     ctx: ContextDep, principal: PrincipalDep, body: PayloadOptionsIn
 ) -> JSONBytes:
     """simPod's query builder: options of one payload select."""
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     return JSONBytes(catalogue.payload_options(view, body.name, parse_payload(body.payload)))
 
 
 @router.post("/variable", response_model=list[VariableOptionOut])
 async def variable(ctx: ContextDep, principal: PrincipalDep, body: VariableIn) -> JSONBytes:
     """simPod's template variables: ``payload.target`` is a finder query or search text."""
-    view = view_of(ctx, principal.scope)
+    view = await view_of(ctx, principal.scope)
     if isinstance(body.payload, str):
         target, extra = body.payload, {}
     else:

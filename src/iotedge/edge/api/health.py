@@ -1,5 +1,6 @@
 """Liveness and readiness probes (no key needed)."""
 
+import asyncio
 import re
 from typing import Any
 
@@ -8,10 +9,13 @@ from fastapi import APIRouter, Request
 from iotedge import __version__
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, admit
-from iotedge.errors import IotedgeError
+from iotedge.edge.http_errors import STORE_RETRY_AFTER_S
+from iotedge.errors import IotedgeError, StoreError
 from iotedge.web import JSONBytes
 
 router = APIRouter(tags=["health"])
+
+_STORE_CHECK_S = 2.0  # longest /readyz waits for the store
 
 
 @router.get("/healthz")
@@ -58,8 +62,19 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
     recent = max(3 * ctx.settings.poll_interval, ctx.settings.stale_after)
     answered = health.upstream_ok_at
     upstream_ok = answered is not None and now - answered <= recent
-    started = health.cycles > 0
-    store_ok = ctx.store.writable() and health.store_error is None
+    polling = ctx.settings.role != "api"
+    started = health.cycles > 0 or not polling  # the api role is started once it serves
+    try:
+        # Bounded: a store that does not answer makes this process unready, not the probe hang.
+        writable = await asyncio.wait_for(ctx.store.writable(), _STORE_CHECK_S)
+        store_error = health.store_error
+    except StoreError as exc:
+        writable, store_error = False, str(exc)
+    except TimeoutError:
+        writable, store_error = False, f"the store did not answer within {_STORE_CHECK_S:g} s"
+    if not writable and store_error is None:
+        store_error = "the store takes no writes now"
+    store_ok = writable and health.store_error is None
     failing = [name for name, ok in (("started", started), ("store", store_ok)) if not ok]
     body: dict[str, Any] = {
         "ready": not failing,
@@ -68,7 +83,7 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
         "edge_id": ctx.edge_id,
         "checks": {
             "started": {"ok": started, "cycles": health.cycles},
-            "store": {"ok": store_ok, "last_error": _shown(health.store_error, keyed=keyed)},
+            "store": {"ok": store_ok, "last_error": _shown(None if store_ok else store_error, keyed=keyed)},
             "upstream": {
                 "ok": upstream_ok,
                 "last_success_age_seconds": None if answered is None else round(now - answered, 3),
@@ -78,8 +93,14 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
             },
         },
     }
+    if not polling:  # the device API is the collectors' business, not this process's
+        body["degraded"] = [name for name in body["degraded"] if name != "upstream"]
+        del body["checks"]["upstream"]
+        body["role"] = ctx.settings.role
     if ctx.mqtt is not None:  # informative, like the device API: a broker outage never makes the edge unready
         body["checks"]["mqtt"] = ctx.mqtt.health.as_json(now)
         if not body["checks"]["mqtt"].get("ok", True):
             body["degraded"].append("mqtt")
-    return JSONBytes(body, status_code=200 if body["ready"] else 503)
+    if body["ready"]:
+        return JSONBytes(body)
+    return JSONBytes(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_S)})

@@ -49,19 +49,19 @@ async def list_objects(
     clients = clients_param(principal, client_id)
     scope = principal.scope if clients is None else frozenset(clients)
     latest: dict[str, dict[str, tuple[float, float]]] = {}
-    for object_id, _, metric, ts, value in ctx.store.latest(scope):
+    for object_id, _, metric, ts, value in await ctx.store.latest(scope):
         latest.setdefault(object_id, {})[metric] = (ts, value)
-    objects = [_object_json(ctx, obj, latest.get(obj.id, {})) for obj in ctx.store.objects(scope)]
+    objects = [_object_json(ctx, obj, latest.get(obj.id, {})) for obj in await ctx.store.objects(scope)]
     return {"objects": objects, "count": len(objects), "edge_id": ctx.edge_id}
 
 
 @router.get("/objects/{object_id}", response_model=ObjectOut, responses={404: {"description": "Not found."}})
 async def get_object(ctx: ContextDep, principal: PrincipalDep, object_id: _ObjectId) -> Any:
     """One object with its newest values."""
-    obj = ctx.store.object(object_id, principal.scope)
+    obj = await ctx.store.object(object_id, principal.scope)
     if obj is None:
         raise NotFound("Object not found")
-    return _object_json(ctx, obj, ctx.store.latest_of(obj.id))
+    return _object_json(ctx, obj, await ctx.store.latest_of(obj.id))
 
 
 @router.get(
@@ -89,7 +89,7 @@ async def readings(
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 1000,
 ) -> Any:
     """A series of one metric, ascending, timestamps in epoch milliseconds."""
-    obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
+    obj, chosen = await visible_object_metric(ctx, principal, object_id, metric)
     if step is None and step_ms is not None:
         step = max(step_ms / 1000, (window.until - window.since) / limit)
     if step is not None:
@@ -103,12 +103,12 @@ async def readings(
                 "max": b.max,
                 "count": b.count,
             }
-            for b in ctx.store.bucketed([obj.id], chosen, window.since, window.until, step)
+            for b in await ctx.store.bucketed([obj.id], chosen, window.since, window.until, step)
         ][-limit:]
     else:
         points = [
             {"timestamp": epoch_ms(ts), "value": value}
-            for ts, value in ctx.store.raw_series(obj.id, chosen, window.since, window.until, limit)
+            for ts, value in await ctx.store.raw_series(obj.id, chosen, window.since, window.until, limit)
         ]
     return {
         "object_id": obj.id,

@@ -36,10 +36,10 @@ async def processed_data(
     metric: Annotated[str | None, Query(max_length=40, description="Default: the primary metric.")] = None,
 ) -> Any:
     """Statistics of one object over the window, computed from the edge's store."""
-    return processed_data_answer(ctx, principal, window, object_id, metric)
+    return await processed_data_answer(ctx, principal, window, object_id, metric)
 
 
-def processed_data_answer(
+async def processed_data_answer(
     ctx: EdgeContext, principal: Principal, window: TimeRange, object_id: str, metric: str | None
 ) -> Response:
     """The answer of ``/processed_data`` (the route and the fast lane share it).
@@ -48,11 +48,12 @@ def processed_data_answer(
         NotFound: no such object for this key.
         BadRequest: the object does not measure ``metric``.
     """
-    obj, chosen = visible_object_metric(ctx, principal, object_id, metric)
+    obj, chosen = await visible_object_metric(ctx, principal, object_id, metric)
     summaries = {
-        m: ctx.store.summary(obj.id, m, window.since, window.until) for m in DEVICE_TYPES[obj.type].metrics
+        m: await ctx.store.summary(obj.id, m, window.since, window.until)
+        for m in DEVICE_TYPES[obj.type].metrics
     }
-    latest = ctx.store.latest_of(obj.id)
+    latest = await ctx.store.latest_of(obj.id)
     last_at = max((ts for ts, _ in latest.values()), default=None)
     if last_at is None:
         return error_response(
@@ -61,7 +62,7 @@ def processed_data_answer(
             {"object_id": obj.id, "stale": True, "upstream_error": ctx.collector.health.last_error},
             headers={"Retry-After": str(max(1, round(ctx.settings.poll_interval)))},
         )
-    open_count, total = ctx.store.anomaly_counts(obj.id)
+    open_count, total = await ctx.store.anomaly_counts(obj.id)
     body = {
         "object_id": obj.id,
         "client": obj.client,
@@ -79,10 +80,10 @@ def processed_data_answer(
     return TrustedJSON(body)
 
 
-def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
+async def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
     """One client's per-metric and per-object statistics."""
-    per_metric, per_object = ctx.store.client_summaries(client, window.since, window.until)
-    objects = ctx.store.objects(frozenset({client}))
+    per_metric, per_object = await ctx.store.client_summaries(client, window.since, window.until)
+    objects = await ctx.store.objects(frozenset({client}))
     last_at = max((s.last_at for s in per_metric.values() if s.last_at is not None), default=None)
     return {
         "client_id": client,
@@ -123,10 +124,10 @@ async def client_statistics(
     ] = None,
 ) -> Any:
     """Per-client statistics per metric (temperatures are never averaged with humidities)."""
-    return client_statistics_answer(ctx, principal, window, client_id)
+    return await client_statistics_answer(ctx, principal, window, client_id)
 
 
-def client_statistics_answer(
+async def client_statistics_answer(
     ctx: EdgeContext, principal: Principal, window: TimeRange, client_id: str | None
 ) -> Response:
     """The answer of ``/client_statistics`` (the route and the fast lane share it).
@@ -135,11 +136,13 @@ def client_statistics_answer(
         NotFound: no such client for this key.
     """
     if client_id is not None:
-        if not principal.can_see(client_id) or client_id not in ctx.store.clients(principal.scope):
+        if not principal.can_see(client_id) or client_id not in await ctx.store.clients(principal.scope):
             raise NotFound("Client not found")
-        return TrustedJSON(client_statistics_body(ctx, client_id, window))
+        return TrustedJSON(await client_statistics_body(ctx, client_id, window))
     everyone = {
-        "clients": [client_statistics_body(ctx, c, window) for c in ctx.store.clients(principal.scope)],
+        "clients": [
+            await client_statistics_body(ctx, c, window) for c in await ctx.store.clients(principal.scope)
+        ],
         "edge_id": ctx.edge_id,
     }
     return TrustedJSON(everyone)

@@ -136,7 +136,7 @@ async def status(request: Request, ctx: ContextDep, principal: PrincipalDep) -> 
             "last_error": health.last_error,
             "circuit": ctx.upstream.breaker.state,
         },
-        "store": {"size_bytes": ctx.store.size_bytes()},
+        "store": {"size_bytes": await ctx.store.size_bytes()},
         "notifications": {
             "channels": list(ctx.drainer.settings.enabled_channels()) if ctx.drainer is not None else [],
             "by_status": by_status,

@@ -73,7 +73,7 @@ def _limit(params: Mapping[str, str]) -> int:
     return limit
 
 
-def table(view: View, target: TableTarget, window: Window) -> Table:
+async def table(view: View, target: TableTarget, window: Window) -> Table:
     """The table a table target names, filtered by the request's ad-hoc filters."""
     p = target.params
     clients, objects = split_values(p.get("client_id")), split_values(p.get("object_id"))
@@ -90,18 +90,20 @@ def table(view: View, target: TableTarget, window: Window) -> Table:
             "client": ["client_id", "metric", "objects"],
             "metric": ["metric", "objects"],
         }.get(by, [])
-        rows = statistics_rows(view, window, by=by, client_ids=clients, object_ids=objects, metrics=metrics)
+        rows = await statistics_rows(
+            view, window, by=by, client_ids=clients, object_ids=objects, metrics=metrics
+        )
         return Table(_columns([*labels, *stats]), rows)
     if target.name == "objects":
         keys = ["object_id", "client_id", "type", "last_reading_at_ms", "age_seconds", "stale", *METRIC_ORDER]
-        rows = object_rows(view, client_ids=clients, object_ids=objects, stale=_bool(p, "stale"))
+        rows = await object_rows(view, client_ids=clients, object_ids=objects, stale=_bool(p, "stale"))
         return Table(_columns(keys), rows)
     if target.name == "clients":
         return Table(
             _columns(["client_id", "objects", "offline", "last_reading_at_ms"]),
-            client_rows(view, client_ids=clients),
+            await client_rows(view, client_ids=clients),
         )
-    rows = anomaly_rows(
+    rows = await anomaly_rows(
         view,
         window,
         client_ids=clients,

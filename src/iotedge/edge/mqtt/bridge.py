@@ -39,7 +39,7 @@ _MAX_BATCH = 2000
 _LINGER_S = 0.002
 _PUBLISH_TIMEOUT_S = 10.0
 
-IngestSink = Callable[[list[Reading], Sequence[CatalogueEntry], float], object]
+IngestSink = Callable[[list[Reading], Sequence[CatalogueEntry], float], Awaitable[object]]
 """Stores and evaluates a batch: (readings, objects seen for the first time, now)."""
 
 StatisticsSource = Callable[[], Awaitable[list[tuple[str, str, bytes]]]]
@@ -243,7 +243,7 @@ class MqttBridge:
                 await asyncio.sleep(_LINGER_S)
                 if len(messages):
                     continue
-            self._flush(client, batch)
+            await self._flush(client, batch)
             batch = _Batch()
 
     def _take(self, message: aiomqtt.Message, batch: "_Batch") -> None:
@@ -271,10 +271,10 @@ class MqttBridge:
             if decoded.entry.id not in self._decoder.known:
                 batch.new[decoded.entry.id] = decoded.entry
 
-    def _flush(self, client: aiomqtt.Client, batch: "_Batch") -> None:
+    async def _flush(self, client: aiomqtt.Client, batch: "_Batch") -> None:
         if batch.readings:
             try:
-                self._sink(batch.readings, list(batch.new.values()), self._clock())
+                await self._sink(batch.readings, list(batch.new.values()), self._clock())
             except StoreError as exc:
                 # Not acknowledged: the broker delivers these again after a reconnect.
                 _log.error(

@@ -2,7 +2,7 @@
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry
@@ -21,7 +21,9 @@ __all__ = ["STATISTICS_WINDOW_S", "ClientSummaries", "build_bridge", "statistics
 
 STATISTICS_WINDOW_S = 3600.0  # the retained statistics cover the last hour
 
-ClientSummaries = Callable[[str, float, float], tuple[dict[str, Summary], dict[str, dict[str, Summary]]]]
+ClientSummaries = Callable[
+    [str, float, float], Awaitable[tuple[dict[str, Summary], dict[str, dict[str, Summary]]]]
+]
 """The store's ``client_summaries``: per-metric and per-object statistics of a client's window."""
 
 
@@ -48,7 +50,7 @@ def statistics_source(
         now = clock()
         out = []
         for client in sorted(set(clients())):
-            _, per_object = summaries(client, now - STATISTICS_WINDOW_S, now + 1)
+            _, per_object = await summaries(client, now - STATISTICS_WINDOW_S, now + 1)
             for object_id, metrics in sorted(per_object.items()):
                 body = {
                     "object_id": object_id,

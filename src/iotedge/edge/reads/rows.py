@@ -51,7 +51,7 @@ def _stat_row(summary: Summary, **labels: Any) -> dict[str, Any]:
     }
 
 
-def statistics_rows(
+async def statistics_rows(
     view: View,
     window: Window,
     *,
@@ -72,12 +72,12 @@ def statistics_rows(
         detail = (
             None
             if len(ids) <= _PER_OBJECT_QUERIES
-            else view.store.client_summaries(client, window.since, window.until)[1]
+            else (await view.store.client_summaries(client, window.since, window.until))[1]
         )
         for object_id in ids:
             obj = view.by_id[object_id]
             per_object[object_id] = {
-                m: view.store.summary(object_id, m, window.since, window.until)
+                m: await view.store.summary(object_id, m, window.since, window.until)
                 if detail is None
                 else detail.get(object_id, {}).get(m, EMPTY)
                 for m in view.metrics_of(obj, metrics)
@@ -108,7 +108,7 @@ def statistics_rows(
     ]
 
 
-def object_rows(
+async def object_rows(
     view: View,
     *,
     client_ids: Sequence[str] | None = None,
@@ -117,7 +117,7 @@ def object_rows(
 ) -> list[dict[str, Any]]:
     """One row per object: latest value of each metric, last reading time, age, stale."""
     latest: dict[str, dict[str, tuple[float, float]]] = {}
-    for object_id, _, metric, ts, value in view.store.latest(view.scope):
+    for object_id, _, metric, ts, value in await view.store.latest(view.scope):
         latest.setdefault(object_id, {})[metric] = (ts, value)
     now = view.clock()
     rows = []
@@ -140,10 +140,10 @@ def object_rows(
     return rows
 
 
-def client_rows(view: View, *, client_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+async def client_rows(view: View, *, client_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """One row per client: objects, objects offline (stale), last reading time."""
     rows: dict[str, dict[str, Any]] = {}
-    for obj in object_rows(view, client_ids=client_ids):
+    for obj in await object_rows(view, client_ids=client_ids):
         row = rows.setdefault(
             obj["client_id"],
             {"client_id": obj["client_id"], "objects": 0, "offline": 0, "last_reading_at_ms": None},
@@ -155,7 +155,7 @@ def client_rows(view: View, *, client_ids: Sequence[str] | None = None) -> list[
     return [rows[client] for client in sorted(rows)]
 
 
-def anomaly_rows(
+async def anomaly_rows(
     view: View,
     window: Window,
     *,
@@ -170,7 +170,7 @@ def anomaly_rows(
     if state not in ("open", "resolved", "all"):
         raise BadRequest("state", "must be open, resolved or all")
     scope = view.scope if client_ids is None else frozenset(c for c in client_ids if c in view.clients)
-    records = view.store.anomalies(
+    records = await view.store.anomalies(
         scope,
         object_id=object_ids,
         metric=metrics,

@@ -92,9 +92,9 @@ def client_plans(
     return found
 
 
-def fetch(view: View, plan: SeriesPlan, window: Window) -> SeriesData:
+async def fetch(view: View, plan: SeriesPlan, window: Window) -> SeriesData:
     """Read one planned series from the store."""
-    buckets = view.store.bucketed(
+    buckets = await view.store.bucketed(
         plan.ids, plan.metric, window.since, window.until, window.step, origin=window.origin
     )
     return SeriesData(plan.name, plan.metric, plan.client, plan.object_id, plan.agg, buckets)

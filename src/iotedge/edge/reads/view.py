@@ -5,7 +5,8 @@ from functools import cached_property
 from typing import Protocol
 
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.store import EdgeStore, ObjectRow, Scope
+from iotedge.edge.store import ObjectRow, Scope
+from iotedge.edge.store.aio import AsyncEdgeStore
 from iotedge.specs import DEVICE_TYPES
 
 __all__ = ["TagFilter", "View", "view_of"]
@@ -27,9 +28,13 @@ class TagFilter(Protocol):
 class View:
     """The reads of one request: one scope, one set of tag filters, objects read once.
 
+    Build it with :func:`view_of`, which reads the visible objects before the view is used
+    (the store is asynchronous; the view's own helpers then only touch memory).
+
     Args:
         store: the edge's store.
         scope: the clients the caller may see (None = all).
+        objects: every object visible in ``scope``, by id.
         clock: seconds since the epoch, for ages.
         is_stale: whether data last seen at a time is stale.
         filters: tag filters every read honours.
@@ -37,8 +42,9 @@ class View:
 
     def __init__(
         self,
-        store: EdgeStore,
+        store: AsyncEdgeStore,
         scope: Scope,
+        objects: list[ObjectRow],
         *,
         clock: Callable[[], float],
         is_stale: Callable[[float | None], bool],
@@ -46,6 +52,7 @@ class View:
     ) -> None:
         self.store = store
         self.scope = scope
+        self.objects = objects
         self.clock = clock
         self.is_stale = is_stale
         self.filters = list(filters)
@@ -53,11 +60,6 @@ class View:
     def keep(self, **tags: str) -> bool:
         """Whether tags pass every filter on those keys (other filters do not apply)."""
         return all(f.matches(tags[f.key]) for f in self.filters if f.key in tags)
-
-    @cached_property
-    def objects(self) -> list[ObjectRow]:
-        """Every object the caller may see, by id."""
-        return self.store.objects(self.scope)
 
     @cached_property
     def by_id(self) -> dict[str, ObjectRow]:
@@ -92,6 +94,7 @@ class View:
         ]
 
 
-def view_of(ctx: EdgeContext, scope: Scope, filters: Sequence[TagFilter] = ()) -> View:
-    """The view of a caller with ``scope`` on this edge's store."""
-    return View(ctx.store, scope, clock=ctx.clock, is_stale=ctx.is_stale, filters=filters)
+async def view_of(ctx: EdgeContext, scope: Scope, filters: Sequence[TagFilter] = ()) -> View:
+    """The view of a caller with ``scope`` on this edge's store (its objects read once)."""
+    objects = await ctx.store.objects(scope)
+    return View(ctx.store, scope, objects, clock=ctx.clock, is_stale=ctx.is_stale, filters=filters)

@@ -1,18 +1,18 @@
-"""The edge's store: one interface (:class:`EdgeStore`), SQLite as the embedded backend.
+"""The edge's store: one interface (:class:`~iotedge.edge.store.aio.AsyncEdgeStore`), two backends.
 
 Modules, one job each: ``schema`` (every table, as numbered migrations), ``connection``
 (the one owner of the SQLite connections), ``readings``, ``rollups`` (per-minute and
 per-hour aggregates kept at ingest), ``windows`` (window statistics from rollups, and from
 raw rows as the reference), ``summaries`` (statistics types and pooling), ``events``
 (anomaly events and the outbox), ``records`` (domain types) and ``sqlite`` (the backend that
-puts them together). ``aio`` holds the same interface as coroutines
-(:class:`~iotedge.edge.store.aio.AsyncEdgeStore`) with SQLite behind it, and the ``postgres``
-package the PostgreSQL backend that implements it (issue 15, not wired into the edge yet).
+puts them together). ``aio`` holds the interface the edge calls, as coroutines
+(:class:`~iotedge.edge.store.aio.AsyncEdgeStore`), with SQLite behind it; the ``postgres``
+package is the PostgreSQL backend that implements it, and ``choose`` picks one from
+``--store``.
 """
 
 from pathlib import Path
 
-from iotedge.edge.store.base import EdgeStore
 from iotedge.edge.store.connection import SqliteDatabase, quick_check
 from iotedge.edge.store.events import anomaly_json
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope, new_event_id
@@ -26,7 +26,6 @@ __all__ = [
     "STATISTICS",
     "AnomalyEvent",
     "Bucket",
-    "EdgeStore",
     "EventEnd",
     "ObjectRow",
     "Scope",

@@ -1,9 +1,10 @@
-"""The store interface as coroutines (:class:`AsyncEdgeStore`), and SQLite behind it.
+"""The store interface the edge calls (:class:`AsyncEdgeStore`), and SQLite behind it.
 
-The PostgreSQL backend talks to a server over the network, so its methods are coroutines;
-the edge moves to this interface when it is wired in (issue 15). :class:`AsyncSqliteStore`
-puts the embedded store behind the same interface, answering from the event loop as today,
-so both backends run the same tests and the same callers.
+The PostgreSQL backend talks to a server over the network, so the interface is made of
+coroutines. :class:`AsyncSqliteStore` puts the embedded store behind it, answering from the
+event loop (SQLite answers in microseconds), so both backends run the same tests and the
+same callers. :class:`~iotedge.edge.store.sqlite.SqliteStore` keeps the same operations
+as plain methods for the tools that open the file directly.
 """
 
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ __all__ = ["AsyncEdgeStore", "AsyncSqliteStore"]
 
 
 class AsyncEdgeStore(Protocol):
-    """:class:`iotedge.edge.store.EdgeStore`'s operations as coroutines (same names, arguments, results)."""
+    """Readings, objects, anomaly events and the outbox, scoped by client on every read."""
 
     async def close(self) -> None:
         """Release the connections."""

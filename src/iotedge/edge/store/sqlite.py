@@ -19,7 +19,8 @@ __all__ = ["SqliteStore"]
 
 
 class SqliteStore(ReadingsMixin, EventsMixin):
-    """The edge's SQLite store; it implements :class:`iotedge.edge.store.EdgeStore`.
+    """The edge's SQLite store; it implements :class:`iotedge.edge.store.aio.AsyncEdgeStore`
+    through :class:`~iotedge.edge.store.aio.AsyncSqliteStore`.
 
     Use it from the event loop; the notification drainer shares its connections
     (:attr:`database`) from its worker thread.

@@ -3,9 +3,9 @@
 Modules: ``schema`` (its numbered migrations), ``store`` (:class:`PostgresStore`),
 ``rollups`` and ``windows`` (per-minute and per-hour rollups and the window reads over them),
 ``keys`` (API keys in the database and ``PgKeyRing``), ``leases`` (:class:`PgShardLeases`,
-the collectors' shards as session advisory locks). Not yet
-wired into the edge: the next step switches the app and the collector to the async
-interface and lets ``--store postgresql://...`` choose this backend.
+the collectors' shards as session advisory locks), ``connect`` (:func:`open_pg_store`). The
+edge runs on it when ``--store`` (``IOTEDGE_STORE``) is a ``postgresql://`` URL (see
+:mod:`iotedge.edge.store.choose`).
 """
 
 from iotedge.edge.store.postgres.connect import open_pg_store, redact_url

@@ -24,7 +24,7 @@ from iotedge.edge.store.postgres.rollups import LEVELS, ingest_sql, prune_sql
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
 from iotedge.edge.store.rollups import floor_to
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
-from iotedge.errors import StoreError
+from iotedge.errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     from iotedge.edge.notify.state import NotificationRow
@@ -95,12 +95,21 @@ class PostgresStore:
 
     @asynccontextmanager
     async def _conn(self, *, write: bool = False) -> AsyncIterator[Conn]:
-        """A pooled connection, in one transaction; any database error becomes a StoreError."""
+        """A pooled connection, in one transaction; any database error becomes a StoreError.
+
+        Losing the server (no connection within the pool's timeout, a connection refused or
+        cut, the database shut down) is :class:`StoreUnavailable`: the API answers 503
+        and the collector buffers its readings until the server is back.
+        """
+        kind = "write" if write else "read"
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 yield conn
+        except psycopg.OperationalError as exc:  # psycopg_pool.PoolTimeout is one too
+            first = str(exc).strip().splitlines()
+            reason = first[0] if first else type(exc).__name__
+            raise StoreUnavailable(f"store {kind} failed on {self.url} (unavailable): {reason}") from exc
         except psycopg.Error as exc:
-            kind = "write" if write else "read"
             raise StoreError(f"store {kind} failed on {self.url}: {exc}".strip()) from exc
 
     async def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

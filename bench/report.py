@@ -333,7 +333,7 @@ def _history_md(rows: list[dict[str, Any]]) -> list[str]:
         "",
         "One object (device_1, two metrics) with one reading per metric every 5 s, written "
         "straight into the store. `Store.summary` is timed in-process over the last day and "
-        "over the whole history; `/processed_data?object_id=device_1&window=1d` is timed on an "
+        "over the whole history; `/processed_data` over the history's last day is timed on an "
         "edge process opened on that store while it polls a simulator (sequential probe for "
         "p50/p99, wrk for req/s). The endpoint computes both metrics' statistics. "
         "Target: a day in single-digit milliseconds.",

@@ -128,7 +128,8 @@ def scenario_history(profile: Profile, log_dir: Path) -> list[dict[str, Any]]:
 
     The rows are written straight into a store (one reading per metric every 5 s, ending
     now); then ``Store.summary`` is timed in-process, and ``/processed_data?window=1d`` on
-    an edge process opened on that store while it polls a simulator.
+    an edge process opened on that store while it polls a simulator, over the history's
+    last day.
     """
     rows: list[dict[str, Any]] = []
     sim_port = free_port()
@@ -158,7 +159,7 @@ def scenario_history(profile: Profile, log_dir: Path) -> list[dict[str, Any]]:
                 size_mib = store.size_bytes() / 2**20
             finally:
                 store.close()
-            endpoint = _endpoint(profile, log_dir, sim.url, data_dir)
+            endpoint = _endpoint(profile, log_dir, sim.url, data_dir, end)
             rows.append(
                 {
                     "history": label,
@@ -174,10 +175,15 @@ def scenario_history(profile: Profile, log_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _endpoint(profile: Profile, log_dir: Path, upstream: str, data_dir: Path) -> dict[str, Any]:
-    """``/processed_data`` over a day on an edge serving ``data_dir``: latency and req/s."""
+def _endpoint(profile: Profile, log_dir: Path, upstream: str, data_dir: Path, end: float) -> dict[str, Any]:
+    """``/processed_data`` over the written history's last day, on an edge serving ``data_dir``.
+
+    The window ends where the written history ends, not at "now": on a slow machine a
+    window ending now would lose readings at its start while the edge has not yet polled
+    the time since ``end``.
+    """
     port = free_port()
-    path = "/processed_data?object_id=device_1&window=1d"
+    path = f"/processed_data?object_id=device_1&from={end - _DAY_S:.0f}&to={end:.0f}"
     headers = {"x-api-key": key_of("client_1")}
     argv = edge_command(port, upstream, data_dir, "--retention", "40d")
     with serve(

@@ -89,7 +89,7 @@ def mqtt_edge(
     args += ["--mqtt-topic-prefix", prefix, "--mqtt-client-id", client_id, *extra]
     with start_iotedge(args, log_dir=logs_dir, env={**edge_env(), **(env or {})}) as proc:
         edge = MqttEdge(proc, f"http://127.0.0.1:{metrics_port}/metrics", prefix, client_id)
-        wait_for(lambda: edge.mqtt_check()["ok"] is True, 15, "edge connected to the broker")
+        wait_for(lambda: edge.mqtt_check()["ok"] is True, 45, "edge connected to the broker")
         yield edge
 
 

@@ -176,6 +176,10 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--poll-concurrency", type=int, help="Device requests in flight. [default: 32]"),
         click.option("--upstream-timeout", help="Timeout of one device request. [default: 3s]"),
         click.option("--retention", help="How long readings are kept, e.g. 7d. [default: 7d]"),
+        click.option(
+            "--rollup-retention",
+            help="How long per-minute and per-hour rollups are kept, e.g. 400d. [default: 400d]",
+        ),
         click.option("--stale-after", help="Age after which data is flagged stale. [default: 30s]"),
         click.option("--edge-id", help="This edge's name in metrics and responses. [default: host name]"),
         click.option(

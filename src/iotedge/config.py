@@ -143,6 +143,11 @@ class EdgeSettings(_Settings):
     poll_concurrency: int = Field(32, ge=1, le=1000, description="Device requests in flight at once.")
     upstream_timeout: float = Field(3.0, gt=0, description="Timeout of one device request (seconds).")
     retention: float = Field(7 * 86400.0, gt=0, description="How long readings are kept (seconds).")
+    rollup_retention: float = Field(
+        400 * 86400.0,
+        gt=0,
+        description="How long per-minute and per-hour rollups are kept (seconds); at least the retention.",
+    )
     stale_after: float = Field(
         30.0, gt=0, description="Data older than this many seconds is reported as stale."
     )
@@ -252,6 +257,7 @@ class EdgeSettings(_Settings):
         "poll_interval",
         "upstream_timeout",
         "retention",
+        "rollup_retention",
         "stale_after",
         "header_timeout",
         "body_timeout",
@@ -284,6 +290,8 @@ class EdgeSettings(_Settings):
             raise ValueError("metrics_certfile and metrics_keyfile must be given together")
         if (self.mqtt_certfile is None) != (self.mqtt_keyfile is None):
             raise ValueError("mqtt_certfile and mqtt_keyfile must be given together")
+        if self.rollup_retention < self.retention:
+            raise ValueError("rollup_retention must be at least retention (rollups outlive the raw readings)")
         return self
 
     @property

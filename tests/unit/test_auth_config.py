@@ -110,6 +110,15 @@ def test_settings_precedence_and_errors() -> None:
     assert str(caught.value).startswith("option --poll-interval: not a duration: '5x'")  # no pydantic prefix
 
 
+def test_rollups_are_kept_at_least_as_long_as_readings() -> None:
+    """Rollups default to 400 days beside 7 of readings; a shorter rollup retention is refused."""
+    settings = load_edge_settings({"IOTEDGE_ROLLUP_RETENTION": "30d"}, retention="2d")
+    assert (settings.retention, settings.rollup_retention) == (2 * 86400, 30 * 86400)
+    assert load_edge_settings({}).rollup_retention == 400 * 86400
+    with pytest.raises(ConfigError, match="rollup_retention must be at least retention"):
+        load_edge_settings({}, retention="30d", rollup_retention="7d")
+
+
 @pytest.mark.parametrize(
     ("change", "named"),
     [

@@ -262,6 +262,23 @@ def test_retention_prunes_old_readings_and_data_survives_reopening(opener: Opene
     assert run(opener, reopened, fill=False) == 4 * 360
 
 
+def test_rollups_outlive_pruned_readings_until_their_own_retention(opener: Opener) -> None:
+    """With ``rollups_before`` the raw rows go and their buckets stay, until the rollups' own cut."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        whole = await store.summary("device_1", "temperature", T0, T0 + 3600)
+        assert await store.prune(T0 + 1800, rollups_before=T0 + 1800) == 4 * 360
+        assert await store.count_readings() == 4 * 360
+        kept = await store.summary("device_1", "temperature", T0, T0 + 3600)
+        assert (kept.count, kept.min, kept.max, kept.last) == (720, whole.min, whole.max, whole.last)
+        assert kept.average == pytest.approx(whole.average)
+        assert (await store.summary("device_1", "temperature", T0 + 1800, T0 + 3600)).count == 360
+        await store.prune(T0 + 3600, rollups_before=T0 + 3600)  # the rollups' cut reaches the hour's end
+        assert (await store.summary("device_1", "temperature", T0, T0 + 3600)).count == 0
+
+    run(opener, scenario)
+
+
 def test_transitions_write_events_and_outbox_together(opener: Opener) -> None:
     """Opening and closing an event adds one outbox row each, with an idempotency key."""
 

@@ -223,6 +223,7 @@ def create_app(
             interval=settings.poll_interval,
             concurrency=settings.poll_concurrency,
             retention=settings.retention,
+            rollup_retention=settings.rollup_retention,
             clock=clock,
             metrics=metrics,
             on_anomaly=drainer.wake if drainer is not None else None,

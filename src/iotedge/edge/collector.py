@@ -95,6 +95,8 @@ class Collector:
         interval: seconds between cycle starts.
         concurrency: device requests in flight at once.
         retention: seconds of readings to keep.
+        rollup_retention: seconds of per-minute and per-hour rollups to keep (None: the same as
+            the readings'); long windows are still answered once the raw rows are gone.
         backfill: history points fetched for an object seen for the first time.
         clock: wall clock (reading times are wall-clock epochs).
         metrics: where cycle outcomes are counted (None: not counted).
@@ -116,6 +118,7 @@ class Collector:
         interval: float,
         concurrency: int = 32,
         retention: float = 7 * 86400.0,
+        rollup_retention: float | None = None,
         backfill: int = 60,
         clock: Callable[[], float] = time.time,
         metrics: EdgeMetrics | None = None,
@@ -132,6 +135,7 @@ class Collector:
         self.edge_id = edge_id
         self.interval = interval
         self.retention = retention
+        self.rollup_retention = rollup_retention
         self.backfill = backfill
         self.health = CollectorHealth()
         self._clock = clock
@@ -218,7 +222,8 @@ class Collector:
             self._on_anomaly()
         if self.health.cycles % _PRUNE_EVERY == 0 and self._store_trouble is None:
             try:
-                pruned = await self.store.prune(now - self.retention)
+                rollups_before = None if self.rollup_retention is None else now - self.rollup_retention
+                pruned = await self.store.prune(now - self.retention, rollups_before=rollups_before)
             except StoreError as exc:
                 self._store_failed(exc)
                 pruned = 0

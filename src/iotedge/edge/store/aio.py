@@ -76,8 +76,12 @@ class AsyncEdgeStore(Protocol):
     async def recent_values(self, object_id: str, metric: str, limit: int) -> list[float]:
         """The newest ``limit`` values of one metric, oldest first (rule baselines)."""
 
-    async def prune(self, before: float) -> int:
-        """Delete readings older than ``before``; returns how many."""
+    async def prune(self, before: float, *, rollups_before: float | None = None) -> int:
+        """Delete readings older than ``before``; returns how many.
+
+        Rollups follow the readings unless ``rollups_before`` is given: then the buckets that
+        end before it are dropped, and those of the deleted readings are kept.
+        """
 
     async def count_readings(self) -> int:
         """How many readings are stored."""
@@ -189,9 +193,9 @@ class AsyncSqliteStore:
         """The newest ``limit`` values of one metric, oldest first."""
         return self.sync.recent_values(object_id, metric, limit)
 
-    async def prune(self, before: float) -> int:
-        """Delete readings older than ``before``; returns how many."""
-        return self.sync.prune(before)
+    async def prune(self, before: float, *, rollups_before: float | None = None) -> int:
+        """Delete readings older than ``before``, and rollups as :meth:`SqliteStore.prune` says."""
+        return self.sync.prune(before, rollups_before=rollups_before)
 
     async def count_readings(self) -> int:
         """How many readings are stored."""

@@ -182,11 +182,19 @@ class ReadingsMixin:
         )
         return [row[0] for row in reversed(rows)]
 
-    def prune(self, before: float) -> int:
-        """Delete readings older than ``before``; returns how many."""
+    def prune(self, before: float, *, rollups_before: float | None = None) -> int:
+        """Delete readings older than ``before``; returns how many.
+
+        Without ``rollups_before`` the rollups follow the readings (the bucket ``before`` cuts
+        is recomputed), so they always equal the raw rows. With it, the buckets that end
+        before ``rollups_before`` are dropped and those of the deleted readings are kept: a
+        long window is then answered from rollups after its raw rows are gone.
+        """
         with self._db.write() as db:
             removed = int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
-            if removed:
+            if rollups_before is not None:
+                rollups.expire(db, rollups_before)
+            elif removed:
                 rollups.prune(db, before)
         return removed
 

@@ -23,6 +23,8 @@ __all__ = [
     "ReadingRow",
     "add",
     "ceil_to",
+    "expire",
+    "expiry_cut",
     "floor_to",
     "prune",
     "rebuild_sql",
@@ -156,6 +158,24 @@ def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> None:
         return
     for table, step in LEVELS:
         db.executemany(_UPSERT.format(table=table), _aggregate(rows, step))
+
+
+def expiry_cut(before: float) -> float:
+    """Where the rollups' own retention cuts: ``before`` floored to the coarsest bucket.
+
+    Both levels are cut at the same instant, so a window never finds an hour whose minutes
+    are gone (or the reverse).
+    """
+    return floor_to(before, max(step for _, step in LEVELS))
+
+
+def expire(db: sqlite3.Connection, before: float) -> None:
+    """Drop the buckets of every level older than :func:`expiry_cut` of ``before``."""
+    if math.isnan(before):
+        return
+    cut = expiry_cut(before) if math.isfinite(before) else before
+    for table, _ in LEVELS:
+        db.execute(f"DELETE FROM {table} WHERE bucket < ?", (cut,))  # noqa: S608
 
 
 def prune(db: sqlite3.Connection, before: float) -> None:

@@ -13,7 +13,7 @@ the partial minutes at the window's edges.
 
 from iotedge.edge.store.rollups import LEVELS
 
-__all__ = ["LEVELS", "bucket_sql", "ingest_sql", "prune_sql", "rebuild_sql", "table_ddl"]
+__all__ = ["LEVELS", "bucket_sql", "expire_sql", "ingest_sql", "prune_sql", "rebuild_sql", "table_ddl"]
 
 
 def table_ddl(table: str) -> str:
@@ -113,6 +113,11 @@ def ingest_sql(latest: str, *, unique: bool) -> str:
         "ON CONFLICT DO NOTHING RETURNING object_id, metric, ts, value, client), "
         f"{levels}, latest_rows AS ({latest}) SELECT COUNT(*) FROM fresh"
     )
+
+
+def expire_sql(table: str) -> str:
+    """The statement dropping one level's buckets older than ``%(cut)s`` (see ``rollups.expiry_cut``)."""
+    return f"DELETE FROM {table} WHERE bucket < %(cut)s"  # noqa: S608
 
 
 def prune_sql(table: str, step: int) -> tuple[str, str]:

@@ -20,9 +20,9 @@ from psycopg_pool import AsyncConnectionPool
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store.events import anomaly_json, event_conditions
 from iotedge.edge.store.postgres import windows
-from iotedge.edge.store.postgres.rollups import LEVELS, ingest_sql, prune_sql
+from iotedge.edge.store.postgres.rollups import LEVELS, expire_sql, ingest_sql, prune_sql
 from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
-from iotedge.edge.store.rollups import floor_to
+from iotedge.edge.store.rollups import expiry_cut, floor_to
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 from iotedge.errors import StoreError, StoreUnavailable
 
@@ -294,13 +294,23 @@ class PostgresStore:
         )
         return [row[0] for row in reversed(rows)]
 
-    async def prune(self, before: float) -> int:
-        """Delete readings older than ``before`` and their rollups; returns how many readings."""
+    async def prune(self, before: float, *, rollups_before: float | None = None) -> int:
+        """Delete readings older than ``before``; returns how many.
+
+        Rollups follow the readings unless ``rollups_before`` is given, as in SQLite
+        (:meth:`iotedge.edge.store.sqlite.SqliteStore.prune`).
+        """
         if math.isnan(before):
             return 0
         async with self._conn(write=True) as conn:
             cur = await conn.execute("DELETE FROM readings WHERE ts < %s", (before,))
             removed = max(cur.rowcount, 0)
+            if rollups_before is not None:
+                if not math.isnan(rollups_before):
+                    cut = expiry_cut(rollups_before) if math.isfinite(rollups_before) else rollups_before
+                    for table, _ in LEVELS:
+                        await conn.execute(expire_sql(table), {"cut": cut})
+                return removed
             if not removed:
                 return 0
             for table, step in LEVELS:

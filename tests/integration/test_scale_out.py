@@ -1,0 +1,403 @@
+"""Scale-out on one real PostgreSQL: a simulator, 3 sharded collectors, 2 API replicas, a webhook.
+
+Every component is a real process (issue 15, item 6). The collectors split the fleet into
+shards held as session advisory locks: the test reads who holds what from ``pg_locks``,
+counts device calls from each collector's metrics and readings from the store itself.
+The tests share one module-scoped fleet and run in file order: the destructive ones (a
+collector killed, the database made unreachable) come last, and each test first waits
+(bounded) for the steady state it needs.
+"""
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+
+from iotedge.edge.shards import shard_of
+from iotedge.edge.store.postgres.leases import LEASE_NAMESPACE
+from tests.conftest import edge_args, require, wait_for
+from tests.notifyutil import WebhookReceiver, webhook_receiver
+from tests.pgdb import ADMIN_URL, scratch_database, server_problem
+from tests.procs import Proc, free_port, loopback_http, start_iotedge
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CLIENTS = 60
+PER_CLIENT = 5
+OBJECTS = CLIENTS * PER_CLIENT
+INTERVAL = 2.0
+SHARDS = 64
+SECRET = "scale-out-webhook-secret"
+_POLLS = re.compile(r'^iotedge_upstream_requests_total\{endpoint="/iot_data/\{id\}",[^}]*\} (\S+)$', re.M)
+_CYCLES = re.compile(r"^iotedge_collector_cycles_total\{[^}]*\} (\S+)$", re.M)
+
+
+@dataclass
+class Collector:
+    """One collector process and its metrics port."""
+
+    proc: Proc
+    metrics_port: int
+
+    def polls_and_cycles(self) -> tuple[float, float]:
+        """(device-data calls, cycles) counted so far by this collector."""
+        text = loopback_http().get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+        return sum(map(float, _POLLS.findall(text))), sum(map(float, _CYCLES.findall(text)))
+
+    @property
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc.popen.poll() is None
+
+
+@dataclass
+class Fleet:
+    """The processes, the database and the keys of the module."""
+
+    url: str
+    sim: Proc
+    collectors: list[Collector]
+    apis: list[Proc]
+    receiver: WebhookReceiver
+    keys: dict[str, str]
+    key_ids: dict[str, str]
+    started_at: float
+    counts: list[int] = field(default_factory=list)
+
+    def live(self) -> list[Collector]:
+        """The collectors not killed."""
+        return [c for c in self.collectors if c.alive]
+
+    def get(self, api: Proc, path: str, key: str, **params: Any) -> httpx.Response:
+        """GET on one API replica with ``key``."""
+        return loopback_http().get(api.url + path, params=params, headers={"x-api-key": key}, timeout=15)
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one statement on the scratch database."""
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=3) as conn:
+            return conn.execute(statement, params).fetchall()
+
+    def readings(self) -> int:
+        """Readings stored, recorded so a test can check the count never goes down."""
+        count = int(self.query("SELECT COUNT(*) FROM readings")[0][0])
+        assert not self.counts or count >= self.counts[-1], (
+            f"readings went down: {self.counts[-1]} -> {count}"
+        )
+        self.counts.append(count)
+        return count
+
+    def shard_holders(self) -> list[tuple[int, int]]:
+        """(shard, backend pid) of every granted shard lock in this database."""
+        rows = self.query(
+            "SELECT objid::int, pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s AND objsubid = 2"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (LEASE_NAMESPACE,),
+        )
+        return [(int(shard), int(pid)) for shard, pid in rows]
+
+    def backend_of(self, collector: Collector) -> int | None:
+        """The backend pid holding ``collector``'s leases (its heartbeat row names its process)."""
+        rows = self.query("SELECT id, pid FROM collectors")
+        mine = [int(pid) for cid, pid in rows if f"-{collector.proc.popen.pid}-" in str(cid)]
+        return mine[0] if mine else None
+
+    def covered(self) -> bool:
+        """Every shard held exactly once, only by live collectors' sessions, each holding some."""
+        holders = self.shard_holders()
+        shards = [shard for shard, _ in holders]
+        backends = {self.backend_of(c) for c in self.live()}
+        return (
+            sorted(shards) == list(range(SHARDS))
+            and {pid for _, pid in holders} == backends
+            and None not in backends
+        )
+
+
+def _keys_cli(url: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "iotedge", "keys", *args, "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _create_key(url: str, client: str) -> tuple[str, str]:
+    """(key id, key) of a new key of ``client`` in the database."""
+    out = _keys_cli(url, "create", "--client", client)
+    key_id = re.search(r"^key id:\s+(\S+)$", out, re.M)
+    key = re.search(r"^key:\s+(\S+)$", out, re.M)
+    assert key_id is not None and key is not None, out
+    return key_id.group(1), key.group(1)
+
+
+def _edge_flags() -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "iotedge", "edge", "--help"], capture_output=True, text=True, check=True
+    )
+    return set(re.findall(r"--[a-z][a-z-]+", done.stdout))
+
+
+@pytest.fixture(scope="module")
+def fleet(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The simulator, 3 collectors and 2 API replicas on one scratch database, with a webhook."""
+    problem = server_problem()
+    require(problem is None, problem or "")
+    env = {"IOTEDGE_AUTH_FAILURES": "0", "IOTEDGE_RATE_LIMIT": "0", "IOTEDGE_WEBHOOK_SECRET": SECRET}
+    sim_args = ["sim", "--seed", "15", "--clients", str(CLIENTS), "--objects-per-client", str(PER_CLIENT)]
+    sim_args += ["--interval", "2s", "--anomaly-rate", "0.3", "--anomaly-slot", "20s"]
+    shard_flag = ["--shards", str(SHARDS)] if "--shards" in _edge_flags() else []
+    with ExitStack() as stack:
+        url = stack.enter_context(scratch_database("iotedge_scale"))
+        receiver = stack.enter_context(webhook_receiver(SECRET))
+        keys: dict[str, str] = {}
+        key_ids: dict[str, str] = {}
+        for client in ("*", "client_1", "client_2"):  # the first call migrates the database
+            key_ids[client], keys[client] = _create_key(url, client)
+        sim = stack.enter_context(start_iotedge(sim_args, log_dir=logs_dir))
+        started = time.time()
+        collectors: list[Collector] = []
+        for n in range(3):
+            port = free_port()
+            args = edge_args(sim.url, tmp_path_factory.mktemp(f"collector{n}"), "--store", url)
+            args += ["--role", "collector", "--poll-interval", "2s", "--upstream-timeout", "2s"]
+            args += ["--metrics-port", str(port), "--edge-id", f"collector-{n}", *shard_flag]
+            args += ["--webhook-url", receiver.url, "--notify-poll-interval", "1s"]
+            proc = stack.enter_context(start_iotedge(args, log_dir=logs_dir, env=env, timeout=40))
+            collectors.append(Collector(proc, port))
+        apis: list[Proc] = []
+        for n in range(2):
+            args = edge_args(sim.url, tmp_path_factory.mktemp(f"api{n}"), "--store", url)
+            args += ["--role", "api", "--edge-id", f"api-{n}"]
+            apis.append(stack.enter_context(start_iotedge(args, log_dir=logs_dir, env=env, timeout=40)))
+        yield Fleet(url, sim, collectors, apis, receiver, keys, key_ids, started)
+
+
+def _steady(fleet: Fleet, timeout: float = 40) -> None:
+    """Wait (bounded) until the live collectors hold every shard and readings are flowing."""
+    wait_for(fleet.covered, timeout, "every shard held once by the live collectors")
+    count = fleet.readings()
+    wait_for(lambda: fleet.readings() > count, timeout, "new readings")
+
+
+def _polls_per_cycle(fleet: Fleet, cycles: int = 3) -> float:
+    """Device-data calls per cycle, summed over the live collectors, over ``cycles`` cycles each.
+
+    A collector's counters are read between or inside its cycles, so each ratio is off by at
+    most one cycle's calls over ``cycles``.
+    """
+    live = fleet.live()
+    before = [c.polls_and_cycles() for c in live]
+    wait_for(
+        lambda: all(c.polls_and_cycles()[1] >= b[1] + cycles for c, b in zip(live, before, strict=True)),
+        cycles * INTERVAL * 4 + 10,
+        f"{cycles} cycles of every collector",
+    )
+    after = [c.polls_and_cycles() for c in live]
+    return sum((a[0] - b[0]) / (a[1] - b[1]) for a, b in zip(after, before, strict=True))
+
+
+def _slots_missing(fleet: Fleet, since: float, until: float) -> list[tuple[float, int]]:
+    """(slot start, objects with a reading) of each interval in [since, until) missing an object."""
+    rows = fleet.query(
+        "SELECT floor(ts / %s) * %s AS slot, COUNT(DISTINCT object_id) FROM readings"
+        " WHERE ts >= %s AND ts < %s GROUP BY slot ORDER BY slot",
+        (INTERVAL, INTERVAL, since, until),
+    )
+    seen = {float(slot): int(n) for slot, n in rows}
+    first = since // INTERVAL * INTERVAL
+    slots = [first + k * INTERVAL for k in range(int((until - first) // INTERVAL))]
+    return [(slot, seen.get(slot, 0)) for slot in slots if seen.get(slot, 0) != OBJECTS]
+
+
+def test_every_object_is_polled_once_per_interval_across_the_collectors(fleet: Fleet) -> None:
+    """Disjoint shards that cover the fleet; one device call per object and cycle; no gap in the store."""
+    _steady(fleet)
+    assert int(fleet.query("SELECT COUNT(*) FROM objects")[0][0]) == OBJECTS
+    holders = fleet.shard_holders()
+    shards = [shard for shard, _ in holders]
+    assert len(shards) == len(set(shards)) == SHARDS  # disjoint and covering
+    owners = {pid for _, pid in holders}
+    assert len(owners) == 3, "each of the 3 collectors holds a share"
+    per_owner = [sum(1 for _, pid in holders if pid == owner) for owner in owners]
+    assert max(per_owner) <= -(-SHARDS // 3), per_owner  # a fair share each
+    rate = _polls_per_cycle(fleet)
+    print(f"\ndevice-data calls per cycle across 3 collectors: {rate:.1f} for {OBJECTS} objects")  # noqa: T201
+    assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
+    # The store: every object has readings in each of the last intervals written.
+    until = (time.time() - 2 * INTERVAL) // INTERVAL * INTERVAL
+    assert _slots_missing(fleet, until - 4 * INTERVAL, until) == []
+
+
+def test_both_api_replicas_answer_a_closed_window_alike(fleet: Fleet) -> None:
+    """Same query, same body bytes, from either replica (they are stateless readers of one store)."""
+    _steady(fleet)
+    window = {"from": f"{fleet.started_at - 1800:.3f}", "to": f"{time.time() - 3 * INTERVAL:.3f}"}
+    key = fleet.keys["*"]
+    queries: list[tuple[str, dict[str, str]]] = [
+        ("/processed_data", {"object_id": "device_1", **window}),
+        ("/processed_data", {"object_id": f"device_{OBJECTS}", **window}),
+        ("/client_statistics", {"client_id": "client_1", **window}),
+        ("/client_statistics", {"client_id": f"client_{CLIENTS}", **window}),
+    ]
+    for path, params in queries:
+        answers = [fleet.get(api, path, key, **params) for api in fleet.apis]
+        assert [a.status_code for a in answers] == [200, 200], (path, [a.text for a in answers])
+        assert answers[0].content == answers[1].content, (path, params)
+    count = fleet.get(fleet.apis[0], "/processed_data", key, object_id="device_1", **window)
+    assert count.json()["statistics"]["count"] > 0
+
+
+def test_a_revoked_key_is_refused_by_both_replicas_within_a_second(fleet: Fleet) -> None:
+    """A database key works on both replicas; revoked through the CLI, both refuse it within 1 s."""
+    key = fleet.keys["client_2"]
+    object_id = fleet.query("SELECT id FROM objects WHERE client = 'client_2' ORDER BY id LIMIT 1")[0][0]
+    for api in fleet.apis:
+        answer = fleet.get(api, "/processed_data", key, object_id=object_id)
+        assert answer.status_code == 200, answer.text
+    out = _keys_cli(fleet.url, "revoke", fleet.key_ids["client_2"])
+    revoked_at = time.monotonic()
+    assert f"revoked {fleet.key_ids['client_2']}" in out
+    wait_for(
+        lambda: all(
+            fleet.get(api, "/processed_data", key, object_id=object_id).status_code == 401
+            for api in fleet.apis
+        ),
+        1.0,
+        "both replicas refusing the revoked key",
+    )
+    print(f"\nrevocation refused by both replicas after {time.monotonic() - revoked_at:.2f} s")  # noqa: T201
+    # The other keys still work.
+    assert (
+        fleet.get(fleet.apis[1], "/processed_data", fleet.keys["*"], object_id=object_id).status_code == 200
+    )
+
+
+def test_the_webhook_gets_each_idempotency_key_once(fleet: Fleet) -> None:
+    """However many collectors drain the shared outbox, each message reaches the receiver once."""
+    receiver = fleet.receiver
+    wait_for(lambda: len(receiver.accepted) >= 3, 60, "webhook deliveries of the anomalies")
+    # Let the messages already in the outbox be delivered (bounded), then compare.
+    pending = "SELECT COUNT(*) FROM outbox_delivery WHERE status = 'pending' AND created_at < %s"
+    cutoff = time.time()
+    wait_for(lambda: int(fleet.query(pending, (cutoff,))[0][0]) == 0, 30, "the outbox drained")
+    assert receiver.wait_idle(10)
+    keys = list(receiver.received)
+    print(f"\nwebhook: {len(keys)} deliveries, {receiver.duplicates} duplicates")  # noqa: T201
+    assert receiver.duplicates == 0
+    assert len(keys) == len(set(keys))
+    assert receiver.problems == []
+    stored = {str(row[0]) for row in fleet.query("SELECT idempotency_key FROM outbox")}
+    assert set(keys) <= stored
+
+
+def _no_duplicates(fleet: Fleet) -> tuple[int, int]:
+    row = fleet.query("SELECT COUNT(*), COUNT(DISTINCT (object_id, metric, ts)) FROM readings")[0]
+    return int(row[0]), int(row[1])
+
+
+def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet) -> None:
+    """kill -9 one collector: the others hold its shards within two intervals and poll its objects."""
+    _steady(fleet)
+    victim = fleet.live()[0]
+    backend = fleet.backend_of(victim)
+    assert backend is not None
+    its_shards = {shard for shard, pid in fleet.shard_holders() if pid == backend}
+    assert its_shards
+    its_objects = [
+        str(object_id)
+        for object_id, client in fleet.query("SELECT id, client FROM objects")
+        if shard_of(str(client), SHARDS) in its_shards
+    ]
+    assert its_objects
+    before = fleet.readings()
+    victim.proc.kill()
+    killed_at, killed_wall = time.monotonic(), time.time()
+    wait_for(fleet.covered, 4 * INTERVAL + 10, "the survivors holding every shard")
+    failover = time.monotonic() - killed_at
+    print(f"\nfailover: kill -9 to every shard held by the survivors in {failover:.2f} s")  # noqa: T201
+    assert failover <= 2 * INTERVAL + 1.0, f"failover took {failover:.2f} s"
+
+    def resumed() -> bool:
+        fleet.readings()  # checks the count never goes down
+        rows = fleet.query(
+            "SELECT COUNT(DISTINCT object_id) FROM readings WHERE ts > %s AND object_id = ANY(%s)",
+            (killed_wall + INTERVAL, its_objects),
+        )
+        return int(rows[0][0]) == len(its_objects)
+
+    wait_for(resumed, 6 * INTERVAL + 10, "readings of the killed collector's objects")
+    assert fleet.readings() > before
+    total, distinct = _no_duplicates(fleet)
+    print(f"\nduplicate readings: {total - distinct}")  # noqa: T201
+    assert total == distinct
+    # Two collectors now, still one device call per object and cycle.
+    rate = _polls_per_cycle(fleet)
+    assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
+    until = (time.time() - 2 * INTERVAL) // INTERVAL * INTERVAL
+    assert _slots_missing(fleet, until - 3 * INTERVAL, until) == []
+
+
+def _block(url: str, allow: bool) -> None:
+    """Refuse (or allow again) connections to the database; refusing also ends its sessions."""
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                sql.Identifier(name), sql.SQL("true" if allow else "false")
+            )
+        )
+        if not allow:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+
+
+def test_postgresql_down_then_back(fleet: Fleet) -> None:
+    """Database unreachable: both replicas answer 503 JSON with Retry-After; back: the collectors
+    store again and the readings count never went down."""
+    _steady(fleet)
+    before = fleet.readings()
+    key = fleet.keys["*"]
+    _block(fleet.url, allow=False)
+    try:
+        for api in fleet.apis:
+            wait_for(
+                lambda: fleet.get(api, "/processed_data", key, object_id="device_1").status_code == 503,  # noqa: B023
+                30,
+                "503 while the database is away",
+            )
+            answer = fleet.get(api, "/processed_data", key, object_id="device_1")
+            assert answer.headers["content-type"] == "application/json"
+            assert int(answer.headers["retry-after"]) > 0
+            assert answer.json()["error"] == "Store unavailable"
+    finally:
+        _block(fleet.url, allow=True)
+    recovered_from = time.monotonic()
+    wait_for(lambda: fleet.readings() > before, 40, "readings stored again")
+    wait_for(fleet.covered, 40, "every shard held again")
+    back = time.monotonic() - recovered_from
+    print(f"\ncollectors storing again {back:.1f} s after the database came back")  # noqa: T201
+    for api in fleet.apis:
+        wait_for(
+            lambda: fleet.get(api, "/processed_data", key, object_id="device_1").status_code == 200,  # noqa: B023
+            40,
+            "the API answering again",
+        )
+    total, distinct = _no_duplicates(fleet)
+    assert total == distinct
+    assert fleet.counts == sorted(fleet.counts)

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from psycopg import sql
 
 from iotedge.edge.shards import shard_of
 from iotedge.edge.store.postgres.leases import LEASE_NAMESPACE
-from tests.conftest import edge_args, require, wait_for
+from tests.conftest import KEYS, edge_args, require, wait_for
 from tests.notifyutil import WebhookReceiver, webhook_receiver
 from tests.pgdb import ADMIN_URL, scratch_database, server_problem
 from tests.procs import Proc, free_port, loopback_http, start_iotedge
@@ -152,12 +153,37 @@ def _edge_flags() -> set[str]:
     return set(re.findall(r"--[a-z][a-z-]+", done.stdout))
 
 
+def _enter_all(stack: ExitStack, starts: list[AbstractContextManager[Proc]]) -> list[Proc]:
+    """Enter the process contexts at once (each waits for its process to be ready); all or none."""
+    with ThreadPoolExecutor(len(starts)) as pool:
+        futures = [pool.submit(start.__enter__) for start in starts]
+    procs: list[Proc] = []
+    failure: BaseException | None = None
+    for start, future in zip(starts, futures, strict=True):
+        try:
+            procs.append(future.result())
+        except Exception as exc:  # noqa: BLE001 (the first failure is raised once the others are stopped)
+            failure = failure or exc
+        else:
+            stack.push(start)
+    if failure is not None:
+        raise failure
+    return procs
+
+
 @pytest.fixture(scope="module")
 def fleet(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """The simulator, 3 collectors and 2 API replicas on one scratch database, with a webhook."""
     problem = server_problem()
     require(problem is None, problem or "")
-    env = {"IOTEDGE_AUTH_FAILURES": "0", "IOTEDGE_RATE_LIMIT": "0", "IOTEDGE_WEBHOOK_SECRET": SECRET}
+    # The cloud key comes from the environment (PgKeyRing accepts env keys as the keys file did);
+    # the clients' keys live in the database, where a revocation reaches every replica.
+    env = {
+        "IOTEDGE_API_KEYS": f"*={KEYS['*']}",
+        "IOTEDGE_AUTH_FAILURES": "0",
+        "IOTEDGE_RATE_LIMIT": "0",
+        "IOTEDGE_WEBHOOK_SECRET": SECRET,
+    }
     sim_args = ["sim", "--seed", "15", "--clients", str(CLIENTS), "--objects-per-client", str(PER_CLIENT)]
     sim_args += ["--interval", "2s", "--anomaly-rate", "0.3", "--anomaly-slot", "20s"]
     shard_flag = ["--shards", str(SHARDS)] if "--shards" in _edge_flags() else []
@@ -166,25 +192,27 @@ def fleet(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         receiver = stack.enter_context(webhook_receiver(SECRET))
         keys: dict[str, str] = {}
         key_ids: dict[str, str] = {}
-        for client in ("*", "client_1", "client_2"):  # the first call migrates the database
+        keys["*"] = KEYS["*"]
+        for client in ("client_1", "client_2"):  # the first call migrates the database
             key_ids[client], keys[client] = _create_key(url, client)
         sim = stack.enter_context(start_iotedge(sim_args, log_dir=logs_dir))
         started = time.time()
-        collectors: list[Collector] = []
-        for n in range(3):
-            port = free_port()
+        ports = [free_port() for _ in range(3)]
+        starts: list[AbstractContextManager[Proc]] = []
+        for n, port in enumerate(ports):
             args = edge_args(sim.url, tmp_path_factory.mktemp(f"collector{n}"), "--store", url)
             args += ["--role", "collector", "--poll-interval", "2s", "--upstream-timeout", "2s"]
             args += ["--metrics-port", str(port), "--edge-id", f"collector-{n}", *shard_flag]
             args += ["--webhook-url", receiver.url, "--notify-poll-interval", "1s"]
-            proc = stack.enter_context(start_iotedge(args, log_dir=logs_dir, env=env, timeout=40))
-            collectors.append(Collector(proc, port))
-        apis: list[Proc] = []
+            starts.append(start_iotedge(args, log_dir=logs_dir, env=env, timeout=60))
         for n in range(2):
             args = edge_args(sim.url, tmp_path_factory.mktemp(f"api{n}"), "--store", url)
-            args += ["--role", "api", "--edge-id", f"api-{n}"]
-            apis.append(stack.enter_context(start_iotedge(args, log_dir=logs_dir, env=env, timeout=40)))
-        yield Fleet(url, sim, collectors, apis, receiver, keys, key_ids, started)
+            # Replicas of one Deployment share their settings, the edge id (in every body) included.
+            args += ["--role", "api", "--edge-id", "scale-api"]
+            starts.append(start_iotedge(args, log_dir=logs_dir, env=env, timeout=60))
+        procs = _enter_all(stack, starts)
+        collectors = [Collector(proc, port) for proc, port in zip(procs, ports, strict=False)]
+        yield Fleet(url, sim, collectors, procs[3:], receiver, keys, key_ids, started)
 
 
 def _steady(fleet: Fleet, timeout: float = 40) -> None:

@@ -205,7 +205,9 @@ def edge(**options: Any) -> None:
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
-    KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
+    # In the PostgreSQL mode the keys live in the database: the app reads them at start.
+    if not settings.store_is_postgres:
+        KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
     ensure_port_free(settings.host, settings.port, "--port")
     ensure_port_free(settings.metrics_host, settings.metrics_port, "--metrics-port")
     opened: SqliteStore | None = None

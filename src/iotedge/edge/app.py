@@ -17,7 +17,7 @@ from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
 from iotedge.edge.api.fastlane import FastLane
-from iotedge.edge.auth import KeyRing
+from iotedge.edge.auth import KeyRing, KeySource
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
 from iotedge.edge.context import EdgeContext
@@ -64,7 +64,47 @@ async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) 
             group.create_task(guarded(name, loop), name=name)
 
 
-def _on_sighup(keys: KeyRing) -> Callable[[], None]:
+async def _open_keys(settings: EdgeSettings, clock: Callable[[], float]) -> KeySource:
+    """The API keys: the keys file (SQLite mode), or the PostgreSQL store's table.
+
+    Raises:
+        StoreError: the PostgreSQL store cannot be read (one line, no password).
+    """
+    if not settings.store_is_postgres:
+        keys = KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys, clock=clock)
+        if not len(keys):
+            _log.warning(
+                "no API keys yet: every data request will get 401; create one with "
+                "`iotedge keys create --client CLIENT --keys-file %s`",
+                settings.resolved_keys_file,
+            )
+        return keys
+    from iotedge.edge.store.postgres.keys import PgKeyRing
+
+    ring = PgKeyRing(settings.store, env_keys=settings.api_keys, clock=clock)
+    await ring.start()
+    _log.info(
+        "API keys live in the database (`iotedge keys ... --store %s`); the keys file is not read",
+        shown_store(settings),
+    )
+    if not len(ring):
+        _log.warning(
+            "no API keys yet: every data request will get 401; create one with "
+            "`iotedge keys create --client CLIENT --store %s`",
+            shown_store(settings),
+        )
+    return ring
+
+
+async def _close_keys(keys: KeySource) -> None:
+    """Write the keys' last-use times and release what they hold."""
+    keys.flush_usage()
+    aclose = getattr(keys, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _on_sighup(keys: KeySource) -> Callable[[], None]:
     """Re-read the keys file on SIGHUP; returns the function that removes the handler."""
 
     def reload() -> None:
@@ -146,13 +186,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         rules = load_rules(settings.rules_file)
-        keys = KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys, clock=clock)
-        if not len(keys):
-            _log.warning(
-                "no API keys yet: every data request will get 401; create one with "
-                "`iotedge keys create --client CLIENT --keys-file %s`",
-                settings.resolved_keys_file,
-            )
+        keys = await _open_keys(settings, clock)
         # One owner of the SQLite store's connections: the drainer and the notification views
         # share them (see iotedge.edge.store.connection for why one writer and one reader).
         db: AsyncEdgeStore
@@ -295,7 +329,7 @@ def create_app(
             yield {"ctx": ctx, "container": lambda: monitor.latest}  # container: for GET /status
         finally:
             reload_on_hangup()
-            keys.flush_usage()
+            await _close_keys(keys)
             if settings.metrics_port:
                 await metrics_server.stop()
             supervisor.cancel()

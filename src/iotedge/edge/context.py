@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from iotedge.config import EdgeSettings
-from iotedge.edge.auth import KeyRing
+from iotedge.edge.auth import KeySource
 from iotedge.edge.collector import Collector
 from iotedge.edge.mqtt import MqttBridge
 from iotedge.edge.notify import Drainer
@@ -24,7 +24,7 @@ class EdgeContext:
     settings: EdgeSettings
     edge_id: str
     store: AsyncEdgeStore
-    keys: KeyRing
+    keys: KeySource
     upstream: DeviceApiClient
     engine: RuleEngine
     collector: Collector

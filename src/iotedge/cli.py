@@ -170,6 +170,12 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["all", "api", "collector"]),
             help="all, api (HTTP API only) or collector (polling; /healthz and /readyz only). [default: all]",
         ),
+        click.option(
+            "--shards",
+            type=int,
+            help="Shards of the fleet among collectors on PostgreSQL; the same on every collector. "
+            "[default: 64]",
+        ),
         click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
         click.option("--rules-file", type=click.Path(), help="Anomaly rules (JSON). [default: built-in]"),
         click.option("--poll-interval", help="Time between polls, e.g. 5s. [default: 5s]"),

@@ -4,6 +4,7 @@ Each test starts its own simulator and edges as processes (``--store postgresql:
 the ``scale`` deployments run them.
 """
 
+import contextlib
 import logging
 import re
 import subprocess
@@ -12,6 +13,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
 
 from tests.conftest import edge_args, edge_env, require, wait_for
@@ -97,3 +100,78 @@ def test_a_key_lives_in_postgresql_and_its_revocation_reaches_every_api_replica(
                 assert _status(one, key.group(1)) == 401
                 _log.info("revocation reached the other replica in %.3f s", took)
                 assert _status(two, edge_env()["IOTEDGE_API_KEYS"].split(",")[0].split("=", 1)[1]) == 200
+
+
+_SHARDS = 64
+_INTERVAL_S = 1.0
+
+
+def _owned(collector: Proc) -> set[int] | None:
+    """The shards ``collector`` holds (its /readyz body), None when it does not answer."""
+    try:
+        body = loopback_http().get(collector.url + "/readyz", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return set(body["checks"]["shards"]["owned"])
+
+
+def _cycles(collector: Proc) -> int:
+    body = loopback_http().get(collector.url + "/readyz", timeout=2).json()
+    return int(body["checks"]["started"]["cycles"])
+
+
+def _shared_fairly(collectors: list[Proc]) -> bool:
+    """Every shard held by exactly one of ``collectors``, each holding its fair share at most."""
+    owned = [_owned(c) for c in collectors]
+    fair = -(-_SHARDS // len(collectors))
+    if any(shards is None or not 1 <= len(shards) <= fair for shards in owned):
+        return False
+    union = set().union(*(s for s in owned if s is not None))
+    return union == set(range(_SHARDS)) and sum(len(s or ()) for s in owned) == _SHARDS
+
+
+def _open_duplicates(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM anomalies WHERE ended_at IS NULL"
+            " GROUP BY object_id, metric, rule HAVING COUNT(*) > 1) d"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_three_collectors_share_the_shards_and_two_take_over_a_killed_one(
+    pg_url: str, tmp_path: Path, logs_dir: Path
+) -> None:
+    """3 collectors cover the shards once each; kill -9 one: the other two cover all within two intervals."""
+    sim_args = ["sim", "--seed", "7", "--interval", "1", "--clients", "30", "--anomaly-rate", "0.6"]
+    with (
+        start_iotedge([*sim_args, "--anomaly-slot", "5"], log_dir=logs_dir) as sim,
+        contextlib.ExitStack() as stack,
+    ):
+        collectors = [
+            stack.enter_context(
+                start_iotedge(
+                    [
+                        *edge_args(sim.url, tmp_path / f"c{n}", "--store", pg_url, "--role", "collector"),
+                        "--shards",
+                        str(_SHARDS),
+                    ],
+                    log_dir=logs_dir,
+                    env=edge_env(),
+                )
+            )
+            for n in range(3)
+        ]
+        wait_for(lambda: _shared_fairly(collectors), 30, "3 collectors cover every shard once")
+        victim, survivors = collectors[0], collectors[1:]
+        victim.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: _shared_fairly(survivors), 10, "2 collectors cover every shard once")
+        took = time.monotonic() - killed_at
+        _log.info("failover: every shard held again %.2f s after kill -9", took)
+        assert took <= 2 * _INTERVAL_S + 0.5, f"failover took {took:.2f} s"
+        # The survivors resumed the killed one's open events: none opened twice.
+        cycles = {c.url: _cycles(c) for c in survivors}
+        wait_for(lambda: all(_cycles(c) >= cycles[c.url] + 3 for c in survivors), 15, "3 more cycles")
+        assert _open_duplicates(pg_url) == 0

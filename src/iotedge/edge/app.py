@@ -6,7 +6,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -30,7 +30,7 @@ from iotedge.edge.notify import Drainer, MqttChannel, pending_count
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
-from iotedge.edge.shards import ShardOwnership
+from iotedge.edge.shards import ShardOwnership, shard_of
 from iotedge.edge.store import SqliteStore, open_store
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
 from iotedge.edge.store.choose import open_async_store, shown_store
@@ -38,6 +38,9 @@ from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import ConfigError, StoreError
 from iotedge.tls import client_context
+
+if TYPE_CHECKING:
+    from iotedge.edge.store.postgres.leases import PgShardLeases
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -94,6 +97,35 @@ async def _open_keys(settings: EdgeSettings, clock: Callable[[], float]) -> KeyS
             shown_store(settings),
         )
     return ring
+
+
+def _shard_leases(
+    settings: EdgeSettings, registry: CollectorRegistry, collector: Callable[[], Collector]
+) -> "PgShardLeases | None":
+    """The shard leases of a collector on a PostgreSQL store (None: this process polls everything).
+
+    When a refresh takes shards another collector held, ``collector()`` is told to resume
+    their clients' open anomaly events from the store before polling them.
+    """
+    if settings.role == "api" or not settings.store_is_postgres:
+        return None
+    from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
+
+    held: set[int] = set()
+
+    def changed(owned: frozenset[int]) -> None:
+        taken = owned - held
+        held.clear()
+        held.update(owned)
+        if taken:
+            count = settings.shards
+            collector().take_over(lambda client: shard_of(client, count) in taken)
+
+    leases = PgShardLeases(
+        settings.store, interval_s=settings.poll_interval, shards=settings.shards, on_change=changed
+    )
+    register_shard_metrics(leases, registry)
+    return leases
 
 
 async def _close_keys(keys: KeySource) -> None:
@@ -249,6 +281,7 @@ def create_app(
             open_events=await db.open_anomalies() if polling else [],
             last_seen={(object_id, metric): ts for object_id, _, metric, ts, _ in latest},
         )
+        leases = _shard_leases(settings, metrics.registry, lambda: collector) if shards is None else None
         collector = Collector(
             upstream=upstream,
             store=db,
@@ -261,7 +294,7 @@ def create_app(
             metrics=metrics,
             on_anomaly=drainer.wake if drainer is not None else None,
             clients=frozenset(settings.clients) or None,
-            shards=shards,
+            shards=shards if shards is not None else leases,
             buffer_limit=settings.store_buffer_readings,
             known=known,
             latest=latest,
@@ -304,6 +337,8 @@ def create_app(
             loops["iotedge.edge.outbox"] = drainer.run
         if bridge is not None:
             loops["iotedge.edge.mqtt"] = bridge.run
+        if leases is not None:
+            await leases.start()  # the first share, before the first cycle
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
         if polling:
             _log.info(
@@ -335,6 +370,8 @@ def create_app(
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+            if leases is not None:
+                await leases.close()  # gives the shards back at once
             await upstream.aclose()
             if drainer is not None:
                 await drainer.aclose()

@@ -74,6 +74,8 @@ class Fleet:
     key_ids: dict[str, str]
     started_at: float
     counts: list[int] = field(default_factory=list)
+    steady_at: float | None = None
+    """When the collectors last settled; None after a test disturbed them."""
 
     def live(self) -> list[Collector]:
         """The collectors not killed."""
@@ -215,11 +217,43 @@ def fleet(logs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Fleet(url, sim, collectors, procs[3:], receiver, keys, key_ids, started)
 
 
-def _steady(fleet: Fleet, timeout: float = 40) -> None:
-    """Wait (bounded) until the live collectors hold every shard and readings are flowing."""
+def _cycles_after(fleet: Fleet, cycles: int, timeout: float) -> None:
+    """Wait (bounded) until every live collector has run ``cycles`` more polling cycles."""
+    live = fleet.live()
+    before = [c.polls_and_cycles()[1] for c in live]
+    wait_for(
+        lambda: all(c.polls_and_cycles()[1] >= b + cycles for c, b in zip(live, before, strict=True)),
+        timeout,
+        f"{cycles} more cycles of every collector",
+    )
+
+
+def _steady(fleet: Fleet, timeout: float = 40) -> float:
+    """Wait (bounded) until the live collectors hold every shard, have each polled their share
+    twice since (a hand-over is done) and readings are flowing; returns when that was."""
+    if fleet.steady_at is not None and fleet.covered():
+        return fleet.steady_at
     wait_for(fleet.covered, timeout, "every shard held once by the live collectors")
+    _cycles_after(fleet, 2, timeout)
+    assert fleet.covered()
+    steady_at = time.time()
     count = fleet.readings()
     wait_for(lambda: fleet.readings() > count, timeout, "new readings")
+    fleet.steady_at = steady_at
+    return steady_at
+
+
+def _complete_slots_since(fleet: Fleet, since: float, slots: int = 3) -> tuple[float, float]:
+    """The first ``slots`` whole intervals after ``since`` that every collector has polled past.
+
+    Waits (bounded) until the last of them ended one cycle ago and every live collector ran a
+    cycle after that: their readings are all stored by then.
+    """
+    first = (since // INTERVAL + 1) * INTERVAL
+    until = first + slots * INTERVAL
+    wait_for(lambda: time.time() >= until + INTERVAL, slots * INTERVAL + 10, "the slots to pass")
+    _cycles_after(fleet, 1, 4 * INTERVAL + 10)
+    return first, until
 
 
 def _polls_per_cycle(fleet: Fleet, cycles: int = 3) -> float:
@@ -254,7 +288,7 @@ def _slots_missing(fleet: Fleet, since: float, until: float) -> list[tuple[float
 
 def test_every_object_is_polled_once_per_interval_across_the_collectors(fleet: Fleet) -> None:
     """Disjoint shards that cover the fleet; one device call per object and cycle; no gap in the store."""
-    _steady(fleet)
+    steady_at = _steady(fleet)
     assert int(fleet.query("SELECT COUNT(*) FROM objects")[0][0]) == OBJECTS
     holders = fleet.shard_holders()
     shards = [shard for shard, _ in holders]
@@ -266,9 +300,8 @@ def test_every_object_is_polled_once_per_interval_across_the_collectors(fleet: F
     rate = _polls_per_cycle(fleet)
     print(f"\ndevice-data calls per cycle across 3 collectors: {rate:.1f} for {OBJECTS} objects")  # noqa: T201
     assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
-    # The store: every object has readings in each of the last intervals written.
-    until = (time.time() - 2 * INTERVAL) // INTERVAL * INTERVAL
-    assert _slots_missing(fleet, until - 4 * INTERVAL, until) == []
+    # The store: every object has readings in each interval since the shares settled.
+    assert _slots_missing(fleet, *_complete_slots_since(fleet, steady_at)) == []
 
 
 _NOW_FIELDS = ("age_seconds", "last_reading_at", "stale", "anomalies")
@@ -283,7 +316,7 @@ def test_both_api_replicas_answer_a_closed_window_alike(fleet: Fleet) -> None:
     /processed_data: the same bytes but for the fields about now (``_NOW_FIELDS``), over the
     backfilled past and over a closed window of live polling.
     """
-    _steady(fleet)
+    steady_at = _steady(fleet)
     key = fleet.keys["*"]
     past = {"from": f"{fleet.started_at - 1800:.3f}", "to": f"{fleet.started_at - 120:.3f}"}
     for client in ("client_1", f"client_{CLIENTS}"):
@@ -291,7 +324,8 @@ def test_both_api_replicas_answer_a_closed_window_alike(fleet: Fleet) -> None:
         assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
         assert answers[0].content == answers[1].content, client
         assert answers[0].json()["metrics"], client
-    recent = {"from": f"{fleet.started_at:.3f}", "to": f"{time.time() - 5 * INTERVAL:.3f}"}
+    since, until = _complete_slots_since(fleet, steady_at, 2)
+    recent = {"from": f"{since:.3f}", "to": f"{until:.3f}"}
     for window in (past, recent):
         for object_id in ("device_1", f"device_{OBJECTS}"):
             answers = [
@@ -369,6 +403,7 @@ def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet)
     ]
     assert its_objects
     before = fleet.readings()
+    fleet.steady_at = None
     victim.proc.kill()
     killed_at, killed_wall = time.monotonic(), time.time()
     wait_for(fleet.covered, 4 * INTERVAL + 10, "the survivors holding every shard")
@@ -389,11 +424,11 @@ def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet)
     total, distinct = _no_duplicates(fleet)
     print(f"\nduplicate readings: {total - distinct}")  # noqa: T201
     assert total == distinct
-    # Two collectors now, still one device call per object and cycle.
+    # Two collectors now, still one device call per object and cycle, and no gap once settled.
+    steady_at = _steady(fleet)
     rate = _polls_per_cycle(fleet)
     assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
-    until = (time.time() - 2 * INTERVAL) // INTERVAL * INTERVAL
-    assert _slots_missing(fleet, until - 3 * INTERVAL, until) == []
+    assert _slots_missing(fleet, *_complete_slots_since(fleet, steady_at)) == []
 
 
 def _block(url: str, allow: bool) -> None:
@@ -417,6 +452,7 @@ def test_postgresql_down_then_back(fleet: Fleet) -> None:
     _steady(fleet)
     before = fleet.readings()
     key = fleet.keys["*"]
+    fleet.steady_at = None
     _block(fleet.url, allow=False)
     try:
         for api in fleet.apis:

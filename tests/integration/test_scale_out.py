@@ -8,6 +8,7 @@ collector killed, the database made unreachable) come last, and each test first 
 (bounded) for the steady state it needs.
 """
 
+import itertools
 import re
 import subprocess
 import sys
@@ -273,17 +274,29 @@ def _polls_per_cycle(fleet: Fleet, cycles: int = 3) -> float:
     return sum((a[0] - b[0]) / (a[1] - b[1]) for a, b in zip(after, before, strict=True))
 
 
-def _slots_missing(fleet: Fleet, since: float, until: float) -> list[tuple[float, int]]:
-    """(slot start, objects with a reading) of each interval in [since, until) missing an object."""
+def _gaps(fleet: Fleet, since: float, until: float) -> dict[str, str]:
+    """Objects whose readings in [since, until) are not one per interval (what is wrong with each).
+
+    A poll stores the simulator's 2 s bucket, and a cycle that starts a moment after a bucket
+    boundary, then one a moment before the next-but-one, skips a bucket with no poll missed:
+    so each object must have a reading at most two intervals after the previous one (from a
+    reading just before ``since``), and as many readings as intervals, give or take one.
+    """
     rows = fleet.query(
-        "SELECT floor(ts / %s) * %s AS slot, COUNT(DISTINCT object_id) FROM readings"
-        " WHERE ts >= %s AND ts < %s GROUP BY slot ORDER BY slot",
-        (INTERVAL, INTERVAL, since, until),
+        "SELECT object_id, array_agg(DISTINCT ts ORDER BY ts) FROM readings"
+        " WHERE ts >= %s AND ts < %s GROUP BY object_id",
+        (since - 2 * INTERVAL, until),
     )
-    seen = {float(slot): int(n) for slot, n in rows}
-    first = since // INTERVAL * INTERVAL
-    slots = [first + k * INTERVAL for k in range(int((until - first) // INTERVAL))]
-    return [(slot, seen.get(slot, 0)) for slot in slots if seen.get(slot, 0) != OBJECTS]
+    stamps: dict[str, list[float]] = {str(o): [float(t) for t in ts] for o, ts in rows}
+    expected = round((until - since) / INTERVAL)
+    wrong: dict[str, str] = {}
+    for object_id in (f"device_{n}" for n in range(1, OBJECTS + 1)):
+        times = [since - 2 * INTERVAL, *stamps.get(object_id, []), until]
+        inside = sum(1 for t in times[1:-1] if t >= since)
+        gap = max(b - a for a, b in itertools.pairwise(times))
+        if gap > 2 * INTERVAL or abs(inside - expected) > 1:
+            wrong[object_id] = f"{inside} readings for {expected} intervals, largest gap {gap:.0f} s"
+    return wrong
 
 
 def test_every_object_is_polled_once_per_interval_across_the_collectors(fleet: Fleet) -> None:
@@ -301,7 +314,7 @@ def test_every_object_is_polled_once_per_interval_across_the_collectors(fleet: F
     print(f"\ndevice-data calls per cycle across 3 collectors: {rate:.1f} for {OBJECTS} objects")  # noqa: T201
     assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
     # The store: every object has readings in each interval since the shares settled.
-    assert _slots_missing(fleet, *_complete_slots_since(fleet, steady_at)) == []
+    assert _gaps(fleet, *_complete_slots_since(fleet, steady_at)) == {}
 
 
 _NOW_FIELDS = ("age_seconds", "last_reading_at", "stale", "anomalies")
@@ -428,7 +441,7 @@ def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet)
     steady_at = _steady(fleet)
     rate = _polls_per_cycle(fleet)
     assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
-    assert _slots_missing(fleet, *_complete_slots_since(fleet, steady_at)) == []
+    assert _gaps(fleet, *_complete_slots_since(fleet, steady_at)) == {}
 
 
 def _block(url: str, allow: bool) -> None:

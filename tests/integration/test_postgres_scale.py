@@ -7,6 +7,7 @@ the ``scale`` deployments run them.
 import contextlib
 import logging
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import edge_args, edge_env, require, wait_for
+from tests.conftest import KEYS, edge_args, edge_env, require, wait_for
+from tests.notifyutil import webhook_receiver
 from tests.pgdb import scratch_database, server_problem
 from tests.procs import Proc, loopback_http, start_iotedge
 
@@ -175,3 +177,56 @@ def test_three_collectors_share_the_shards_and_two_take_over_a_killed_one(
         cycles = {c.url: _cycles(c) for c in survivors}
         wait_for(lambda: all(_cycles(c) >= cycles[c.url] + 3 for c in survivors), 15, "3 more cycles")
         assert _open_duplicates(pg_url) == 0
+
+
+_HOOK_SECRET = "scale-test-webhook-secret-0123456789"
+
+
+def test_two_collectors_deliver_each_notification_once(pg_url: str, tmp_path: Path, logs_dir: Path) -> None:
+    """2 collectors drain one PostgreSQL outbox: every idempotency key reaches the webhook exactly once."""
+    sim_args = ["sim", "--seed", "5", "--interval", "1", "--clients", "8", "--anomaly-rate", "0.8"]
+    with (
+        start_iotedge([*sim_args, "--anomaly-slot", "5"], log_dir=logs_dir) as sim,
+        webhook_receiver(_HOOK_SECRET) as hook,
+        contextlib.ExitStack() as stack,
+    ):
+        env = {**edge_env(), "IOTEDGE_WEBHOOK_SECRET": _HOOK_SECRET, "IOTEDGE_NOTIFY_COOLDOWN": "0s"}
+        collectors = [
+            stack.enter_context(
+                start_iotedge(
+                    [
+                        *edge_args(sim.url, tmp_path / f"c{n}", "--store", pg_url, "--role", "collector"),
+                        "--webhook-url",
+                        hook.url,
+                    ],
+                    log_dir=logs_dir,
+                    env=env,
+                )
+            )
+            for n in range(2)
+        ]
+        api_args = edge_args(sim.url, tmp_path / "api", "--store", pg_url, "--role", "api")
+        api = stack.enter_context(start_iotedge(api_args, log_dir=logs_dir, env=env))
+        wait_for(lambda: len(hook.accepted) >= 20, 60, "20 notifications")
+        for collector in collectors:
+            assert collector.stop(signal.SIGINT) == 0, collector.log()
+            assert "not available with a PostgreSQL store" not in collector.log()
+            assert "notification drainer started" in collector.log()
+        assert hook.wait_idle(10)
+        _log.info("webhook: %d messages, %d duplicates", len(hook.received), hook.duplicates)
+        assert hook.problems == []
+        assert hook.duplicates == 0
+        assert len(hook.received) == len(set(hook.received))
+        body = (
+            loopback_http()
+            .get(
+                api.url + "/notifications",
+                params={"limit": 1000},
+                headers={"x-api-key": KEYS["*"]},
+                timeout=10,
+            )
+            .json()
+        )
+        sent = {row["idempotency_key"] for row in body["notifications"] if row["status"] == "sent"}
+        assert sent == set(hook.accepted)
+        assert isinstance(body["pending"], int)

@@ -27,11 +27,12 @@ from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.mqtt import build_bridge
 from iotedge.edge.notify import Drainer, MqttChannel, pending_count
+from iotedge.edge.notify.backend import PgOutbox
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.shards import ShardOwnership, shard_of
-from iotedge.edge.store import SqliteStore, open_store
+from iotedge.edge.store import SqliteDatabase, SqliteStore
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
 from iotedge.edge.store.choose import open_async_store, shown_store
 from iotedge.edge.ui import install_console
@@ -40,7 +41,7 @@ from iotedge.errors import ConfigError, StoreError
 from iotedge.tls import client_context
 
 if TYPE_CHECKING:
-    from iotedge.edge.store.postgres.leases import PgShardLeases
+    from iotedge.edge.store.postgres.leases import KeptWhileAway
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -101,7 +102,7 @@ async def _open_keys(settings: EdgeSettings, clock: Callable[[], float]) -> KeyS
 
 def _shard_leases(
     settings: EdgeSettings, registry: CollectorRegistry, collector: Callable[[], Collector]
-) -> "PgShardLeases | None":
+) -> "KeptWhileAway | None":
     """The shard leases of a collector on a PostgreSQL store (None: this process polls everything).
 
     When a refresh takes shards another collector held, ``collector()`` is told to resume
@@ -109,7 +110,7 @@ def _shard_leases(
     """
     if settings.role == "api" or not settings.store_is_postgres:
         return None
-    from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
+    from iotedge.edge.store.postgres.leases import KeptWhileAway, PgShardLeases, register_shard_metrics
 
     held: set[int] = set()
 
@@ -125,7 +126,7 @@ def _shard_leases(
         settings.store, interval_s=settings.poll_interval, shards=settings.shards, on_change=changed
     )
     register_shard_metrics(leases, registry)
-    return leases
+    return KeptWhileAway(leases)
 
 
 async def _close_keys(keys: KeySource) -> None:
@@ -228,16 +229,6 @@ def create_app(
             db = store if store is not None else await open_async_store(settings)
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
-        if local is None:
-            # On PostgreSQL the outbox rows are written there; their delivery and the
-            # /notifications view are not wired to it yet: they read an empty local file.
-            local = open_store(settings.data_dir / STORE_FILENAME)
-            if notifying.enabled_channels():
-                _log.warning(
-                    "notifications: delivery is not available with a PostgreSQL store yet; "
-                    "anomaly events are recorded but no channel is notified"
-                )
-        can_notify = isinstance(db, AsyncSqliteStore) and polling
         known = await db.objects(None) if polling else []
         bridge = (
             build_bridge(
@@ -253,9 +244,16 @@ def create_app(
             if settings.mqtt_broker and polling
             else None
         )
+        outbox: SqliteDatabase | PgOutbox | None = (
+            local.database
+            if local is not None
+            else PgOutbox(settings.store)
+            if settings.store_is_postgres
+            else None
+        )
         drainer = (
             Drainer(
-                local.database,
+                outbox,
                 notifying,
                 clock=clock,
                 on_outcome=metrics.record_notification,
@@ -263,7 +261,7 @@ def create_app(
                 if bridge is not None
                 else None,
             )
-            if notifying.enabled_channels() and can_notify
+            if outbox is not None and notifying.enabled_channels() and polling
             else None
         )
         upstream = DeviceApiClient(
@@ -310,7 +308,15 @@ def create_app(
         if sqlite_store is not None:
             metrics.store_size.set_function(lambda: float(sqlite_store.size_bytes()))
         metrics.objects.set_function(lambda: float(len(collector.catalogue)))
-        metrics.notifications_pending.set_function(lambda: float(pending_count(local.database)))
+        if local is not None:
+            sqlite_outbox = local.database
+            metrics.notifications_pending.set_function(lambda: float(pending_count(sqlite_outbox)))
+        elif drainer is not None:
+            # On PostgreSQL the count is the drainer's, from its last pass (NaN before it).
+            pg_drainer = drainer
+            metrics.notifications_pending.set_function(
+                lambda: float("nan") if pg_drainer.pending is None else float(pg_drainer.pending)
+            )
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
@@ -320,7 +326,7 @@ def create_app(
             engine=engine,
             collector=collector,
             clock=clock,
-            notifications_db=local.database,
+            notifications_db=local.database if local is not None else None,
             drainer=drainer,
             mqtt=bridge,
             limits=RateLimits(
@@ -376,8 +382,6 @@ def create_app(
             if drainer is not None:
                 await drainer.aclose()
             await db.close()
-            if local is not sqlite_store:
-                local.close()
 
     app = FastAPI(
         title="iotedge edge API",

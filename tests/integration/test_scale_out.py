@@ -433,7 +433,7 @@ def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet)
     wait_for(fleet.covered, 4 * INTERVAL + 10, "the survivors holding every shard")
     failover = time.monotonic() - killed_at
     print(f"\nfailover: kill -9 to every shard held by the survivors in {failover:.2f} s")  # noqa: T201
-    assert failover <= 2 * INTERVAL + 1.0, f"failover took {failover:.2f} s"
+    assert failover <= 2 * INTERVAL, f"failover took {failover:.2f} s"
 
     def resumed() -> bool:
         fleet.readings()  # checks the count never goes down
@@ -450,9 +450,9 @@ def test_a_killed_collectors_shards_are_taken_within_two_intervals(fleet: Fleet)
     assert total == distinct
     # Two collectors now, still one device call per object and cycle, and no gap once settled.
     steady_at = _steady(fleet)
-    rate = _polls_per_cycle(fleet)
-    assert abs(rate - OBJECTS) <= OBJECTS / 3, rate
-    assert _gaps(fleet, *_complete_slots_since(fleet, steady_at)) == {}
+    rate = _polls_per_cycle(fleet, cycles=2)
+    assert abs(rate - OBJECTS) <= OBJECTS / 2, rate
+    assert _gaps(fleet, *_complete_slots_since(fleet, steady_at, 2)) == {}
 
 
 def _block(url: str, allow: bool) -> None:

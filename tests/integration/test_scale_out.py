@@ -116,6 +116,12 @@ class Fleet:
         mine = [int(pid) for cid, pid in rows if f"-{collector.proc.popen.pid}-" in str(cid)]
         return mine[0] if mine else None
 
+    def fair(self) -> bool:
+        """No live collector holds more than its fair share of the shards."""
+        live = len(self.live())
+        per_pid = [pid for _, pid in self.shard_holders()]
+        return all(per_pid.count(pid) <= -(-SHARDS // live) for pid in set(per_pid))
+
     def covered(self) -> bool:
         """Every shard held exactly once, only by live collectors' sessions, each holding some."""
         holders = self.shard_holders()
@@ -234,9 +240,17 @@ def _steady(fleet: Fleet, timeout: float = 40) -> float:
     twice since (a hand-over is done) and readings are flowing; returns when that was."""
     if fleet.steady_at is not None and fleet.covered():
         return fleet.steady_at
-    wait_for(fleet.covered, timeout, "every shard held once by the live collectors")
-    _cycles_after(fleet, 2, timeout)
-    assert fleet.covered()
+    deadline = time.monotonic() + timeout
+    while True:
+        # Shares move for a few cycles after a collector comes or goes: wait for fair shares
+        # that cover every shard, then for two more cycles of each collector without a move.
+        wait_for(
+            lambda: fleet.covered() and fleet.fair(), max(1.0, deadline - time.monotonic()), "fair shares"
+        )
+        holders = sorted(fleet.shard_holders())
+        _cycles_after(fleet, 2, max(1.0, deadline - time.monotonic()))
+        if sorted(fleet.shard_holders()) == holders:
+            break
     steady_at = time.time()
     count = fleet.readings()
     wait_for(lambda: fleet.readings() > count, timeout, "new readings")

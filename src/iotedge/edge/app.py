@@ -302,7 +302,8 @@ def create_app(
         metrics.bind(
             container=lambda: monitor.latest,
             latest_values=collector.latest_values,
-            open_anomalies=lambda: engine.open_by_label(collector.catalogue),
+            # Only the owned objects' events: with several collectors each counts its own.
+            open_anomalies=lambda: engine.open_by_label(collector.owned_catalogue()),
         )
         sqlite_store = db.sync if isinstance(db, AsyncSqliteStore) else None
         if sqlite_store is not None:

@@ -68,7 +68,7 @@ def from_moments(
     low: float | None,
     high: float | None,
     squares: float,
-    last: tuple[float, float] | None,
+    last: tuple[float, float | None] | None,
 ) -> Summary:
     """A summary from SQL aggregates: COUNT, SUM, MIN, MAX, SUM of squares, and (ts, value) of the last."""
     if not count or low is None or high is None:

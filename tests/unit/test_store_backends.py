@@ -918,6 +918,41 @@ def test_one_answer_per_object_and_client_equals_the_calls_it_replaces(
     asyncio.run(scenario())
 
 
+def test_one_answer_equals_the_calls_over_an_hour_of_readings(opener: Opener) -> None:
+    """Hundreds of readings per piece (sums in the same order to the last bit), several windows."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        for object_id, client in (("device_1", "client_1"), ("device_3", "client_2")):
+            await store.record_transitions(
+                [_event(object_id, client, T0 + 60), _event(object_id, client, T0, ended=T0 + 30)],
+                [],
+                edge_id="edge-test",
+                now=T0,
+            )
+        edges = [(T0, T0 + 3600), (T0 + 17.5, T0 + 3590.25), (T0 + 601, T0 + 1799), (T0 - 60, T0 + 7200)]
+        for since, until in edges:
+            for entry in OBJECTS:
+                got = await store.object_answer(entry.id, None, since, until)
+                assert got is not None
+                assert got.summaries == {
+                    metric: await store.summary(entry.id, metric, since, until) for metric in got.summaries
+                }
+                assert got.summaries and all(s.count for s in got.summaries.values())
+                assert got.latest == await store.latest_of(entry.id)
+                assert (got.open_anomalies, got.total_anomalies) == await store.anomaly_counts(entry.id)
+            for client in ("client_1", "client_2"):
+                answer = await store.client_answer(client, since, until)
+                assert (answer.per_metric, answer.per_object) == await store.client_summaries(
+                    client, since, until
+                )
+                assert answer.objects == await store.objects(frozenset({client}))
+        assert await store.object_answer("device_3", frozenset({"client_1"}), T0, T0 + 3600) is None
+        assert (await store.object_answer("device_1", None, T0, T0 + 3600)) is not None
+        assert (await store.anomaly_counts("device_1")) == (1, 2)
+
+    run(opener, scenario)
+
+
 def test_a_moved_device_brings_no_rolled_up_history(opener: Opener) -> None:
     """Rollups are keyed by the owner at reading time: the new owner sees only its own hours."""
 

@@ -23,6 +23,7 @@ __all__ = [
     "combine",
     "grid_pieces",
     "object_summaries",
+    "pair_moments",
     "rolled_last",
     "summary",
     "summary_raw",
@@ -96,6 +97,47 @@ def rolled_last(query: Query, object_id: str, metric: str, newest: float) -> flo
     return rows[0][0] if rows else None
 
 
+_PAIRS_PER_STATEMENT = 90  # x at most 5 pieces: under SQLite's 500 terms of one compound SELECT
+
+
+def _pair_parts(
+    query: Query, pairs: Sequence[tuple[str, str]], client: str, since: float, until: float
+) -> list[list[tuple[Any, ...]]]:
+    """Per (object, metric) pair owned by ``client``: its pieces' rows, in time order.
+
+    Each row is (count, sum, min, max, squares, newest ts, value at the newest ts): the same
+    per-piece aggregates as :func:`summary`, one aggregate per pair and piece (no GROUP BY,
+    whose sorter costs more than the sums), looked up together in few statements.
+    """
+    pieces = split(since, until)
+    out: list[list[tuple[Any, ...]]] = []
+    for first in range(0, len(pairs), _PAIRS_PER_STATEMENT):
+        chunk = pairs[first : first + _PAIRS_PER_STATEMENT]
+        selects: list[str] = []
+        params: list[Any] = []
+        for n, (object_id, metric) in enumerate(chunk):
+            for p, piece in enumerate(pieces):
+                table, moments = (
+                    ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+                )
+                selects.append(
+                    f"SELECT {n * len(pieces) + p}, ? AS object_id, ? AS metric, {moments} "  # noqa: S608
+                    f"FROM {table} r WHERE r.object_id=? AND r.metric=? AND r.client=? AND {_range(piece)}"
+                )
+                params += [object_id, metric, object_id, metric, client, piece.lo, piece.hi]
+        rows = sorted(
+            query(
+                f"WITH p (k, object_id, metric, n, total, low, high, squares, newest) AS "  # noqa: S608
+                f"({' UNION ALL '.join(selects)}) SELECT p.k, p.n, p.total, p.low, p.high, p.squares, "
+                "p.newest, (SELECT x.value FROM readings x WHERE x.object_id=p.object_id "
+                "AND x.metric=p.metric AND x.ts=p.newest) FROM p",
+                params,
+            )
+        )
+        out += [[row[1:] for row in rows[n * len(pieces) : (n + 1) * len(pieces)]] for n in range(len(chunk))]
+    return out
+
+
 def object_summaries(
     query: Query, object_id: str, client: str, metrics: Sequence[str], since: float, until: float
 ) -> dict[str, Summary]:
@@ -105,38 +147,29 @@ def object_summaries(
     :func:`summary`, so the results are equal to the last bit; each piece also looks up the
     value of its newest reading (a key lookup), instead of one more statement per metric.
     """
-    pieces = split(since, until)
-    selects: list[str] = []
-    params: list[Any] = []
-    for m, metric in enumerate(metrics):
-        for p, piece in enumerate(pieces):
-            table, moments = (
-                ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
-            )
-            selects.append(
-                f"SELECT {m * len(pieces) + p}, ? AS metric, {moments} FROM {table} r "  # noqa: S608
-                f"WHERE r.object_id=? AND r.metric=? AND r.client=? AND {_range(piece)}"
-            )
-            params += [metric, object_id, metric, client, piece.lo, piece.hi]
-    rows = sorted(
-        query(
-            f"WITH p (k, metric, n, total, low, high, squares, newest) AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
-            "SELECT p.*, (SELECT x.value FROM readings x WHERE x.object_id=? AND x.metric=p.metric "
-            "AND x.ts=p.newest) FROM p",
-            [*params, object_id],
-        )
-    )
+    parts = _pair_parts(query, [(object_id, m) for m in metrics], client, since, until)
     out: dict[str, Summary] = {}
-    for m, metric in enumerate(metrics):
-        own = rows[m * len(pieces) : (m + 1) * len(pieces)]
-        (count, total, low, high, squares), newest = combine(row[2:8] for row in own)
+    for metric, own in zip(metrics, parts, strict=True):
+        (count, total, low, high, squares), newest = combine(row[:6] for row in own)
         if not count or newest is None:
             out[metric] = EMPTY
             continue
-        value = next((row[8] for row in own if row[7] == newest), None)
+        value = next((row[6] for row in own if row[5] == newest), None)
         if value is None:
             value = rolled_last(query, object_id, metric, newest)
         out[metric] = from_moments(count, total, low, high, squares, (newest, value))
+    return out
+
+
+def pair_moments(
+    query: Query, pairs: Sequence[tuple[str, str]], client: str, since: float, until: float
+) -> dict[tuple[str, str], Moments]:
+    """:func:`client_moments` of the given (object, metric) pairs of ``client``'s objects."""
+    out: dict[tuple[str, str], Moments] = {}
+    for pair, own in zip(pairs, _pair_parts(query, pairs, client, since, until), strict=True):
+        pooled, _ = combine(row[:6] for row in own)
+        if pooled[0]:
+            out[pair] = pooled
     return out
 
 

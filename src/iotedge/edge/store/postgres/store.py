@@ -23,6 +23,7 @@ from iotedge.edge.store.postgres import windows
 from iotedge.edge.store.postgres.rollups import LEVELS, expire_sql, ingest_sql, prune_sql
 from iotedge.edge.store.readings import (
     client_answer_of,
+    client_objects_of,
     client_objects_sql,
     object_answer_of,
     object_answer_sql,
@@ -306,8 +307,8 @@ class PostgresStore:
         async with self._conn() as conn:
             query = _on(conn)
             moments = await windows.client_moments(query, client, since, until)
-            rows = await query(_CLIENT_OBJECTS, (client,))
-        return client_answer_of(moments, rows, since, until)
+            objects, _, latest = client_objects_of(await query(_CLIENT_OBJECTS, (client,)))
+        return client_answer_of(moments, objects, latest, since, until)
 
     async def bucketed(
         self,

@@ -63,10 +63,11 @@ def object_answer_sql(scope_condition: str, mark: str = "?") -> str:
 
 
 def client_objects_sql(mark: str = "?") -> str:
-    """A client's objects by id, each with every latest row of it (and that row's client)."""
+    """A client's objects by id, each with its latest rows recorded under that owner."""
     return (
-        "SELECT o.id, o.client, o.type, o.first_seen, o.last_listed, l.metric, l.ts, l.value, l.client "  # noqa: S608
-        f"FROM objects o LEFT JOIN latest l ON l.object_id = o.id WHERE o.client = {mark} ORDER BY o.id"
+        "SELECT o.id, o.client, o.type, o.first_seen, o.last_listed, l.metric, l.ts, l.value "  # noqa: S608
+        "FROM objects o LEFT JOIN latest l ON l.object_id = o.id AND l.client = o.client "
+        f"WHERE o.client = {mark} ORDER BY o.id"
     )
 
 
@@ -94,22 +95,17 @@ def object_answer_of(
 
 def client_objects_of(
     rows: Sequence[tuple[Any, ...]],
-) -> tuple[list[ObjectRow], list[tuple[str, str]], list[tuple[str, str, float, float]]]:
-    """From :func:`client_objects_sql`'s rows: the objects, the (object, metric) pairs of every
-    latest row (they drive the statistics, as in ``client_moments``), and the owner's latest
-    readings (object, metric, ts, value)."""
+) -> tuple[list[ObjectRow], list[tuple[str, str, float, float]]]:
+    """From :func:`client_objects_sql`'s rows: the objects, and their latest readings recorded
+    under their owner (object, metric, ts, value)."""
     objects: list[ObjectRow] = []
-    pairs: list[tuple[str, str]] = []
     latest: list[tuple[str, str, float, float]] = []
-    for object_id, client, kind, first_seen, last_listed, metric, ts, value, latest_client in rows:
+    for object_id, client, kind, first_seen, last_listed, metric, ts, value in rows:
         if not objects or objects[-1].id != object_id:
             objects.append(ObjectRow(object_id, client, kind, first_seen, last_listed))
-        if metric is None:
-            continue
-        pairs.append((object_id, metric))
-        if latest_client == client:
+        if metric is not None:
             latest.append((object_id, metric, ts, value))
-    return objects, pairs, latest
+    return objects, latest
 
 
 def client_answer_of(
@@ -250,10 +246,9 @@ class ReadingsMixin:
         return ObjectAnswer(obj, summaries, latest, open_count, total)
 
     def client_answer(self, client: str, since: float, until: float) -> ClientAnswer:
-        """``client_summaries`` and ``objects`` of one client, in two statements (up to 90 pairs
-        of object and metric; one more per 90 more)."""
-        objects, pairs, latest = client_objects_of(self._db.query(_CLIENT_OBJECTS, (client,)))
-        moments = windows.pair_moments(self._db.query, pairs, client, since, until) if pairs else {}
+        """``client_summaries`` and ``objects`` of one client, in two statements."""
+        moments = windows.owned_moments(self._db.query, client, since, until)
+        objects, latest = client_objects_of(self._db.query(_CLIENT_OBJECTS, (client,)))
         return client_answer_of(moments, objects, latest, since, until)
 
     def bucketed(

@@ -307,7 +307,7 @@ class PostgresStore:
         async with self._conn() as conn:
             query = _on(conn)
             moments = await windows.client_moments(query, client, since, until)
-            objects, _, latest = client_objects_of(await query(_CLIENT_OBJECTS, (client,)))
+            objects, latest = client_objects_of(await query(_CLIENT_OBJECTS, (client,)))
         return client_answer_of(moments, objects, latest, since, until)
 
     async def bucketed(

@@ -25,6 +25,7 @@ from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.stats import summarise
 from iotedge.edge.store import (
     EMPTY,
+    STATISTICS,
     AnomalyEvent,
     Bucket,
     EventEnd,
@@ -1007,3 +1008,18 @@ def test_the_rollup_migration_back_fills_stored_readings(pg_url: str) -> None:
     with scratch_database() as url:
         got = asyncio.run(scenario(url))
     assert (got.count, got.average, got.last) == (3, 26.0, 27.0)
+
+
+def test_a_summary_shows_its_statistics_in_order_computed_ones_rounded() -> None:
+    """as_json lists STATISTICS in order; average and stddev to 4 decimals, readings as they are."""
+    shown = Summary(3, 1.234567, 0.123456789, 2.5, 0.987654321, 1.000001, T0).as_json()
+    assert tuple(shown) == STATISTICS
+    assert shown == {
+        "count": 3,
+        "average": 1.2346,
+        "min": 0.123456789,
+        "max": 2.5,
+        "stddev": 0.9877,
+        "last": 1.000001,
+    }
+    assert EMPTY.as_json() == dict.fromkeys(STATISTICS, None) | {"count": 0}

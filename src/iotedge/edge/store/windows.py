@@ -7,6 +7,7 @@ raw functions are the computation of earlier releases, kept for the equivalence 
 the benchmark's before/after.
 """
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -100,40 +101,49 @@ def rolled_last(query: Query, object_id: str, metric: str, newest: float) -> flo
 _PAIRS_PER_STATEMENT = 90  # x at most 5 pieces: under SQLite's 500 terms of one compound SELECT
 
 
+@functools.lru_cache(maxsize=64)
+def _pair_sql(sources: tuple[str, ...], pairs: int) -> str:
+    """The statement of :func:`_pair_parts` for ``pairs`` pairs over pieces of ``sources``."""
+    selects: list[str] = []
+    for n in range(pairs):
+        for p, source in enumerate(sources):
+            table, moments, column = (
+                ("readings", _RAW_MOMENTS, "r.ts")
+                if source == "raw"
+                else (source, _ROLLUP_MOMENTS, "r.bucket")
+            )
+            selects.append(
+                f"SELECT {n * len(sources) + p}, ? AS object_id, ? AS metric, {moments} "  # noqa: S608
+                f"FROM {table} r WHERE r.object_id=? AND r.metric=? AND r.client=? "
+                f"AND {column}>=? AND {column}<?"
+            )
+    return (
+        f"WITH p (k, object_id, metric, n, total, low, high, squares, newest) AS "  # noqa: S608
+        f"({' UNION ALL '.join(selects)}) SELECT p.k, p.n, p.total, p.low, p.high, p.squares, "
+        "p.newest, (SELECT x.value FROM readings x WHERE x.object_id=p.object_id "
+        "AND x.metric=p.metric AND x.ts=p.newest) FROM p"
+    )
+
+
 def _pair_parts(
     query: Query, pairs: Sequence[tuple[str, str]], client: str, since: float, until: float
 ) -> list[list[tuple[Any, ...]]]:
     """Per (object, metric) pair owned by ``client``: its pieces' rows, in time order.
 
     Each row is (count, sum, min, max, squares, newest ts, value at the newest ts): the same
-    per-piece aggregates as :func:`summary`, one aggregate per pair and piece (no GROUP BY,
-    whose sorter costs more than the sums), looked up together in few statements.
+    per-piece aggregates as :func:`summary`, one aggregate per pair and piece, looked up
+    together in one statement per 90 pairs.
     """
     pieces = split(since, until)
+    sources = tuple(piece.source for piece in pieces)
     out: list[list[tuple[Any, ...]]] = []
     for first in range(0, len(pairs), _PAIRS_PER_STATEMENT):
         chunk = pairs[first : first + _PAIRS_PER_STATEMENT]
-        selects: list[str] = []
         params: list[Any] = []
-        for n, (object_id, metric) in enumerate(chunk):
-            for p, piece in enumerate(pieces):
-                table, moments = (
-                    ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
-                )
-                selects.append(
-                    f"SELECT {n * len(pieces) + p}, ? AS object_id, ? AS metric, {moments} "  # noqa: S608
-                    f"FROM {table} r WHERE r.object_id=? AND r.metric=? AND r.client=? AND {_range(piece)}"
-                )
-                params += [object_id, metric, object_id, metric, client, piece.lo, piece.hi]
-        rows = sorted(
-            query(
-                f"WITH p (k, object_id, metric, n, total, low, high, squares, newest) AS "  # noqa: S608
-                f"({' UNION ALL '.join(selects)}) SELECT p.k, p.n, p.total, p.low, p.high, p.squares, "
-                "p.newest, (SELECT x.value FROM readings x WHERE x.object_id=p.object_id "
-                "AND x.metric=p.metric AND x.ts=p.newest) FROM p",
-                params,
-            )
-        )
+        for object_id, metric in chunk:
+            for piece in pieces:
+                params += (object_id, metric, object_id, metric, client, piece.lo, piece.hi)
+        rows = sorted(query(_pair_sql(sources, len(chunk)), params))
         out += [[row[1:] for row in rows[n * len(pieces) : (n + 1) * len(pieces)]] for n in range(len(chunk))]
     return out
 

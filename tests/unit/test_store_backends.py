@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.stats import summarise
 from iotedge.edge.store import (
+    EMPTY,
+    STATISTICS,
     AnomalyEvent,
     Bucket,
     EventEnd,
@@ -832,6 +835,125 @@ def test_rollup_series_answer_as_the_raw_rows_on_both_backends(
     asyncio.run(scenario())
 
 
+_SCOPES: tuple[frozenset[str] | None, ...] = (
+    None,
+    frozenset({"client_1"}),
+    frozenset({"client_2"}),
+    frozenset({"client_1", "client_2"}),
+    frozenset(),
+)
+# (object, owner when the event opened, start offset, whether it has ended)
+_anomaly = st.tuples(
+    st.sampled_from((*_ROLLUP_OBJECTS, "device_9")),
+    st.sampled_from(("client_1", "client_2")),
+    st.integers(min_value=0, max_value=_SPAN),
+    st.booleans(),
+)
+
+
+async def _compare_answers(store: AsyncEdgeStore, edges: list[tuple[float, float]]) -> None:
+    """object_answer and client_answer equal the per-call operations they replace, exactly."""
+    for since, until in edges:
+        for object_id in (*_ROLLUP_OBJECTS, "device_9"):
+            for scope in _SCOPES:
+                got = await store.object_answer(object_id, scope, since, until)
+                obj = await store.object(object_id, scope)
+                if obj is None:
+                    assert got is None
+                    continue
+                assert got is not None
+                assert got.object == obj
+                assert got.latest == await store.latest_of(object_id)
+                assert (got.open_anomalies, got.total_anomalies) == await store.anomaly_counts(object_id)
+                for metric in (*_METRICS, "battery_level"):
+                    assert got.summaries.get(metric, EMPTY) == await store.summary(
+                        object_id, metric, since, until
+                    ), (object_id, metric)
+        for client in ("client_1", "client_2", "client_3"):
+            answer = await store.client_answer(client, since, until)
+            assert (answer.per_metric, answer.per_object) == await store.client_summaries(
+                client, since, until
+            )
+            assert answer.objects == await store.objects(frozenset({client}))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(_batch, min_size=0, max_size=4),
+    anomalies=st.lists(_anomaly, max_size=6),
+    edges=st.lists(st.tuples(_edge, _edge).map(sorted), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), _edge),
+)
+def test_one_answer_per_object_and_client_equals_the_calls_it_replaces(
+    fresh_store: Callable[[], AbstractAsyncContextManager[AsyncEdgeStore]],
+    batches: _Batches,
+    anomalies: list[tuple[str, str, int, bool]],
+    edges: list[tuple[float, float]],
+    cut: float | None,
+) -> None:
+    """Random series, owner moves, events, scopes and windows: the combined reads answer exactly
+    (to the last bit) as ``object``, ``summary``, ``latest_of``, ``anomaly_counts``,
+    ``client_summaries`` and ``objects`` do, also once raw rows are pruned under kept rollups.
+    """
+
+    async def scenario() -> None:
+        async with fresh_store() as store:
+            await _fill_batches(store, batches)
+            events = [
+                replace(
+                    _event(object_id, client, T0 + start, ended=T0 + start + 5 if ended else None),
+                    metric=_METRICS[start % 2],
+                )
+                for object_id, client, start, ended in anomalies
+            ]
+            await store.record_transitions(events, [], edge_id="edge-test", now=T0)
+            await _compare_answers(store, edges)
+            if cut is not None:
+                await store.prune(cut, rollups_before=cut - 3600)
+                await _compare_answers(store, edges)
+
+    asyncio.run(scenario())
+
+
+def test_one_answer_equals_the_calls_over_an_hour_of_readings(opener: Opener) -> None:
+    """Hundreds of readings per piece (sums in the same order to the last bit), several windows."""
+
+    async def scenario(store: AsyncEdgeStore) -> None:
+        for object_id, client in (("device_1", "client_1"), ("device_3", "client_2")):
+            await store.record_transitions(
+                [_event(object_id, client, T0 + 60), _event(object_id, client, T0, ended=T0 + 30)],
+                [],
+                edge_id="edge-test",
+                now=T0,
+            )
+        edges = [(T0, T0 + 3600), (T0 + 17.5, T0 + 3590.25), (T0 + 601, T0 + 1799), (T0 - 60, T0 + 7200)]
+        for since, until in edges:
+            for entry in OBJECTS:
+                got = await store.object_answer(entry.id, None, since, until)
+                assert got is not None
+                assert got.summaries == {
+                    metric: await store.summary(entry.id, metric, since, until) for metric in got.summaries
+                }
+                assert got.summaries and all(s.count for s in got.summaries.values())
+                assert got.latest == await store.latest_of(entry.id)
+                assert (got.open_anomalies, got.total_anomalies) == await store.anomaly_counts(entry.id)
+            for client in ("client_1", "client_2"):
+                answer = await store.client_answer(client, since, until)
+                assert (answer.per_metric, answer.per_object) == await store.client_summaries(
+                    client, since, until
+                )
+                assert answer.objects == await store.objects(frozenset({client}))
+        assert await store.object_answer("device_3", frozenset({"client_1"}), T0, T0 + 3600) is None
+        assert (await store.object_answer("device_1", None, T0, T0 + 3600)) is not None
+        assert (await store.anomaly_counts("device_1")) == (1, 2)
+
+    run(opener, scenario)
+
+
 def test_a_moved_device_brings_no_rolled_up_history(opener: Opener) -> None:
     """Rollups are keyed by the owner at reading time: the new owner sees only its own hours."""
 
@@ -886,3 +1008,18 @@ def test_the_rollup_migration_back_fills_stored_readings(pg_url: str) -> None:
     with scratch_database() as url:
         got = asyncio.run(scenario(url))
     assert (got.count, got.average, got.last) == (3, 26.0, 27.0)
+
+
+def test_a_summary_shows_its_statistics_in_order_computed_ones_rounded() -> None:
+    """as_json lists STATISTICS in order; average and stddev to 4 decimals, readings as they are."""
+    shown = Summary(3, 1.234567, 0.123456789, 2.5, 0.987654321, 1.000001, T0).as_json()
+    assert tuple(shown) == STATISTICS
+    assert shown == {
+        "count": 3,
+        "average": 1.2346,
+        "min": 0.123456789,
+        "max": 2.5,
+        "stddev": 0.9877,
+        "last": 1.000001,
+    }
+    assert EMPTY.as_json() == dict.fromkeys(STATISTICS, None) | {"count": 0}

@@ -396,6 +396,9 @@ def create_app(
         openapi_url=None if settings.role == "collector" else "/openapi.json",
         docs_url=None,  # served from the package by install_api_docs: no CDN, works offline
         redoc_url=None,
+        # The edge exports Prometheus metrics, not OpenTelemetry; FastAPI's native telemetry
+        # would otherwise look up the global OTel providers (and the environment) per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     if settings.role == "collector":
         # Probes only: the data API is the api role's.

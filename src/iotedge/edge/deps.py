@@ -20,6 +20,7 @@ __all__ = [
     "TimeRange",
     "TimeRangeDep",
     "admit",
+    "chosen_metric",
     "visible_object_metric",
 ]
 
@@ -132,8 +133,17 @@ async def visible_object_metric(
     obj = await ctx.store.object(object_id, principal.scope)
     if obj is None:
         raise NotFound("Object not found")
+    return obj, chosen_metric(obj, metric)
+
+
+def chosen_metric(obj: ObjectRow, metric: str | None) -> str:
+    """The metric asked for (default: the object's primary one).
+
+    Raises:
+        BadRequest: the object's type does not measure ``metric``.
+    """
     kinds = DEVICE_TYPES[obj.type].metrics
     chosen = metric or kinds[0]
     if chosen not in kinds:
         raise BadRequest("metric", f"{obj.type} measures {', '.join(kinds)}")
-    return obj, chosen
+    return chosen

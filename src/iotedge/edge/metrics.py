@@ -202,6 +202,8 @@ class EdgeMetrics:
         self._reasons = frozenset(reject_reasons)
         self._channels = frozenset(channels)
         self._warned: set[tuple[str, str]] = set()
+        # (route, method, status) -> its request counter and duration histogram children.
+        self._http_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
         def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
             return Gauge(name, doc, labelnames=labels, registry=registry)
@@ -342,8 +344,17 @@ class EdgeMetrics:
     def observe_http(self, route: str, method: str, status: int, duration_s: float) -> None:
         """Count one answered request by route *template* (never the raw path)."""
         method = method if method in HTTP_METHODS else OTHER
-        self.http_requests.labels(route=route, method=method, status=str(status)).inc()
-        self.http_duration.labels(route=route, method=method).observe(duration_s)
+        key = (route, method, status)
+        children = self._http_children.get(key)
+        if children is None:
+            # Routes are templates, methods and statuses bounded sets: the cache stays small.
+            children = (
+                self.http_requests.labels(route=route, method=method, status=str(status)),
+                self.http_duration.labels(route=route, method=method),
+            )
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(duration_s)
 
     def observe_upstream(self, endpoint: str, outcome: str, duration_s: float) -> None:
         """Count one device API call; ``outcome`` is ``ok`` or an UpstreamError reason."""

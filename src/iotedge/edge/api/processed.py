@@ -9,7 +9,9 @@ from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, P
 from iotedge.edge.api.trusted import TrustedJSON
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
-from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, visible_object_metric
+from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, chosen_metric
+from iotedge.edge.store.records import ClientAnswer
+from iotedge.edge.store.summaries import EMPTY
 from iotedge.edge.timefmt import iso_utc
 from iotedge.errors import NotFound
 from iotedge.specs import DEVICE_TYPES
@@ -48,13 +50,13 @@ async def processed_data_answer(
         NotFound: no such object for this key.
         BadRequest: the object does not measure ``metric``.
     """
-    obj, chosen = await visible_object_metric(ctx, principal, object_id, metric)
-    summaries = {
-        m: await ctx.store.summary(obj.id, m, window.since, window.until)
-        for m in DEVICE_TYPES[obj.type].metrics
-    }
-    latest = await ctx.store.latest_of(obj.id)
-    last_at = max((ts for ts, _ in latest.values()), default=None)
+    answer = await ctx.store.object_answer(object_id, principal.scope, window.since, window.until)
+    if answer is None:
+        raise NotFound("Object not found")
+    obj = answer.object
+    chosen = chosen_metric(obj, metric)
+    summaries = {m: answer.summaries.get(m, EMPTY) for m in DEVICE_TYPES[obj.type].metrics}
+    last_at = max((ts for ts, _ in answer.latest.values()), default=None)
     if last_at is None:
         return error_response(
             503,
@@ -62,7 +64,7 @@ async def processed_data_answer(
             {"object_id": obj.id, "stale": True, "upstream_error": ctx.collector.health.last_error},
             headers={"Retry-After": str(max(1, round(ctx.settings.poll_interval)))},
         )
-    open_count, total = await ctx.store.anomaly_counts(obj.id)
+    open_count, total = answer.open_anomalies, answer.total_anomalies
     body = {
         "object_id": obj.id,
         "client": obj.client,
@@ -82,8 +84,16 @@ async def processed_data_answer(
 
 async def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
     """One client's per-metric and per-object statistics."""
-    per_metric, per_object = await ctx.store.client_summaries(client, window.since, window.until)
-    objects = await ctx.store.objects(frozenset({client}))
+    return client_statistics_of(
+        ctx, client, window, await ctx.store.client_answer(client, window.since, window.until)
+    )
+
+
+def client_statistics_of(
+    ctx: EdgeContext, client: str, window: TimeRange, answer: ClientAnswer
+) -> dict[str, Any]:
+    """One client's statistics body from the store's :class:`ClientAnswer`."""
+    per_metric, per_object, objects = answer.per_metric, answer.per_object, answer.objects
     last_at = max((s.last_at for s in per_metric.values() if s.last_at is not None), default=None)
     return {
         "client_id": client,
@@ -136,9 +146,13 @@ async def client_statistics_answer(
         NotFound: no such client for this key.
     """
     if client_id is not None:
-        if not principal.can_see(client_id) or client_id not in await ctx.store.clients(principal.scope):
+        if not principal.can_see(client_id):
             raise NotFound("Client not found")
-        return TrustedJSON(await client_statistics_body(ctx, client_id, window))
+        # A client that may be seen is listed by ``clients`` exactly when it has objects.
+        answer = await ctx.store.client_answer(client_id, window.since, window.until)
+        if not answer.objects:
+            raise NotFound("Client not found")
+        return TrustedJSON(client_statistics_of(ctx, client_id, window, answer))
     everyone = {
         "clients": [
             await client_statistics_body(ctx, c, window) for c in await ctx.store.clients(principal.scope)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
-from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
+from iotedge.edge.store.records import AnomalyEvent, ClientAnswer, EventEnd, ObjectAnswer, ObjectRow, Scope
 from iotedge.edge.store.sqlite import SqliteStore
 from iotedge.edge.store.summaries import Bucket, Summary
 
@@ -60,6 +60,17 @@ class AsyncEdgeStore(Protocol):
         self, client: str, since: float, until: float
     ) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
         """Per-metric statistics across a client's objects, and per object and metric."""
+
+    async def object_answer(
+        self, object_id: str, scope: Scope, since: float, until: float
+    ) -> ObjectAnswer | None:
+        """``object``, ``summary`` of each metric, ``latest_of`` and ``anomaly_counts`` together.
+
+        None when the object does not exist or is not visible in ``scope``.
+        """
+
+    async def client_answer(self, client: str, since: float, until: float) -> ClientAnswer:
+        """``client_summaries`` and ``objects`` of one client together."""
 
     async def bucketed(
         self,
@@ -175,6 +186,16 @@ class AsyncSqliteStore:
     ) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
         """Per-metric statistics across a client's objects, and per object and metric."""
         return self.sync.client_summaries(client, since, until)
+
+    async def object_answer(
+        self, object_id: str, scope: Scope, since: float, until: float
+    ) -> ObjectAnswer | None:
+        """``object``, ``summary`` of each metric, ``latest_of`` and ``anomaly_counts`` together."""
+        return self.sync.object_answer(object_id, scope, since, until)
+
+    async def client_answer(self, client: str, since: float, until: float) -> ClientAnswer:
+        """``client_summaries`` and ``objects`` of one client together."""
+        return self.sync.client_answer(client, since, until)
 
     async def bucketed(
         self,

@@ -9,15 +9,25 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from iotedge.edge.normalise import Reading
 from iotedge.edge.store import rollups, windows
 from iotedge.edge.store.connection import SqliteDatabase
-from iotedge.edge.store.records import Scope
+from iotedge.edge.store.records import ClientAnswer, ObjectAnswer, ObjectRow, Scope
 from iotedge.edge.store.rollups import ReadingRow
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 
-__all__ = ["ReadingsMixin", "in_scope"]
+__all__ = [
+    "ReadingsMixin",
+    "client_answer_of",
+    "client_objects_of",
+    "client_objects_sql",
+    "in_scope",
+    "object_answer_of",
+    "object_answer_sql",
+    "summaries_of",
+]
 
 _MAX_SQL_IDS = 5_000  # ids per IN (...) list, far below SQLite's variable limit
 # Readings of an object recorded under the owner the catalogue names now.
@@ -33,6 +43,95 @@ def in_scope(scope: Scope, column: str) -> tuple[str, list[str]]:
     if not scope:
         return "0", []
     return f"{column} IN ({','.join('?' * len(scope))})", sorted(scope)
+
+
+def object_answer_sql(scope_condition: str, mark: str = "?") -> str:
+    """One object visible under ``scope_condition`` (on ``o.client``), its anomaly counts under its
+    owner, and every latest row of it; parameters: the object id twice, then the scope's.
+
+    The owner's latest rows are ``latest_of``; the metrics of all of them drive the window
+    statistics, as the ``latest`` table drives ``client_moments``. ``mark`` is the driver's
+    placeholder (``?`` for SQLite, ``%s`` for psycopg).
+    """
+    return (
+        "SELECT o.id, o.client, o.type, o.first_seen, o.last_listed, c.n_open, c.n_total, "  # noqa: S608
+        "l.metric, l.ts, l.value, l.client FROM objects o CROSS JOIN (SELECT "
+        "COUNT(*) FILTER (WHERE a.ended_at IS NULL) AS n_open, COUNT(*) AS n_total FROM anomalies a "
+        f"JOIN objects ao ON ao.id = a.object_id AND ao.client = a.client WHERE a.object_id = {mark}) c "
+        f"LEFT JOIN latest l ON l.object_id = o.id WHERE o.id = {mark} AND {scope_condition}"
+    )
+
+
+def client_objects_sql(mark: str = "?") -> str:
+    """A client's objects by id, each with its latest rows recorded under that owner."""
+    return (
+        "SELECT o.id, o.client, o.type, o.first_seen, o.last_listed, l.metric, l.ts, l.value "  # noqa: S608
+        "FROM objects o LEFT JOIN latest l ON l.object_id = o.id AND l.client = o.client "
+        f"WHERE o.client = {mark} ORDER BY o.id"
+    )
+
+
+_CLIENT_OBJECTS = client_objects_sql()
+
+
+def object_answer_of(
+    rows: Sequence[tuple[Any, ...]],
+) -> tuple[ObjectRow, tuple[int, int], dict[str, tuple[float, float]], list[str]] | None:
+    """(object, anomaly counts, ``latest_of``, metrics to summarise) from :func:`object_answer_sql`'s rows."""
+    if not rows:
+        return None
+    first = rows[0]
+    obj = ObjectRow(*first[:5])
+    latest: dict[str, tuple[float, float]] = {}
+    metrics: list[str] = []
+    for *_, metric, ts, value, client in rows:
+        if metric is None:
+            continue
+        metrics.append(metric)
+        if client == obj.client:
+            latest[metric] = (ts, value)
+    return obj, (int(first[5]), int(first[6])), latest, metrics
+
+
+def client_objects_of(
+    rows: Sequence[tuple[Any, ...]],
+) -> tuple[list[ObjectRow], list[tuple[str, str, float, float]]]:
+    """From :func:`client_objects_sql`'s rows: the objects, and their latest readings recorded
+    under their owner (object, metric, ts, value)."""
+    objects: list[ObjectRow] = []
+    latest: list[tuple[str, str, float, float]] = []
+    for object_id, client, kind, first_seen, last_listed, metric, ts, value in rows:
+        if not objects or objects[-1].id != object_id:
+            objects.append(ObjectRow(object_id, client, kind, first_seen, last_listed))
+        if metric is not None:
+            latest.append((object_id, metric, ts, value))
+    return objects, latest
+
+
+def client_answer_of(
+    moments: dict[tuple[str, str], windows.Moments],
+    objects: list[ObjectRow],
+    latest: Sequence[tuple[str, str, float, float]],
+    since: float,
+    until: float,
+) -> ClientAnswer:
+    """The :class:`ClientAnswer` from the client's moments, objects and latest readings."""
+    newest = {(o, m): (ts, value) for o, m, ts, value in latest if since <= ts < until}
+    per_metric, per_object = summaries_of(moments, newest)
+    return ClientAnswer(per_metric, per_object, objects)
+
+
+def summaries_of(
+    moments: dict[tuple[str, str], windows.Moments], latest: dict[tuple[str, str], tuple[float, float]]
+) -> tuple[dict[str, Summary], dict[str, dict[str, Summary]]]:
+    """Per-metric and per-object summaries of a client's moments and its newest readings in the window."""
+    per_object: dict[str, dict[str, Summary]] = {}
+    by_metric: dict[str, list[Summary]] = {}
+    for (object_id, metric), (count, total, low, high, squares) in sorted(moments.items()):
+        summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
+        per_object.setdefault(object_id, {})[metric] = summary
+        by_metric.setdefault(metric, []).append(summary)
+    return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
 
 
 _INSERT = "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)"
@@ -125,13 +224,32 @@ class ReadingsMixin:
             for object_id, _, metric, ts, value in self.latest(frozenset({client}))
             if since <= ts < until
         }
-        per_object: dict[str, dict[str, Summary]] = {}
-        by_metric: dict[str, list[Summary]] = {}
-        for (object_id, metric), (count, total, low, high, squares) in sorted(moments.items()):
-            summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
-            per_object.setdefault(object_id, {})[metric] = summary
-            by_metric.setdefault(metric, []).append(summary)
-        return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
+        return summaries_of(moments, latest)
+
+    def object_answer(self, object_id: str, scope: Scope, since: float, until: float) -> ObjectAnswer | None:
+        """``object``, ``summary`` of each metric, ``latest_of`` and ``anomaly_counts`` in two statements.
+
+        None when the object does not exist or is not visible in ``scope``.
+        """
+        condition, params = in_scope(scope, "o.client")
+        found = object_answer_of(
+            self._db.query(object_answer_sql(condition), [object_id, object_id, *params])
+        )
+        if found is None:
+            return None
+        obj, (open_count, total), latest, metrics = found
+        summaries = (
+            windows.object_summaries(self._db.query, obj.id, obj.client, metrics, since, until)
+            if metrics
+            else {}
+        )
+        return ObjectAnswer(obj, summaries, latest, open_count, total)
+
+    def client_answer(self, client: str, since: float, until: float) -> ClientAnswer:
+        """``client_summaries`` and ``objects`` of one client, in two statements."""
+        moments = windows.owned_moments(self._db.query, client, since, until)
+        objects, latest = client_objects_of(self._db.query(_CLIENT_OBJECTS, (client,)))
+        return client_answer_of(moments, objects, latest, since, until)
 
     def bucketed(
         self,

@@ -1,9 +1,11 @@
-"""The store's domain types: objects, anomaly events and the client scope of a read."""
+"""The store's domain types: objects, anomaly events, statistics answers and the client scope of a read."""
 
 import secrets
 from dataclasses import dataclass
 
-__all__ = ["AnomalyEvent", "EventEnd", "ObjectRow", "Scope", "new_event_id"]
+from iotedge.edge.store.summaries import Summary
+
+__all__ = ["AnomalyEvent", "ClientAnswer", "EventEnd", "ObjectAnswer", "ObjectRow", "Scope", "new_event_id"]
 
 Scope = frozenset[str] | None
 """Clients a caller may see; None means every client."""
@@ -60,3 +62,28 @@ class EventEnd:
     event_id: int
     ended_at: float
     last_value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectAnswer:
+    """What one object's ``/processed_data`` needs, read together.
+
+    ``summaries`` holds the window statistics of each metric the object has readings of
+    (a metric absent from it has none: :data:`~iotedge.edge.store.summaries.EMPTY`);
+    ``latest`` and the anomaly counts are those of ``latest_of`` and ``anomaly_counts``.
+    """
+
+    object: ObjectRow
+    summaries: dict[str, Summary]
+    latest: dict[str, tuple[float, float]]
+    open_anomalies: int
+    total_anomalies: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAnswer:
+    """What one client's ``/client_statistics`` needs: ``client_summaries`` and ``objects``."""
+
+    per_metric: dict[str, Summary]
+    per_object: dict[str, dict[str, Summary]]
+    objects: list[ObjectRow]

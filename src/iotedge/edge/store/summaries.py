@@ -12,7 +12,6 @@ __all__ = ["EMPTY", "STATISTICS", "Bucket", "Summary", "from_moments", "pool"]
 
 STATISTICS = ("count", "average", "min", "max", "stddev", "last")
 """The fields of :class:`Summary` the API shows, in its order (boundary models derive from it)."""
-_ROUNDED = frozenset({"average", "stddev"})  # computed, so shown to 4 decimals; the others are readings
 
 
 def _round(value: float | None) -> float | None:
@@ -35,10 +34,17 @@ class Summary:
     last_at: float | None = None
 
     def as_json(self) -> dict[str, float | int | None]:
-        """The API's ``statistics`` object."""
+        """The API's ``statistics`` object (the fields of :data:`STATISTICS`, in its order).
+
+        average and stddev are computed, so shown to 4 decimals; the others are readings as stored.
+        """
         return {
-            name: _round(getattr(self, name)) if name in _ROUNDED else getattr(self, name)
-            for name in STATISTICS
+            "count": self.count,
+            "average": _round(self.average),
+            "min": self.min,
+            "max": self.max,
+            "stddev": _round(self.stddev),
+            "last": self.last,
         }
 
 
@@ -68,7 +74,7 @@ def from_moments(
     low: float | None,
     high: float | None,
     squares: float,
-    last: tuple[float, float] | None,
+    last: tuple[float, float | None] | None,
 ) -> Summary:
     """A summary from SQL aggregates: COUNT, SUM, MIN, MAX, SUM of squares, and (ts, value) of the last."""
     if not count or low is None or high is None:

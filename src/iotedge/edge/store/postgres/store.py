@@ -21,7 +21,14 @@ from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store.events import anomaly_json, event_conditions
 from iotedge.edge.store.postgres import windows
 from iotedge.edge.store.postgres.rollups import LEVELS, expire_sql, ingest_sql, prune_sql
-from iotedge.edge.store.records import AnomalyEvent, EventEnd, ObjectRow, Scope
+from iotedge.edge.store.readings import (
+    client_answer_of,
+    client_objects_of,
+    client_objects_sql,
+    object_answer_of,
+    object_answer_sql,
+)
+from iotedge.edge.store.records import AnomalyEvent, ClientAnswer, EventEnd, ObjectAnswer, ObjectRow, Scope
 from iotedge.edge.store.rollups import expiry_cut, floor_to
 from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
 from iotedge.errors import StoreError, StoreUnavailable
@@ -63,6 +70,7 @@ _LATEST_NEWEST = (
     "SELECT DISTINCT ON (object_id, metric) object_id, metric, ts, value, client "
     f"FROM incoming ORDER BY object_id, metric, ts DESC, n DESC {_UPDATE_LATEST}"
 )
+_CLIENT_OBJECTS = client_objects_sql("%s")
 _INGEST_UNIQUE = ingest_sql(_LATEST_UNIQUE, unique=True)
 _INGEST_NEWEST = ingest_sql(_LATEST_NEWEST, unique=False)
 
@@ -76,6 +84,16 @@ def _scope(scope: Scope, column: str) -> tuple[str, list[Any]]:
 
 def _event(row: Sequence[Any]) -> AnomalyEvent:
     return AnomalyEvent(**dict(zip(_NAMES, row, strict=True)))
+
+
+def _on(conn: Conn) -> windows.AsyncQuery:
+    """Runs read-only statements on ``conn`` (several in one transaction)."""
+
+    async def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall()
+
+    return query
 
 
 class PostgresStore:
@@ -260,6 +278,37 @@ class PostgresStore:
             per_object.setdefault(object_id, {})[metric] = summary
             by_metric.setdefault(metric, []).append(summary)
         return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
+
+    async def object_answer(
+        self, object_id: str, scope: Scope, since: float, until: float
+    ) -> ObjectAnswer | None:
+        """``object``, ``summary`` of each metric, ``latest_of`` and ``anomaly_counts`` in two statements.
+
+        None when the object does not exist or is not visible in ``scope``.
+        """
+        condition, params = _scope(scope, "o.client")
+        async with self._conn() as conn:
+            query = _on(conn)
+            found = object_answer_of(
+                await query(object_answer_sql(condition, "%s"), [object_id, object_id, *params])
+            )
+            if found is None:
+                return None
+            obj, (open_count, total), latest, metrics = found
+            summaries = (
+                await windows.object_summaries(query, obj.id, obj.client, metrics, since, until)
+                if metrics
+                else {}
+            )
+        return ObjectAnswer(obj, summaries, latest, open_count, total)
+
+    async def client_answer(self, client: str, since: float, until: float) -> ClientAnswer:
+        """``client_summaries`` and ``objects`` of one client, in two statements on one connection."""
+        async with self._conn() as conn:
+            query = _on(conn)
+            moments = await windows.client_moments(query, client, since, until)
+            objects, latest = client_objects_of(await query(_CLIENT_OBJECTS, (client,)))
+        return client_answer_of(moments, objects, latest, since, until)
 
     async def bucketed(
         self,

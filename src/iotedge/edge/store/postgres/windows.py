@@ -9,8 +9,8 @@ and the benchmark's "before".
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from iotedge.edge.store.rollups import Piece, split
-from iotedge.edge.store.summaries import Summary, from_moments
+from iotedge.edge.store.rollups import MINUTE, Piece, floor_to, split
+from iotedge.edge.store.summaries import EMPTY, Summary, from_moments
 from iotedge.edge.store.windows import Moments, combine, grid_pieces
 
 __all__ = [
@@ -19,6 +19,8 @@ __all__ = [
     "bucket_rows_raw",
     "client_moments",
     "client_moments_raw",
+    "object_summaries",
+    "rolled_last",
     "summary",
     "summary_raw",
 ]
@@ -65,7 +67,61 @@ async def summary(query: AsyncQuery, object_id: str, metric: str, since: float, 
     (count, total, low, high, squares), newest = combine(row[:6] for row in rows)
     if not count or newest is None:
         return from_moments(0, 0.0, None, None, 0.0, None)
-    return from_moments(count, total, low, high, squares, (newest, rows[0][6]))
+    value = rows[0][6]
+    if value is None:
+        value = await rolled_last(query, object_id, metric, newest)
+    return from_moments(count, total, low, high, squares, (newest, value))
+
+
+async def rolled_last(query: AsyncQuery, object_id: str, metric: str, newest: float) -> float | None:
+    """The value at ``newest`` kept by the minute rollup, when its raw row is pruned already."""
+    rows = await query(
+        "SELECT last_value FROM rollup_minute WHERE object_id = %s AND metric = %s AND bucket = %s "
+        "AND last_ts = %s",
+        (object_id, metric, floor_to(newest, MINUTE), newest),
+    )
+    return rows[0][0] if rows else None
+
+
+async def object_summaries(
+    query: AsyncQuery, object_id: str, client: str, metrics: Sequence[str], since: float, until: float
+) -> dict[str, Summary]:
+    """:func:`summary` of each of ``metrics`` of one object owned by ``client``, in one statement.
+
+    The same per-piece aggregates pooled in the same order as :func:`summary`; each piece
+    also looks up the value of its newest reading.
+    """
+    pieces = split(since, until)
+    selects: list[str] = []
+    params: list[Any] = []
+    for m, metric in enumerate(metrics):
+        for p, piece in enumerate(pieces):
+            table, moments, newest_ts, condition = _source(piece)
+            selects.append(
+                f"SELECT {m * len(pieces) + p}, %s::text, {moments}, {newest_ts} FROM {table} r "  # noqa: S608
+                f"WHERE r.object_id = %s AND r.metric = %s AND r.client = %s AND {condition}"
+            )
+            params += [metric, object_id, metric, client, piece.lo, piece.hi]
+    rows = sorted(
+        await query(
+            f"WITH p (k, metric, n, total, low, high, squares, newest) AS ({' UNION ALL '.join(selects)}) "  # noqa: S608
+            "SELECT p.*, (SELECT x.value FROM readings x WHERE x.object_id = %s AND x.metric = p.metric "
+            "AND x.ts = p.newest) FROM p",
+            [*params, object_id],
+        )
+    )
+    out: dict[str, Summary] = {}
+    for m, metric in enumerate(metrics):
+        own = rows[m * len(pieces) : (m + 1) * len(pieces)]
+        (count, total, low, high, squares), newest = combine(row[2:8] for row in own)
+        if not count or newest is None:
+            out[metric] = EMPTY
+            continue
+        value = next((row[8] for row in own if row[7] == newest), None)
+        if value is None:
+            value = await rolled_last(query, object_id, metric, newest)
+        out[metric] = from_moments(count, total, low, high, squares, (newest, value))
+    return out
 
 
 async def summary_raw(query: AsyncQuery, object_id: str, metric: str, since: float, until: float) -> Summary:

@@ -25,6 +25,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -446,6 +447,8 @@ def scenario_scale(
 ) -> dict[str, Any]:
     """Both parts, each in a database of its own (minutes; the quick profile well under two)."""
     out: dict[str, Any] = {"profile": {**profile.__dict__}}
+    # A SIGTERM unwinds like Ctrl-C: every process is stopped and every database dropped.
+    signal.signal(signal.SIGTERM, _exit_on_term)
     sharded = shard_flag()
     out["shard_leases"] = sharded
     if "api" in parts:
@@ -455,6 +458,10 @@ def scenario_scale(
         with _database() as url, tempfile.TemporaryDirectory(prefix="iotedge-scale-") as tmp:
             out["fleet"] = _fleet(profile, log_dir, Path(tmp), url, sharded=sharded)
     return out
+
+
+def _exit_on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _f(value: float, digits: int = 1) -> str:

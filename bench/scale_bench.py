@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 
 from edgeproc import cycle_stats, edge_command, edge_env, key_of, sim_command
-from measure import run_wrk
+from measure import percentile, probe, run_wrk
 from processes import Server, free_port, say, serve, settle
 
 __all__ = ["FULL_SCALE", "QUICK_SCALE", "ScaleProfile", "scale_md", "scenario_scale", "shard_flag"]
@@ -58,6 +58,7 @@ class ScaleProfile:
 
     rounds: int  # wrk rounds per API configuration
     wrk_seconds: int
+    probe_requests: int  # sequential requests per round for the latency percentiles
     connections: int  # in all, split evenly between the API processes
     settle_seconds: float
     clients: int  # the fleet: clients of the simulator ...
@@ -78,6 +79,7 @@ class ScaleProfile:
 FULL_SCALE = ScaleProfile(
     rounds=3,
     wrk_seconds=5,
+    probe_requests=200,
     connections=16,
     settle_seconds=20,
     clients=10_000,
@@ -92,6 +94,7 @@ FULL_SCALE = ScaleProfile(
 QUICK_SCALE = ScaleProfile(
     rounds=1,
     wrk_seconds=1,
+    probe_requests=20,
     connections=8,
     settle_seconds=3,
     clients=20,
@@ -252,11 +255,26 @@ def _api(profile: ScaleProfile, log_dir: Path, tmp: Path, pg_url: str) -> dict[s
         rps: dict[str, list[float]] = {name: [] for name, _ in configs}
         errors: dict[str, int] = dict.fromkeys(rps, 0)
         requests: dict[str, int] = dict.fromkeys(rps, 0)
+        cpu_s: dict[str, float] = dict.fromkeys(rps, 0.0)  # of the edge processes, during wrk
+        latencies: dict[str, list[float]] = {name: [] for name in rps}
+        busy: dict[str, list[float]] = {name: [] for name in rps}
         for rnd in range(profile.rounds):
             for name, servers in configs if rnd % 2 == 0 else configs[::-1]:
                 say(f"scale api: round {rnd + 1}/{profile.rounds} {name}")
                 settle(everyone, profile.settle_seconds)
+                samples, failed = probe(
+                    servers[0].url + _PATH, requests=profile.probe_requests, seconds=3.0, headers=headers
+                )
+                latencies[name] += samples
+                errors[name] += failed
+                settle(everyone, profile.settle_seconds)
+                ticks, machine = sum(s.cpu_ticks() for s in servers), _busy_share()
                 got, done, failed = _wrk_all([s.url + _PATH for s in servers], profile)
+                machine_after = _busy_share()
+                cpu_s[name] += (sum(s.cpu_ticks() for s in servers) - ticks) / _TICK
+                busy[name].append(
+                    100 * (machine_after[0] - machine[0]) / max(1, machine_after[1] - machine[1])
+                )
                 rps[name].append(got)
                 requests[name] += done
                 errors[name] += failed
@@ -272,6 +290,10 @@ def _api(profile: ScaleProfile, log_dir: Path, tmp: Path, pg_url: str) -> dict[s
             "errors": errors[name],
             "x_sqlite": statistics.median(rps[name]) / base,
             "x_one_api": statistics.median(rps[name]) / one,
+            "p50_ms": percentile(latencies[name], 0.5),
+            "p99_ms": percentile(latencies[name], 0.99),
+            "edge_cpu_us_per_request": 1e6 * cpu_s[name] / max(1, requests[name]),
+            "machine_busy_pct": statistics.median(busy[name]),
         }
         for name, servers in configs
     ]
@@ -479,14 +501,21 @@ def scale_md(data: dict[str, Any]) -> list[str]:
             f"`GET {_PATH}`, {api['connections']} wrk connections in all (split between the processes),"
             " median of the rounds.",
             "",
-            "| configuration | processes | req/s | x SQLite | x 1 API process | errors |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| configuration | processes | req/s | x SQLite | x 1 API process | p50 ms | p99 ms"
+            " | edge CPU µs per request | machine busy % | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in api["rows"]:
             out.append(
                 f"| {r['config']} | {r['processes']} | {_f(r['rps'], 0)} | {r['x_sqlite']:.2f}"
-                f" | {r['x_one_api']:.2f} | {r['errors']} |"
+                f" | {r['x_one_api']:.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f}"
+                f" | {r['edge_cpu_us_per_request']:.0f} | {r['machine_busy_pct']:.0f} | {r['errors']} |"
             )
+        out += [
+            "",
+            "p50/p99: a sequential probe of the first process; edge CPU: the API processes' CPU"
+            " during wrk per request answered (PostgreSQL's own CPU is not in it).",
+        ]
         out += ["", f"Both API processes gave the same answer: {api['same_answer']}.", ""]
     fleet = data.get("fleet")
     if fleet:

@@ -170,6 +170,12 @@ def _edge_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Choice(["all", "api", "collector"]),
             help="all, api (HTTP API only) or collector (polling; /healthz and /readyz only). [default: all]",
         ),
+        click.option(
+            "--shards",
+            type=int,
+            help="Shards of the fleet among collectors on PostgreSQL; the same on every collector. "
+            "[default: 64]",
+        ),
         click.option("--keys-file", type=click.Path(), help="API keys file. [default: DATA_DIR/keys.json]"),
         click.option("--rules-file", type=click.Path(), help="Anomaly rules (JSON). [default: built-in]"),
         click.option("--poll-interval", help="Time between polls, e.g. 5s. [default: 5s]"),
@@ -205,7 +211,9 @@ def edge(**options: Any) -> None:
     tls = server_context(settings.certfile, settings.keyfile, settings.client_ca)
     # Check the keys and the store before serving: a bad file is one clear line and exit 1,
     # never a traceback from inside the server's startup, and a corrupt store is never served.
-    KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
+    # In the PostgreSQL mode the keys live in the database: the app reads them at start.
+    if not settings.store_is_postgres:
+        KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys)
     ensure_port_free(settings.host, settings.port, "--port")
     ensure_port_free(settings.metrics_host, settings.metrics_port, "--metrics-port")
     opened: SqliteStore | None = None

@@ -129,6 +129,13 @@ class EdgeSettings(_Settings):
         description="all: API and collector; api: the API only; collector: the collector "
         "(MQTT ingest, notifications) with only /healthz and /readyz over HTTP.",
     )
+    shards: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Shards the fleet is split into among collectors on a PostgreSQL store "
+        "(the same on every collector).",
+    )
     keys_file: Path | None = Field(
         None, description="API keys file (hashes only); default <data-dir>/keys.json."
     )

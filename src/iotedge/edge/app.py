@@ -6,7 +6,7 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -17,7 +17,7 @@ from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
 from iotedge.edge.api.fastlane import FastLane
-from iotedge.edge.auth import KeyRing
+from iotedge.edge.auth import KeyRing, KeySource
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
 from iotedge.edge.context import EdgeContext
@@ -27,17 +27,21 @@ from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import MetricsMiddleware, metrics_server_for
 from iotedge.edge.mqtt import build_bridge
 from iotedge.edge.notify import Drainer, MqttChannel, pending_count
+from iotedge.edge.notify.backend import PgOutbox
 from iotedge.edge.openapi import document_common_answers
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.rules import RuleEngine, load_rules
-from iotedge.edge.shards import ShardOwnership
-from iotedge.edge.store import SqliteStore, open_store
+from iotedge.edge.shards import ShardOwnership, shard_of
+from iotedge.edge.store import SqliteDatabase, SqliteStore
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
 from iotedge.edge.store.choose import open_async_store, shown_store
 from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import DeviceApiClient
 from iotedge.errors import ConfigError, StoreError
 from iotedge.tls import client_context
+
+if TYPE_CHECKING:
+    from iotedge.edge.store.postgres.leases import PgShardLeases
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -64,7 +68,76 @@ async def _supervise(loops: dict[str, Callable[[], Coroutine[Any, Any, None]]]) 
             group.create_task(guarded(name, loop), name=name)
 
 
-def _on_sighup(keys: KeyRing) -> Callable[[], None]:
+async def _open_keys(settings: EdgeSettings, clock: Callable[[], float]) -> KeySource:
+    """The API keys: the keys file (SQLite mode), or the PostgreSQL store's table.
+
+    Raises:
+        StoreError: the PostgreSQL store cannot be read (one line, no password).
+    """
+    if not settings.store_is_postgres:
+        keys = KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys, clock=clock)
+        if not len(keys):
+            _log.warning(
+                "no API keys yet: every data request will get 401; create one with "
+                "`iotedge keys create --client CLIENT --keys-file %s`",
+                settings.resolved_keys_file,
+            )
+        return keys
+    from iotedge.edge.store.postgres.keys import PgKeyRing
+
+    ring = PgKeyRing(settings.store, env_keys=settings.api_keys, clock=clock)
+    await ring.start()
+    _log.info(
+        "API keys live in the database (`iotedge keys ... --store %s`); the keys file is not read",
+        shown_store(settings),
+    )
+    if not len(ring):
+        _log.warning(
+            "no API keys yet: every data request will get 401; create one with "
+            "`iotedge keys create --client CLIENT --store %s`",
+            shown_store(settings),
+        )
+    return ring
+
+
+def _shard_leases(
+    settings: EdgeSettings, registry: CollectorRegistry, collector: Callable[[], Collector]
+) -> "PgShardLeases | None":
+    """The shard leases of a collector on a PostgreSQL store (None: this process polls everything).
+
+    When a refresh takes shards another collector held, ``collector()`` is told to resume
+    their clients' open anomaly events from the store before polling them.
+    """
+    if settings.role == "api" or not settings.store_is_postgres:
+        return None
+    from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
+
+    held: set[int] = set()
+
+    def changed(owned: frozenset[int]) -> None:
+        taken = owned - held
+        held.clear()
+        held.update(owned)
+        if taken:
+            count = settings.shards
+            collector().take_over(lambda client: shard_of(client, count) in taken)
+
+    leases = PgShardLeases(
+        settings.store, interval_s=settings.poll_interval, shards=settings.shards, on_change=changed
+    )
+    register_shard_metrics(leases, registry)
+    return leases
+
+
+async def _close_keys(keys: KeySource) -> None:
+    """Write the keys' last-use times and release what they hold."""
+    keys.flush_usage()
+    aclose = getattr(keys, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _on_sighup(keys: KeySource) -> Callable[[], None]:
     """Re-read the keys file on SIGHUP; returns the function that removes the handler."""
 
     def reload() -> None:
@@ -146,13 +219,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         rules = load_rules(settings.rules_file)
-        keys = KeyRing(settings.resolved_keys_file, env_keys=settings.api_keys, clock=clock)
-        if not len(keys):
-            _log.warning(
-                "no API keys yet: every data request will get 401; create one with "
-                "`iotedge keys create --client CLIENT --keys-file %s`",
-                settings.resolved_keys_file,
-            )
+        keys = await _open_keys(settings, clock)
         # One owner of the SQLite store's connections: the drainer and the notification views
         # share them (see iotedge.edge.store.connection for why one writer and one reader).
         db: AsyncEdgeStore
@@ -162,16 +229,6 @@ def create_app(
             db = store if store is not None else await open_async_store(settings)
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
-        if local is None:
-            # On PostgreSQL the outbox rows are written there; their delivery and the
-            # /notifications view are not wired to it yet: they read an empty local file.
-            local = open_store(settings.data_dir / STORE_FILENAME)
-            if notifying.enabled_channels():
-                _log.warning(
-                    "notifications: delivery is not available with a PostgreSQL store yet; "
-                    "anomaly events are recorded but no channel is notified"
-                )
-        can_notify = isinstance(db, AsyncSqliteStore) and polling
         known = await db.objects(None) if polling else []
         bridge = (
             build_bridge(
@@ -187,9 +244,16 @@ def create_app(
             if settings.mqtt_broker and polling
             else None
         )
+        outbox: SqliteDatabase | PgOutbox | None = (
+            local.database
+            if local is not None
+            else PgOutbox(settings.store)
+            if settings.store_is_postgres
+            else None
+        )
         drainer = (
             Drainer(
-                local.database,
+                outbox,
                 notifying,
                 clock=clock,
                 on_outcome=metrics.record_notification,
@@ -197,7 +261,7 @@ def create_app(
                 if bridge is not None
                 else None,
             )
-            if notifying.enabled_channels() and can_notify
+            if outbox is not None and notifying.enabled_channels() and polling
             else None
         )
         upstream = DeviceApiClient(
@@ -215,6 +279,7 @@ def create_app(
             open_events=await db.open_anomalies() if polling else [],
             last_seen={(object_id, metric): ts for object_id, _, metric, ts, _ in latest},
         )
+        leases = _shard_leases(settings, metrics.registry, lambda: collector) if shards is None else None
         collector = Collector(
             upstream=upstream,
             store=db,
@@ -227,7 +292,7 @@ def create_app(
             metrics=metrics,
             on_anomaly=drainer.wake if drainer is not None else None,
             clients=frozenset(settings.clients) or None,
-            shards=shards,
+            shards=shards if shards is not None else leases,
             buffer_limit=settings.store_buffer_readings,
             known=known,
             latest=latest,
@@ -243,7 +308,15 @@ def create_app(
         if sqlite_store is not None:
             metrics.store_size.set_function(lambda: float(sqlite_store.size_bytes()))
         metrics.objects.set_function(lambda: float(len(collector.catalogue)))
-        metrics.notifications_pending.set_function(lambda: float(pending_count(local.database)))
+        if local is not None:
+            sqlite_outbox = local.database
+            metrics.notifications_pending.set_function(lambda: float(pending_count(sqlite_outbox)))
+        elif drainer is not None:
+            # On PostgreSQL the count is the drainer's, from its last pass (NaN before it).
+            pg_drainer = drainer
+            metrics.notifications_pending.set_function(
+                lambda: float("nan") if pg_drainer.pending is None else float(pg_drainer.pending)
+            )
         ctx = EdgeContext(
             settings=settings,
             edge_id=edge_id,
@@ -253,7 +326,7 @@ def create_app(
             engine=engine,
             collector=collector,
             clock=clock,
-            notifications_db=local.database,
+            notifications_db=local.database if local is not None else None,
             drainer=drainer,
             mqtt=bridge,
             limits=RateLimits(
@@ -270,6 +343,8 @@ def create_app(
             loops["iotedge.edge.outbox"] = drainer.run
         if bridge is not None:
             loops["iotedge.edge.mqtt"] = bridge.run
+        if leases is not None:
+            await leases.start()  # the first share, before the first cycle
         supervisor = asyncio.create_task(_supervise(loops), name="iotedge.edge.supervisor")
         if polling:
             _log.info(
@@ -295,18 +370,18 @@ def create_app(
             yield {"ctx": ctx, "container": lambda: monitor.latest}  # container: for GET /status
         finally:
             reload_on_hangup()
-            keys.flush_usage()
+            await _close_keys(keys)
             if settings.metrics_port:
                 await metrics_server.stop()
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+            if leases is not None:
+                await leases.close()  # gives the shards back at once
             await upstream.aclose()
             if drainer is not None:
                 await drainer.aclose()
             await db.close()
-            if local is not sqlite_store:
-                local.close()
 
     app = FastAPI(
         title="iotedge edge API",

@@ -153,11 +153,42 @@ class Collector:
         }
         self._backfilled: set[str] = set(self._catalogue)
         self._pushed: dict[str, CatalogueEntry] = {}  # objects that push (MQTT), never polled
+        self._taken_over: list[Callable[[str], bool]] = []  # clients taken from another collector
 
     @property
     def catalogue(self) -> dict[str, CatalogueEntry]:
         """The objects being polled, and those that push their readings."""
         return {**self._pushed, **self._catalogue} if self._pushed else self._catalogue
+
+    def take_over(self, clients: Callable[[str], bool]) -> None:
+        """The clients ``clients`` accepts were polled by another collector until now.
+
+        Before this collector polls them (next cycle), their open anomaly events and last
+        reading times are read again from the store, so that a failover continues the open
+        events instead of opening duplicates.
+        """
+        self._taken_over.append(clients)
+
+    async def _resume_taken_over(self, owned: Sequence[CatalogueEntry]) -> None:
+        """Resume, from the store, the clients handed over by :meth:`take_over` (StoreError: next cycle)."""
+        if not self._taken_over:
+            return
+        wanted = list(self._taken_over)
+
+        def taken(client: str) -> bool:
+            return any(accepts(client) for accepts in wanted)
+
+        events = [event for event in await self.store.open_anomalies() if taken(event.client)]
+        objects = {entry.id for entry in owned if taken(entry.client)} | {event.object_id for event in events}
+        latest = await self.store.latest()
+        self.engine.resume(
+            events,
+            objects,
+            {(object_id, metric): ts for object_id, _, metric, ts, _ in latest if object_id in objects},
+        )
+        del self._taken_over[: len(wanted)]
+        if objects:
+            _log.info("took over %d objects with %d open anomaly events", len(objects), len(events))
 
     async def refresh(self) -> CycleReport:
         """Run one cycle: catalogue (now and then), backfill, poll, store, rules. Never raises."""
@@ -198,6 +229,7 @@ class Collector:
             catalogue_ok = await self._refresh_catalogue(now, result)
         owned = [entry for entry in self._catalogue.values() if self.shards.owns(entry.client)]
         stored = await self._flush_buffer(now)
+        await self._resume_taken_over(owned)
         new = [entry for entry in owned if entry.id not in self._backfilled]
         for start in range(0, len(new), _BACKFILL_CHUNK):
             stored += await self._settle_backfill(

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Security
 from fastapi.security import APIKeyHeader
 
-from iotedge.edge.auth import KeyRing, Principal
+from iotedge.edge.auth import KeySource, Principal
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.ratelimit import RateLimits
 from iotedge.edge.store import ObjectRow
@@ -38,7 +38,7 @@ async def get_context(request: Request) -> EdgeContext:
 ContextDep = Annotated[EdgeContext, Depends(get_context)]
 
 
-def admit(keys: KeyRing, limits: RateLimits, key: str | None, address: str) -> Principal:
+def admit(keys: KeySource, limits: RateLimits, key: str | None, address: str) -> Principal:
     """The whole check of a request: the address's failure cap, the key, then the key's budget.
 
     Raises:

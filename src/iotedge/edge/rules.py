@@ -11,7 +11,7 @@ transaction).
 
 import logging
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from iotedge.edge.cadence import Cadence
@@ -125,6 +125,32 @@ class RuleEngine:
         for state in (self._windows, self._repeats):
             for key in [key for key in state if key[0] == object_id]:
                 del state[key]
+
+    def resume(
+        self,
+        events: Iterable[AnomalyEvent],
+        objects: Collection[str],
+        last_seen: Mapping[_Series, float],
+    ) -> None:
+        """Take ``objects`` over from another collector, as the store has them now.
+
+        Their open events become ``events`` (so an event the other collector opened goes on
+        instead of being opened again, and one it closed is not closed twice); their last
+        reading times move up to ``last_seen``; what was learnt from their values is dropped
+        and reloaded from the store with the next readings, as for an object seen first.
+        """
+        wanted = set(objects)
+        for key in [key for key in self._open if key[0] in wanted]:
+            del self._open[key]
+        for event in events:
+            if event.object_id in wanted:
+                self._open[(event.object_id, event.metric, event.rule)] = event.id
+        for series, ts in last_seen.items():
+            if series[0] in wanted and ts > self._last_ts.get(series, float("-inf")):
+                self._last_ts[series] = ts
+        for state in (self._windows, self._repeats, self._cadence):
+            for series in [series for series in state if series[0] in wanted]:
+                del state[series]
 
     def give_baselines(self, baselines: Mapping[_Series, Baseline]) -> None:
         """Seed cadence and z-score windows of series not seen yet with their stored history."""

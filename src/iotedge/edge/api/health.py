@@ -97,6 +97,9 @@ async def readyz(request: Request, ctx: ContextDep) -> JSONBytes:
         body["degraded"] = [name for name in body["degraded"] if name != "upstream"]
         del body["checks"]["upstream"]
         body["role"] = ctx.settings.role
+    leases = getattr(ctx.collector.shards, "status", None)
+    if polling and callable(leases):  # informative: which shards this collector holds (PostgreSQL)
+        body["checks"]["shards"] = leases()
     if ctx.mqtt is not None:  # informative, like the device API: a broker outage never makes the edge unready
         body["checks"]["mqtt"] = ctx.mqtt.health.as_json(now)
         if not body["checks"]["mqtt"].get("ok", True):

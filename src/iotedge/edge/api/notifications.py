@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from iotedge.edge.deps import ContextDep, PrincipalDep
-from iotedge.edge.notify import NotificationRow, notification_rows, pending_count
+from iotedge.edge.notify import NotificationRow
 
 router = APIRouter(tags=["notifications"])
 
@@ -29,12 +29,12 @@ async def notifications(
 ) -> Any:
     """Notification deliveries of the key's clients (``pending`` is shown to the cloud key only)."""
     scope = principal.scope
-    rows = notification_rows(ctx.notifications_db, None if scope is None else set(scope), limit)
+    rows = await ctx.notification_rows(None if scope is None else set(scope), limit)
     channels = list(ctx.drainer.settings.enabled_channels()) if ctx.drainer is not None else []
     return {
         "notifications": rows,
         "count": len(rows),
         "channels": channels,
-        "pending": pending_count(ctx.notifications_db) if scope is None else None,
+        "pending": await ctx.notifications_pending() if scope is None else None,
         "edge_id": ctx.edge_id,
     }

@@ -15,7 +15,6 @@ from pydantic import BaseModel
 
 from iotedge.edge.container import ContainerSample
 from iotedge.edge.deps import ContextDep, PrincipalDep
-from iotedge.edge.notify import notification_rows, pending_count
 from iotedge.edge.timefmt import iso_utc
 from iotedge.specs import METRICS
 
@@ -111,7 +110,7 @@ async def status(request: Request, ctx: ContextDep, principal: PrincipalDep) -> 
     """Collector, device API, store, notifications and container state, for this key."""
     health = ctx.collector.health
     scope = principal.scope
-    rows = notification_rows(ctx.notifications_db, None if scope is None else set(scope), _COUNTED_ROWS)
+    rows = await ctx.notification_rows(None if scope is None else set(scope), _COUNTED_ROWS)
     by_status: dict[str, int] = {}
     for row in rows:
         by_status[row.status] = by_status.get(row.status, 0) + 1
@@ -140,7 +139,7 @@ async def status(request: Request, ctx: ContextDep, principal: PrincipalDep) -> 
         "notifications": {
             "channels": list(ctx.drainer.settings.enabled_channels()) if ctx.drainer is not None else [],
             "by_status": by_status,
-            "pending": pending_count(ctx.notifications_db) if scope is None else None,
+            "pending": await ctx.notifications_pending() if scope is None else None,
         },
         "container": _gauges(probe() if probe is not None else None),
         "units": {key: spec.unit for key, spec in METRICS.items()},

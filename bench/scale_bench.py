@@ -154,19 +154,20 @@ def _role_command(
     )
 
 
-_SAMPLE = re.compile(r"^(iotedge_[a-z_]+)(?:\{([^}]*)\})? ([0-9.e+-]+)$", re.MULTILINE)
-
-
 def _scrape(metrics_url: str) -> dict[str, float]:
     """Cycles, their seconds, device calls answered and failed: a collector's metrics so far."""
     out = {"cycles": 0.0, "cycle_s": 0.0, "calls_ok": 0.0, "calls_failed": 0.0}
-    for name, labels, value in _SAMPLE.findall(httpx.get(metrics_url, timeout=30.0).text):
+    for line in httpx.get(metrics_url, timeout=30.0).text.splitlines():
+        if not line.startswith("iotedge_"):
+            continue
+        sample, _, value = line.rpartition(" ")  # label values hold braces ("/iot_data/{id}")
+        name = sample.split("{", 1)[0]
         if name == "iotedge_collector_cycle_duration_seconds_count":
             out["cycles"] = float(value)
         elif name == "iotedge_collector_cycle_duration_seconds_sum":
             out["cycle_s"] = float(value)
         elif name == "iotedge_upstream_requests_total":
-            out["calls_ok" if 'outcome="ok"' in labels else "calls_failed"] += float(value)
+            out["calls_ok" if 'outcome="ok"' in sample else "calls_failed"] += float(value)
     return out
 
 

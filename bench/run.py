@@ -335,8 +335,12 @@ def _scale_profile(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """The scale scenario's profile, from --quick and the --scale-* options (checked here)."""
     profile = QUICK_SCALE if args.quick else FULL_SCALE
     sized = args.scale_objects is not None or args.scale_collectors is not None or args.scale_part
-    if sized and "scale" not in (args.only or []):
-        parser.error("--scale-objects, --scale-collectors and --scale-part need --only scale")
+    if (sized or args.scale_no_baseline) and "scale" not in (args.only or []):
+        parser.error(
+            "--scale-objects, --scale-collectors, --scale-part and --scale-no-baseline need --only scale"
+        )
+    if args.scale_no_baseline:
+        profile = dataclasses.replace(profile, baseline_max_seconds=0)
     if args.scale_collectors is not None:
         if args.scale_collectors < 1:
             parser.error("--scale-collectors must be at least 1")
@@ -388,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         choices=_SCALE_PARTS,
         help="scale: run only this part (repeatable) [default: both]",
+    )
+    parser.add_argument(
+        "--scale-no-baseline",
+        action="store_true",
+        help="scale: skip the single collector run after the sharded one",
     )
     args = parser.parse_args(argv)
     scale = _scale_profile(parser, args)

@@ -92,7 +92,7 @@ FULL_SCALE = ScaleProfile(
     collectors=4,
     steady_cycles=3,
     warmup_cycles=2,
-    fleet_max_seconds=900,
+    fleet_max_seconds=1200,
     baseline_max_seconds=400,
     shards=64,
 )
@@ -162,7 +162,7 @@ def _role_command(
 
 def _scrape(metrics_url: str) -> dict[str, float]:
     """Cycles, their seconds, device calls answered and failed: a collector's metrics so far."""
-    out = {"cycles": 0.0, "cycle_s": 0.0, "calls_ok": 0.0, "calls_failed": 0.0}
+    out = {"cycles": 0.0, "cycle_s": 0.0, "calls_ok": 0.0, "calls_failed": 0.0, "shards": 0.0}
     for line in httpx.get(metrics_url, timeout=30.0).text.splitlines():
         if not line.startswith("iotedge_"):
             continue
@@ -172,6 +172,8 @@ def _scrape(metrics_url: str) -> dict[str, float]:
             out["cycles"] = float(value)
         elif name == "iotedge_collector_cycle_duration_seconds_sum":
             out["cycle_s"] = float(value)
+        elif name == "iotedge_collector_shards_owned":
+            out["shards"] = float(value)
         elif name == "iotedge_upstream_requests_total":
             out["calls_ok" if 'outcome="ok"' in sample else "calls_failed"] += float(value)
     return out
@@ -321,9 +323,18 @@ class _Watch:
     last: dict[str, float] | None = None
     cycles: list[float] | None = None  # durations of steady cycles seen one at a time
 
+    shards: float = 0.0  # held at the last scrape
+    count: int = 0  # cycles done at the last scrape
+
+    def restart_after_current(self) -> None:
+        """Measure only cycles that start from now on: the one in progress is warm-up too."""
+        self.warmup = max(self.warmup, self.count + 1)
+        self.first = self.last = self.cycles = None
+
     def scrape(self) -> None:
         """Read the metrics; note the durations of cycles that ended one since the last scrape."""
         now = _scrape(self.metrics_url) | {"t": time.monotonic(), "ticks": float(self.server.cpu_ticks())}
+        self.shards, self.count = now["shards"], int(now["cycles"])
         if self.first is None:
             if now["cycles"] >= self.warmup:
                 self.first, self.cycles = now, []
@@ -391,6 +402,9 @@ def _collectors(
             )
             watches.append(_Watch(server, f"http://127.0.0.1:{metrics}/metrics", profile.warmup_cycles))
         started = time.monotonic()
+        # With shard leases the first collector up takes every shard until its next cycle:
+        # measure only cycles that start once every collector holds some.
+        leases_settled = not (count > 1 and sharded)
         machine_before: tuple[int, int] | None = None
         sim_before = 0
         steady_from = 0.0
@@ -402,11 +416,16 @@ def _collectors(
                     )
                 with contextlib.suppress(httpx.HTTPError):
                     watch.scrape()
-            if machine_before is None and all(w.first is not None for w in watches):
+            if not leases_settled and all(w.shards > 0 for w in watches):
+                leases_settled = True
+                say(f"scale fleet: {label}: every collector holds shards")
+                for watch in watches:
+                    watch.restart_after_current()
+            if leases_settled and machine_before is None and all(w.first is not None for w in watches):
                 machine_before, sim_before, steady_from = _busy_share(), sim.cpu_ticks(), time.monotonic()
                 firsts = ", ".join(f"{w.first['cycle_s']:.0f} s" for w in watches if w.first is not None)
                 say(f"scale fleet: {label}: warm-up cycles done ({firsts})")
-            if all(w.steady() >= profile.steady_cycles for w in watches):
+            if leases_settled and all(w.steady() >= profile.steady_cycles for w in watches):
                 break
             time.sleep(_SCRAPE_EVERY_S)
         wall = time.monotonic() - steady_from if machine_before is not None else 0.0
@@ -468,18 +487,21 @@ def _fleet(profile: ScaleProfile, log_dir: Path, tmp: Path, pg_url: str, *, shar
             max_seconds=profile.fleet_max_seconds,
             label="sharded",
         )
-        say("scale fleet: 1 collector alone on the same database (baseline)")
-        one = _collectors(
-            profile,
-            log_dir,
-            tmp,
-            sim,
-            pg_url,
-            1,
-            sharded=sharded,
-            max_seconds=profile.baseline_max_seconds,
-            label="alone",
-        )
+        if profile.baseline_max_seconds <= 0:
+            one = None
+        else:
+            say("scale fleet: 1 collector alone on the same database (baseline)")
+            one = _collectors(
+                profile,
+                log_dir,
+                tmp,
+                sim,
+                pg_url,
+                1,
+                sharded=sharded,
+                max_seconds=profile.baseline_max_seconds,
+                label="alone",
+            )
         sim_peak = sim.status_kib("VmHWM") / 1024
     return {
         "objects": profile.objects,
@@ -559,8 +581,8 @@ def scale_md(data: dict[str, Any]) -> list[str]:
             " | cycle / interval | device calls per cycle | failed calls | CPU % | peak RSS MiB |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for key in ("sharded", "alone"):
-            run = fleet[key]
+        runs = [fleet[key] for key in ("sharded", "alone") if fleet.get(key)]
+        for run in runs:
             for r in run["rows"]:
                 if not r["cycles"]:
                     out.append(f"| {run['mode']} | {r['name']} | - | 0 | - | - | - | - | - | - | - |")
@@ -572,8 +594,7 @@ def scale_md(data: dict[str, Any]) -> list[str]:
                     f" | {_f(r['peak_rss_mib'], 0)} |"
                 )
         out.append("")
-        for key in ("sharded", "alone"):
-            run = fleet[key]
+        for run in runs:
             out.append(
                 f"- {run['mode']}: machine busy {_f(run['machine_busy_pct'], 0)}% during the steady cycles,"
                 f" simulator {_f(run['sim_cpu_pct'], 0)}% CPU; complete: {run['complete']};"

@@ -132,6 +132,7 @@ def test_quick_windows_scenario_compares_raw_and_rollup_statistics(tmp_path: Pat
         ),
         (["--only", "api", "--scale-objects", "100"], "need --only scale"),
         (["--scale-part", "fleet"], "need --only scale"),
+        (["--only", "pg", "--scale-no-baseline"], "need --only scale"),
         (["--only", "scale", "--scale-part", "both"], "invalid choice: 'both'"),
     ],
 )

@@ -122,15 +122,16 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
     """Database gone: 503 JSON with Retry-After, /readyz 503 naming the store, polling goes on into
     the buffer; database back: ready again, buffered readings stored, the count never goes down."""
     metrics_port, small_port = free_port(), free_port()
-    with start_iotedge(_SIM, log_dir=logs_dir) as sim:
+    with start_iotedge(_SIM, log_dir=logs_dir) as sim, scratch_database("iotedge_small") as small_url:
         args = [
             *edge_args(sim.url, tmp_path / "edge", "--store", pg_url),
             "--metrics-port",
             str(metrics_port),
         ]
-        # A second edge on the same database whose buffer holds 10 readings: it must drop the oldest.
+        # A second edge whose buffer holds 10 readings: it must drop the oldest. On a database of
+        # its own: two edges on one database would share the fleet's shards between them.
         small_args = [
-            *edge_args(sim.url, tmp_path / "small", "--store", pg_url, "--store-buffer", "10"),
+            *edge_args(sim.url, tmp_path / "small", "--store", small_url, "--store-buffer", "10"),
             "--metrics-port",
             str(small_port),
         ]
@@ -145,6 +146,7 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
             before = _stored(pg_url)
             assert before > 0
             _block(pg_url)
+            _block(small_url)
             # Nothing reaches the database from here: a reading stamped later was polled in the outage.
             outage_started = time.time()
             try:
@@ -181,6 +183,7 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
             finally:
                 outage_ended = time.time()
                 _unblock(pg_url)
+                _unblock(small_url)
             wait_for(lambda: _get(edge, "/readyz").status_code == 200, 90, "ready again")
             wait_for(lambda: _gauge(metrics_port, "iotedge_store_buffer_readings") == 0, 60, "buffer flushed")
             wait_for(

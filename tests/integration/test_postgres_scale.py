@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import KEYS, edge_args, edge_env, require, wait_for
 from tests.notifyutil import webhook_receiver
 from tests.pgdb import scratch_database, server_problem
-from tests.procs import Proc, loopback_http, start_iotedge
+from tests.procs import Proc, free_port, loopback_http, start_iotedge
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +117,13 @@ def _owned(collector: Proc) -> set[int] | None:
     return set(body["checks"]["shards"]["owned"])
 
 
+def _gauge(metrics_port: int, name: str) -> float:
+    text = loopback_http().get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert found is not None, f"{name} not exported"
+    return float(found.group(1))
+
+
 def _cycles(collector: Proc) -> int:
     body = loopback_http().get(collector.url + "/readyz", timeout=2).json()
     return int(body["checks"]["started"]["cycles"])
@@ -151,6 +158,7 @@ def test_three_collectors_share_the_shards_and_two_take_over_a_killed_one(
         start_iotedge([*sim_args, "--anomaly-slot", "5"], log_dir=logs_dir) as sim,
         contextlib.ExitStack() as stack,
     ):
+        metrics_ports = [free_port() for _ in range(3)]
         collectors = [
             stack.enter_context(
                 start_iotedge(
@@ -158,6 +166,8 @@ def test_three_collectors_share_the_shards_and_two_take_over_a_killed_one(
                         *edge_args(sim.url, tmp_path / f"c{n}", "--store", pg_url, "--role", "collector"),
                         "--shards",
                         str(_SHARDS),
+                        "--metrics-port",
+                        str(metrics_ports[n]),
                     ],
                     log_dir=logs_dir,
                     env=edge_env(),
@@ -177,6 +187,9 @@ def test_three_collectors_share_the_shards_and_two_take_over_a_killed_one(
         cycles = {c.url: _cycles(c) for c in survivors}
         wait_for(lambda: all(_cycles(c) >= cycles[c.url] + 3 for c in survivors), 15, "3 more cycles")
         assert _open_duplicates(pg_url) == 0
+        # The same picture in the survivors' metrics.
+        assert sum(_gauge(port, "iotedge_collector_shards_owned") for port in metrics_ports[1:]) == _SHARDS
+        assert {_gauge(port, "iotedge_collector_live") for port in metrics_ports[1:]} == {2.0}
 
 
 _HOOK_SECRET = "scale-test-webhook-secret-0123456789"

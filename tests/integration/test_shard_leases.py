@@ -276,7 +276,9 @@ def _held_by_others(url: str, mine: Sequence[PgShardLeases]) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s"
-            " AND objsubid = 2 AND NOT (pid = ANY(%s))",
+            " AND objsubid = 2 AND NOT (pid = ANY(%s))"
+            # this database only: other tests' collectors may hold the same keys elsewhere
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (LEASE_NAMESPACE, pids),
         ).fetchone()
     assert row is not None

@@ -117,6 +117,21 @@ def test_open_events_resume_after_restart(tmp_path: Path) -> None:
     assert _events(store, "temperature_high") == [(T0, T0 + 10)]
 
 
+def test_a_takeover_resumes_the_events_another_engine_opened_and_closed(tmp_path: Path) -> None:
+    """B opened an event; A took device_1 over, closed it and opened another; B takes it back."""
+    b, store = _engine(tmp_path)
+    _feed(b, store, [35.0])  # B opens the first event
+    a = RuleEngine(DEFAULT_RULES, poll_interval=5.0)
+    a.resume(store.open_anomalies(), {"device_1"}, {("device_1", "temperature"): T0})
+    _feed(a, store, [25.0, 36.0], start=T0 + 5)  # A closes it and opens a second one
+    assert [ended for _, ended in _events(store, "temperature_high")] == [None, T0 + 5]
+    b.resume(store.open_anomalies(), {"device_1"}, {("device_1", "temperature"): T0 + 10})
+    assert b.open_count == 1
+    _feed(b, store, [36.5, 25.0], start=T0 + 15)  # still high (no third event), then cleared
+    assert sorted(_events(store, "temperature_high")) == [(T0, T0 + 5), (T0 + 10, T0 + 20)]
+    assert store.open_anomalies() == []
+
+
 def test_rules_file(tmp_path: Path) -> None:
     """A rules file replaces the defaults; a bad one is a ConfigError naming the file."""
     path = tmp_path / "rules.json"

@@ -41,7 +41,7 @@ from iotedge.errors import ConfigError, StoreError
 from iotedge.tls import client_context
 
 if TYPE_CHECKING:
-    from iotedge.edge.store.postgres.leases import PgShardLeases
+    from iotedge.edge.store.postgres.leases import KeptWhileAway
 
 __all__ = ["STORE_FILENAME", "create_app"]
 
@@ -102,7 +102,7 @@ async def _open_keys(settings: EdgeSettings, clock: Callable[[], float]) -> KeyS
 
 def _shard_leases(
     settings: EdgeSettings, registry: CollectorRegistry, collector: Callable[[], Collector]
-) -> "PgShardLeases | None":
+) -> "KeptWhileAway | None":
     """The shard leases of a collector on a PostgreSQL store (None: this process polls everything).
 
     When a refresh takes shards another collector held, ``collector()`` is told to resume
@@ -110,7 +110,7 @@ def _shard_leases(
     """
     if settings.role == "api" or not settings.store_is_postgres:
         return None
-    from iotedge.edge.store.postgres.leases import PgShardLeases, register_shard_metrics
+    from iotedge.edge.store.postgres.leases import KeptWhileAway, PgShardLeases, register_shard_metrics
 
     held: set[int] = set()
 
@@ -126,7 +126,7 @@ def _shard_leases(
         settings.store, interval_s=settings.poll_interval, shards=settings.shards, on_change=changed
     )
     register_shard_metrics(leases, registry)
-    return leases
+    return KeptWhileAway(leases)
 
 
 async def _close_keys(keys: KeySource) -> None:
@@ -302,7 +302,8 @@ def create_app(
         metrics.bind(
             container=lambda: monitor.latest,
             latest_values=collector.latest_values,
-            open_anomalies=lambda: engine.open_by_label(collector.catalogue),
+            # Only the owned objects' events: with several collectors each counts its own.
+            open_anomalies=lambda: engine.open_by_label(collector.owned_catalogue()),
         )
         sqlite_store = db.sync if isinstance(db, AsyncSqliteStore) else None
         if sqlite_store is not None:

@@ -160,6 +160,16 @@ class Collector:
         """The objects being polled, and those that push their readings."""
         return {**self._pushed, **self._catalogue} if self._pushed else self._catalogue
 
+    def owned_catalogue(self) -> dict[str, CatalogueEntry]:
+        """The catalogue's objects this collector polls now (its shards' clients)."""
+        catalogue = self.catalogue
+        if isinstance(self.shards, AllShards):
+            return catalogue
+        mine = {
+            client for client in {entry.client for entry in catalogue.values()} if self.shards.owns(client)
+        }
+        return {object_id: entry for object_id, entry in catalogue.items() if entry.client in mine}
+
     def take_over(self, clients: Callable[[str], bool]) -> None:
         """The clients ``clients`` accepts were polled by another collector until now.
 

@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from iotedge.edge.shards import shard_of
 
-__all__ = ["LEASE_NAMESPACE", "PgShardLeases", "collector_id", "register_shard_metrics"]
+__all__ = ["LEASE_NAMESPACE", "KeptWhileAway", "PgShardLeases", "collector_id", "register_shard_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,11 @@ class PgShardLeases:
         self.reconnects = 0
         self._on_change = on_change
         self._conn: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the last refresh reached PostgreSQL (its session, so its locks, still stand)."""
+        return self._conn is not None and not self._conn.broken and not self._conn.closed
 
     def owns(self, client: str) -> bool:
         """True when ``client``'s shard is held by this collector on a working connection."""
@@ -224,6 +229,47 @@ class PgShardLeases:
             if got is not None and got[0]:
                 taken.add(shard)
         return taken
+
+
+class KeptWhileAway:
+    """:class:`PgShardLeases` for the collector: while PostgreSQL is away, the shards last held.
+
+    A lease lost with the database does not stop the collector: it keeps polling the clients
+    of the shards it held at its last successful refresh, into its bounded buffer, so an
+    outage loses no reading. Readings are stored idempotently, so a collector that took those
+    shards meanwhile (only this one lost the database) costs nothing but a second poll.
+    Implements :class:`iotedge.edge.shards.ShardOwnership`.
+    """
+
+    def __init__(self, leases: PgShardLeases) -> None:
+        self.leases = leases
+        self.kept: frozenset[int] = frozenset()
+
+    async def start(self) -> None:
+        """Take the first share."""
+        await self.refresh()
+
+    async def refresh(self) -> None:
+        """Refresh the leases; remember what they hold while PostgreSQL answers."""
+        await self.leases.refresh()
+        if self.leases.connected:
+            self.kept = self.leases.owned
+
+    def owns(self, client: str) -> bool:
+        """The leases' answer, or while PostgreSQL is away, whether ``client`` was ours last."""
+        if self.leases.connected:
+            return self.leases.owns(client)
+        return shard_of(client, self.leases.shards) in self.kept
+
+    async def close(self) -> None:
+        """Give every shard back."""
+        await self.leases.close()
+        self.kept = frozenset()
+
+    def status(self) -> dict[str, Any]:
+        """The leases' status, and whether the shards shown are only kept (database away)."""
+        away = not self.leases.connected
+        return {**self.leases.status(), "database_away": away, "kept": sorted(self.kept) if away else []}
 
 
 def register_shard_metrics(leases: PgShardLeases, registry: CollectorRegistry) -> None:

@@ -145,3 +145,24 @@ def test_scale_options_are_checked_before_anything_runs(
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_quick_scale_measures_api_processes_and_sharded_collectors(tmp_path: Path) -> None:
+    """`--quick --only scale` on the PostgreSQL server: req/s of each API setup, cycles of each collector."""
+    from tests.pgdb import server_problem
+
+    problem = server_problem()
+    require(problem is None, problem or "")
+    scale = _quick(tmp_path, "scale", timeout=240)["scale"]
+    rows = {row["config"]: row for row in scale["api"]["rows"]}
+    assert len(rows) == 3
+    assert all(row["rps"] > 0 and row["errors"] == 0 for row in rows.values())
+    assert scale["api"]["same_answer"] is True
+    fleet = scale["fleet"]
+    for run in (fleet["sharded"], fleet["alone"]):
+        assert run["complete"] is True
+        assert all(row["cycles"] >= 1 for row in run["rows"])
+        assert all(row["failed_calls"] == 0 for row in run["rows"])
+    assert len(fleet["sharded"]["rows"]) == 2
+    assert sum(row["calls_per_cycle"] for row in fleet["alone"]["rows"]) > 0
+    assert "## Scaling out on PostgreSQL: collectors" in (tmp_path / "results.md").read_text()

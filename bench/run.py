@@ -18,7 +18,7 @@ Scenarios (pick with ``--only``, repeatable):
   req/s of 1 and 2 ``--role api`` processes on PostgreSQL against a SQLite edge, and a
   100,000-object fleet every 30 s across 4 ``--role collector`` processes, with 1 collector
   alone as the baseline (``scale_bench.py``; ``--scale-objects``, ``--scale-collectors``,
-  ``--scale-part`` size it);
+  ``--scale-part`` and ``--scale-no-baseline`` size it);
 - ``versus`` (only with ``--before REF``): this tree's edge against REF's, ``/processed_data``
   against the ceiling and the collector at 10,000 objects (``versus.py``).
 

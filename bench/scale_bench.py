@@ -9,12 +9,15 @@
   up. Configurations alternate round by round; the table shows medians of the rounds.
 - fleet: a simulated fleet (100,000 objects by default: 10,000 clients of 10) polled every
   30 s by N ``--role collector`` processes (4 by default) writing to one PostgreSQL
-  database; each collector's cycle time against the interval, from its
-  ``iotedge_collector_cycle_duration_seconds`` metric, over a bounded number of steady
-  cycles after the first (which backfills every object's history). Then one collector alone
-  on the same database (the objects are known, so there is no backfill) as the baseline.
-  When ``iotedge edge`` has ``--shards``, the collectors share the fleet through their shard
-  leases; otherwise each is given a fixed quarter of the clients with ``--clients``.
+  database. The simulator's catalogue is stored first through the store API, so the
+  collectors know every object and skip the first-sight backfill (60 history points per
+  object): the run measures polling. With shard leases the first collector up takes every
+  shard until its next cycle, so only cycles that start once every collector holds shards
+  are measured: each collector's cycle time against the interval, from its
+  ``iotedge_collector_cycle_duration_seconds`` metric, over a bounded number of cycles.
+  Then (unless ``--scale-no-baseline``) one collector alone on the same database, as the
+  baseline. When ``iotedge edge`` has no ``--shards``, each collector is given a fixed share
+  of the clients with ``--clients`` instead.
 
 PostgreSQL is the server at 127.0.0.1:5432 (``IOTEDGE_BENCH_PG`` for another admin URL);
 each part works in a database of its own and drops it. Every process is stopped at the end.

@@ -14,6 +14,11 @@ Scenarios (pick with ``--only``, repeatable):
 - ``pg`` (only with ``--only pg``; needs the PostgreSQL server on 127.0.0.1:5432): the
   PostgreSQL store's batch ingest against SQLite's, and its window statistics against
   stored history (``pg_bench.py``);
+- ``scale`` (only with ``--only scale``; needs the PostgreSQL server): ``/processed_data``
+  req/s of 1 and 2 ``--role api`` processes on PostgreSQL against a SQLite edge, and a
+  100,000-object fleet every 30 s across 4 ``--role collector`` processes, with 1 collector
+  alone as the baseline (``scale_bench.py``; ``--scale-objects``, ``--scale-collectors``,
+  ``--scale-part`` and ``--scale-no-baseline`` size it);
 - ``versus`` (only with ``--before REF``): this tree's edge against REF's, ``/processed_data``
   against the ceiling and the collector at 10,000 objects (``versus.py``).
 
@@ -50,6 +55,7 @@ from mqtt_bench import scenario_mqtt
 from pg_bench import pg_md, scenario_pg
 from processes import Server, free_port, say, serve
 from report import ENDPOINTS, machine, render_chart, render_markdown
+from scale_bench import FULL_SCALE, QUICK_SCALE, ScaleProfile, scale_md, scenario_scale
 from store_bench import scenario_history, scenario_ingest
 from versus import scenario_versus, versus_md
 from windows_bench import scenario_windows
@@ -67,8 +73,11 @@ SCENARIOS = (
     "mqtt",
     "versus",
     "pg",
+    "scale",
 )
-_ON_REQUEST = ("versus", "pg")  # run only when named: they need --before REF, or a PostgreSQL server
+# Run only when named: they need --before REF, or a PostgreSQL server.
+_ON_REQUEST = ("versus", "pg", "scale")
+_SCALE_PARTS = ("api", "fleet")
 
 # -- settings --------------------------------------------------------------------------
 
@@ -322,6 +331,29 @@ def _api_config(
     ]
 
 
+def _scale_profile(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ScaleProfile:
+    """The scale scenario's profile, from --quick and the --scale-* options (checked here)."""
+    profile = QUICK_SCALE if args.quick else FULL_SCALE
+    sized = args.scale_objects is not None or args.scale_collectors is not None or args.scale_part
+    if (sized or args.scale_no_baseline) and "scale" not in (args.only or []):
+        parser.error(
+            "--scale-objects, --scale-collectors, --scale-part and --scale-no-baseline need --only scale"
+        )
+    if args.scale_no_baseline:
+        profile = dataclasses.replace(profile, baseline_max_seconds=0)
+    if args.scale_collectors is not None:
+        if args.scale_collectors < 1:
+            parser.error("--scale-collectors must be at least 1")
+        profile = dataclasses.replace(profile, collectors=args.scale_collectors)
+    if args.scale_objects is not None:
+        if args.scale_objects < 10 or args.scale_objects % 10 or args.scale_objects > 100_000:
+            parser.error("--scale-objects must be a multiple of 10, from 10 to 100000")
+        profile = dataclasses.replace(profile, clients=args.scale_objects // 10, objects_per_client=10)
+    if profile.collectors > profile.clients:
+        parser.error(f"--scale-collectors: {profile.collectors} collectors for {profile.clients} clients")
+    return profile
+
+
 # -- main ------------------------------------------------------------------------------
 
 
@@ -343,7 +375,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--api-only", action="store_true", help="versus: only the API part (no 10,000-object fleet)"
     )
+    parser.add_argument(
+        "--scale-objects",
+        type=int,
+        metavar="N",
+        help="scale: objects of the simulated fleet, a multiple of 10 [default: 100000; quick: 100]",
+    )
+    parser.add_argument(
+        "--scale-collectors",
+        type=int,
+        metavar="N",
+        help="scale: collector processes sharing the fleet [default: 4; quick: 2]",
+    )
+    parser.add_argument(
+        "--scale-part",
+        action="append",
+        choices=_SCALE_PARTS,
+        help="scale: run only this part (repeatable) [default: both]",
+    )
+    parser.add_argument(
+        "--scale-no-baseline",
+        action="store_true",
+        help="scale: skip the single collector run after the sharded one",
+    )
     args = parser.parse_args(argv)
+    scale = _scale_profile(parser, args)
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian package wrk)")
     profile = QUICK if args.quick else FULL
@@ -384,6 +440,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["versus"] = scenario_versus(profile, log_dir, args.before, api_only=args.api_only)
         if "pg" in chosen:
             results["pg"] = scenario_pg(quick=args.quick)
+        if "scale" in chosen:
+            results["scale"] = scenario_scale(scale, log_dir, parts=args.scale_part or _SCALE_PARTS)
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
@@ -391,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         markdown += "\n" + "\n".join(versus_md(results["versus"]))
     if "pg" in results:
         markdown += "\n" + "\n".join(pg_md(results["pg"]))
+    if "scale" in results:
+        markdown += "\n" + "\n".join(scale_md(results["scale"]))
     (out / "results.md").write_text(markdown)
     render_chart(results, out / "bench.png")
     print(markdown)

@@ -105,6 +105,27 @@ def test_one_collector_owns_every_shard(pg_url: str) -> None:
     run(scenario)
 
 
+def test_collectors_started_together_take_fair_shares_at_start(pg_url: str) -> None:
+    """Started within the settle time, collectors count each other before taking shards.
+
+    Without it the first one up took every shard and kept them through its first cycle.
+    """
+
+    async def scenario() -> None:
+        leases = make(pg_url, 3)
+        for lease in leases:
+            lease.settle_s = 5.0  # room for a slow connection on a loaded machine
+        await asyncio.gather(*(lease.start() for lease in leases))
+        try:
+            assert converged(leases), [len(lease.owned) for lease in leases]
+            assert owners_per_client(leases) == {1}
+        finally:
+            for lease in leases:
+                await lease.close()
+
+    run(scenario)
+
+
 def test_three_collectors_converge_to_disjoint_fair_shares(pg_url: str) -> None:
     """Three collectors converge within three rounds and stay converged; one owner per client."""
 

@@ -67,6 +67,10 @@ class PgShardLeases:
         on_change: called with the owned shards after a refresh that changed them.
         refresh_timeout_s: a refresh that takes longer gives up and owns nothing (default:
             the interval, at least the connect timeout).
+        settle_s: how long :meth:`start` waits between announcing this collector and taking
+            its share (default: the interval, at most 30 s), so collectors started together
+            count each other first. Otherwise the first one up takes every shard and keeps
+            them through its first cycle, which back-fills history and can last minutes.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class PgShardLeases:
         name: str | None = None,
         on_change: Callable[[frozenset[int]], None] | None = None,
         refresh_timeout_s: float | None = None,
+        settle_s: float | None = None,
     ) -> None:
         if shards < 1:
             raise ValueError("shards must be at least 1")
@@ -85,6 +90,7 @@ class PgShardLeases:
         self.interval_s = interval_s
         self.refresh_timeout_s = refresh_timeout_s or max(interval_s, _CONNECT_TIMEOUT_S)
         self.shards = shards
+        self.settle_s = min(interval_s, 30.0) if settle_s is None else settle_s
         self.collector_id = name or collector_id()
         self.owned: frozenset[int] = frozenset()
         self.live = 0
@@ -106,7 +112,14 @@ class PgShardLeases:
         return shard_of(client, self.shards) in self.owned
 
     async def start(self) -> None:
-        """Connect and take the first share (a failure leaves nothing owned; refresh retries)."""
+        """Announce this collector, wait ``settle_s``, then take the first share.
+
+        A failure leaves nothing owned; the next refresh retries.
+        """
+        with contextlib.suppress(psycopg.Error, TimeoutError):
+            async with asyncio.timeout(self.refresh_timeout_s):
+                await self._heartbeat(await self._connection())
+        await asyncio.sleep(self.settle_s)
         await self.refresh()
 
     async def refresh(self) -> None:
@@ -174,8 +187,7 @@ class PgShardLeases:
             with contextlib.suppress(psycopg.Error):  # already gone: nothing to give back
                 await conn.close()
 
-    async def _refresh(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
-        stale_after = 3 * self.interval_s
+    async def _heartbeat(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
         await conn.execute(
             "INSERT INTO collectors AS c (id, pid, backend_start, started_at, heartbeat_at, shards_owned)"  # noqa: S608
             f" SELECT %s, pg_backend_pid(), a.backend_start, {_NOW}, {_NOW}, %s"
@@ -184,6 +196,10 @@ class PgShardLeases:
             " heartbeat_at = excluded.heartbeat_at, shards_owned = excluded.shards_owned",
             (self.collector_id, len(self.owned)),
         )
+
+    async def _refresh(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
+        stale_after = 3 * self.interval_s
+        await self._heartbeat(conn)
         # Dead: no heartbeat for three intervals, or its session is gone (killed, dropped).
         await conn.execute(
             f"DELETE FROM collectors c WHERE c.heartbeat_at < {_NOW} - %s OR NOT EXISTS ("  # noqa: S608 (a constant)

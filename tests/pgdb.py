@@ -5,6 +5,7 @@ and fail in CI (``tests.conftest.require``). ``IOTEDGE_TEST_PG`` overrides the s
 admin URL (default: user postgres, database postgres, trust auth on loopback).
 """
 
+import asyncio
 import os
 import secrets
 from collections.abc import Iterator
@@ -43,3 +44,20 @@ def scratch_database(prefix: str = "iotedge_test") -> Iterator[str]:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """:func:`scratch_database` with this release's schema; without a server, skip (fail in CI)."""
+    from iotedge.edge.store.postgres import open_pg_store
+    from tests.conftest import require
+
+    problem = server_problem()
+    require(problem is None, problem or "")
+    with scratch_database() as url:
+
+        async def migrate() -> None:
+            await (await open_pg_store(url)).close()
+
+        asyncio.run(migrate())
+        yield url

@@ -15,10 +15,8 @@ import psycopg
 import pytest
 
 from iotedge.edge.notify import Drainer, NotifySettings, PgOutbox
-from iotedge.edge.store.postgres import open_pg_store
-from tests.conftest import require
 from tests.notifyutil import T0, FakeClock, PgOutboxWriter, webhook_receiver
-from tests.pgdb import scratch_database, server_problem
+from tests.pgdb import migrated_database
 
 HOOK_KEY = "loopback-shared-key"
 logger = logging.getLogger(__name__)
@@ -27,14 +25,7 @@ logger = logging.getLogger(__name__)
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A migrated database of this test's own."""
-    problem = server_problem()
-    require(problem is None, problem or "")
-    with scratch_database() as url:
-
-        async def migrate() -> None:
-            await (await open_pg_store(url)).close()
-
-        asyncio.run(migrate())
+    with migrated_database() as url:
         yield url
 
 

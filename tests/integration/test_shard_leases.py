@@ -18,10 +18,8 @@ import psycopg
 import pytest
 
 from iotedge.edge.shards import shard_of
-from iotedge.edge.store.postgres import open_pg_store
 from iotedge.edge.store.postgres.leases import LEASE_NAMESPACE, PgShardLeases, register_shard_metrics
-from tests.conftest import require
-from tests.pgdb import scratch_database, server_problem
+from tests.pgdb import migrated_database
 
 SHARDS = 64
 CLIENTS = [f"client_{n}" for n in range(500)]
@@ -30,14 +28,7 @@ CLIENTS = [f"client_{n}" for n in range(500)]
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A migrated database of this test's own."""
-    problem = server_problem()
-    require(problem is None, problem or "")
-    with scratch_database() as url:
-
-        async def migrate() -> None:
-            await (await open_pg_store(url)).close()
-
-        asyncio.run(migrate())
+    with migrated_database() as url:
         yield url
 
 

@@ -30,8 +30,6 @@ from iotedge.edge.notify import (
     parse_routes,
 )
 from iotedge.edge.notify.noise import release_held
-from iotedge.edge.store.postgres import open_pg_store
-from tests.conftest import require
 from tests.notifyutil import (
     T0,
     FakeClock,
@@ -41,7 +39,7 @@ from tests.notifyutil import (
     notification_rows_of,
     pending_count_of,
 )
-from tests.pgdb import scratch_database, server_problem
+from tests.pgdb import migrated_database
 from tests.procs import free_port
 
 BOTH: dict[str, Any] = {
@@ -65,14 +63,7 @@ Place = Path | PgPlace
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     """A migrated database of this module's own."""
-    problem = server_problem()
-    require(problem is None, problem or "")
-    with scratch_database() as url:
-
-        async def migrate() -> None:
-            await (await open_pg_store(url)).close()
-
-        asyncio.run(migrate())
+    with migrated_database() as url:
         yield url
 
 

@@ -103,9 +103,9 @@ def test_collectors_started_together_take_fair_shares_at_start(pg_url: str) -> N
     """
 
     async def scenario() -> None:
-        leases = make(pg_url, 3)
-        for lease in leases:
-            lease.settle_s = 5.0  # room for a slow connection on a loaded machine
+        # A 5 s interval settles for 5 s (room for a slow connection on a loaded machine), well
+        # inside the 15 s after which a silent heartbeat counts as dead.
+        leases = [PgShardLeases(pg_url, interval_s=5.0, shards=SHARDS, name=f"with-{n}") for n in range(3)]
         await asyncio.gather(*(lease.start() for lease in leases))
         try:
             assert converged(leases), [len(lease.owned) for lease in leases]

@@ -91,6 +91,8 @@ class PgShardLeases:
         self.refresh_timeout_s = refresh_timeout_s or max(interval_s, _CONNECT_TIMEOUT_S)
         self.shards = shards
         self.settle_s = min(interval_s, 30.0) if settle_s is None else settle_s
+        if self.settle_s >= 3 * interval_s:  # the others would count a settling collector dead
+            raise ValueError("settle_s must be shorter than three intervals")
         self.collector_id = name or collector_id()
         self.owned: frozenset[int] = frozenset()
         self.live = 0

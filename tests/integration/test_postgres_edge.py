@@ -189,7 +189,7 @@ def test_postgresql_down_answers_503_buffers_readings_and_recovers(
             wait_for(
                 lambda: _gauge(small_port, "iotedge_store_buffer_readings") == 0, 60, "small buffer flushed"
             )
-            assert _get(small, "/readyz").status_code == 200
+            wait_for(lambda: _get(small, "/readyz").status_code == 200, 30, "small edge ready again")
             after = _stored(pg_url)
             assert after > before
             # Readings polled while the database was away were stored once it came back.

@@ -34,6 +34,7 @@ from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.shards import ShardOwnership, shard_of
 from iotedge.edge.store import SqliteDatabase, SqliteStore
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
+from iotedge.edge.store.cached import CachedSqliteStore
 from iotedge.edge.store.choose import open_async_store, shown_store
 from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import DeviceApiClient
@@ -227,6 +228,8 @@ def create_app(
             db = AsyncSqliteStore(store)
         else:
             db = store if store is not None else await open_async_store(settings)
+        if settings.answer_cache and type(db) is AsyncSqliteStore and not isinstance(store, AsyncSqliteStore):
+            db = CachedSqliteStore(db.sync)  # every write of this process goes through it
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
         known = await db.objects(None) if polling else []

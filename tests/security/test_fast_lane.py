@@ -1,14 +1,15 @@
-"""The statistics fast lane and the answer cache answer exactly what the FastAPI routes answer.
+"""The statistics fast lane and the answer cache give exactly what the FastAPI routes give.
 
 Two edges are built on identical stores with one frozen clock, one with the fast lane and
-the answer cache and one with neither; every request of a matrix (valid, invalid, foreign, absent, unauthenticated,
-repeated or odd parameters and headers) must get the same status, headers and body from
-both, and leave the same request counters behind. The clock is frozen so that windows and
-ages are equal to the byte; that is why the apps run in this process. A second pair is
-asked the same questions while its clock moves and readings, catalogue changes and
-anomaly events arrive through each edge's own store.
+the answer cache and one with neither; every request of a matrix (valid, invalid, foreign,
+absent, unauthenticated, repeated or odd parameters and headers) must get the same status,
+headers and body from both, and leave the same request counters behind. The clock is
+frozen so that windows and ages are equal to the byte; that is why the apps run in this
+process. A second pair is asked the same questions while its clock moves and readings,
+catalogue changes and anomaly events arrive through each edge's own store.
 """
 
+import functools
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -188,7 +189,9 @@ _ASKED = [
 ]
 
 
-def test_same_answers_while_the_clock_moves_and_data_arrives(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_same_answers_while_the_clock_moves_and_data_arrives(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     """Readings (past, present, ahead of the clock), moves and events, written through each
     edge's own store, show in the very next answer of both; so does the window sliding."""
     now = [NOW + 0.25]
@@ -207,7 +210,9 @@ def test_same_answers_while_the_clock_moves_and_data_arrives(tmp_path_factory: p
                 entry = rng.choice(OBJECTS)
                 stamp = now[0] + rng.choice([-200.0, -30.0, 0.0, 0.5, 3.0, 40.0])
                 metric = METRICS[entry.type][0]
-                writes.append(("insert_readings", ([Reading(entry.id, entry.client, metric, stamp, float(step))],)))
+                writes.append(
+                    ("insert_readings", ([Reading(entry.id, entry.client, metric, stamp, float(step))],))
+                )
             elif roll < 0.35:
                 entry = rng.choice(OBJECTS)
                 owner = rng.choice(["client_1", "client_2"])
@@ -215,9 +220,17 @@ def test_same_answers_while_the_clock_moves_and_data_arrives(tmp_path_factory: p
             elif roll < 0.4:
                 entry = rng.choice(OBJECTS)
                 event = AnomalyEvent(
-                    id=new_event_id(), object_id=entry.id, client=entry.client, type=entry.type,
-                    metric=METRICS[entry.type][0], rule="r", severity="warning", value=1.0,
-                    threshold=0.0, message="m", started_at=now[0],
+                    id=new_event_id(),
+                    object_id=entry.id,
+                    client=entry.client,
+                    type=entry.type,
+                    metric=METRICS[entry.type][0],
+                    rule="r",
+                    severity="warning",
+                    value=1.0,
+                    threshold=0.0,
+                    message="m",
+                    started_at=now[0],
                 )
                 opened.append(event.id)
                 writes.append(("record_transitions", ([event], [])))
@@ -229,7 +242,8 @@ def test_same_answers_while_the_clock_moves_and_data_arrives(tmp_path_factory: p
                 for client in pair:
                     store = client.app.state.ctx.store  # type: ignore[attr-defined]
                     kwargs = {"edge_id": "e", "now": now[0]} if name == "record_transitions" else {}
-                    client.portal.call(lambda: getattr(store, name)(*args, **kwargs))  # type: ignore[union-attr]
+                    write = functools.partial(getattr(store, name), *args, **kwargs)
+                    client.portal.call(write)  # type: ignore[union-attr]
             for url, key in _ASKED:
                 a, b = (client.get(url, headers={"x-api-key": key}) for client in pair)
                 assert (a.status_code, a.headers.multi_items(), a.content) == (

@@ -9,10 +9,10 @@ scopes; every answer of the cached store must equal the plain store's, to the la
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
@@ -46,24 +46,37 @@ _ops = st.lists(
     st.one_of(
         st.tuples(st.just("tick"), st.sampled_from([0.0, 1e-6, 0.4, 3.0, 29.0, 59.9, 60.0, 600.0, 3600.0])),
         st.tuples(st.just("onto"), st.integers(0, 30), st.sampled_from(SPANS)),  # since onto a reading
-        st.tuples(st.just("ingest"), st.lists(st.tuples(st.sampled_from(list(METRICS)), st.integers(-200, 40)), max_size=4)),
-        st.tuples(st.just("move"), st.sampled_from(list(METRICS)), st.sampled_from(["client_1", "client_2", "client_3"])),
+        st.tuples(
+            st.just("ingest"),
+            st.lists(st.tuples(st.sampled_from(list(METRICS)), st.integers(-200, 40)), max_size=4),
+        ),
+        st.tuples(
+            st.just("move"),
+            st.sampled_from(list(METRICS)),
+            st.sampled_from(["client_1", "client_2", "client_3"]),
+        ),
         st.tuples(st.just("open"), st.sampled_from(list(METRICS))),
         st.tuples(st.just("close"), st.integers(0, 5)),
         st.tuples(st.just("prune"), st.sampled_from([2 * 3600.0, 3600.0, 100.0])),
-        st.tuples(st.just("object"), st.sampled_from(list(METRICS)), st.integers(0, 2), st.sampled_from(SPANS)),
-        st.tuples(st.just("client"), st.sampled_from(["client_1", "client_2", "client_3"]), st.sampled_from(SPANS)),
-        st.tuples(st.just("fixed"), st.sampled_from(list(METRICS)), st.integers(-7200, -60), st.integers(1, 7200)),
+        st.tuples(
+            st.just("object"), st.sampled_from(list(METRICS)), st.integers(0, 2), st.sampled_from(SPANS)
+        ),
+        st.tuples(
+            st.just("client"), st.sampled_from(["client_1", "client_2", "client_3"]), st.sampled_from(SPANS)
+        ),
+        st.tuples(
+            st.just("fixed"), st.sampled_from(list(METRICS)), st.integers(-7200, -60), st.integers(1, 7200)
+        ),
     ),
     min_size=5,
     max_size=40,
 )
 
 
-async def _both(stores: tuple[AsyncSqliteStore, AsyncSqliteStore], call: Callable[[AsyncSqliteStore], Awaitable[Any]]) -> None:
-    """Run ``call`` on both stores and require the same result."""
+async def _both(stores: tuple[AsyncSqliteStore, AsyncSqliteStore], method: str, *args: Any) -> None:
+    """Ask both stores the same question and require the same answer."""
     plain, cached = stores
-    assert await call(cached) == await call(plain)
+    assert await getattr(cached, method)(*args) == await getattr(plain, method)(*args)
 
 
 async def _play(ops: list[tuple[Any, ...]], tmp: Path) -> CachedSqliteStore:
@@ -94,9 +107,17 @@ async def _play(ops: list[tuple[Any, ...]], tmp: Path) -> CachedSqliteStore:
                     await store.upsert_objects([entry], now)
             elif kind == "open":
                 event = AnomalyEvent(
-                    id=new_event_id(), object_id=op[1], client=OWNERS[op[1]], type=OBJECTS[op[1]],
-                    metric=METRICS[op[1]], rule="r", severity="warning", value=1.0, threshold=0.0,
-                    message="m", started_at=now,
+                    id=new_event_id(),
+                    object_id=op[1],
+                    client=OWNERS[op[1]],
+                    type=OBJECTS[op[1]],
+                    metric=METRICS[op[1]],
+                    rule="r",
+                    severity="warning",
+                    value=1.0,
+                    threshold=0.0,
+                    message="m",
+                    started_at=now,
                 )
                 for store in stores:
                     await store.record_transitions([event], [], edge_id="e", now=now)
@@ -110,22 +131,22 @@ async def _play(ops: list[tuple[Any, ...]], tmp: Path) -> CachedSqliteStore:
                     await store.prune(now - op[1])
             elif kind == "object":
                 object_id, scope, since, until = op[1], SCOPES[op[2]], now - op[3], now + 1e-6
-                await _both(stores, lambda s: s.object_answer(object_id, scope, since, until))
+                await _both(stores, "object_answer", object_id, scope, since, until)
             elif kind == "client":
                 client, since, until = op[1], now - op[2], now + 1e-6
-                await _both(stores, lambda s: s.client_answer(client, since, until))
+                await _both(stores, "client_answer", client, since, until)
             elif kind == "fixed":
                 object_id, since, until = op[1], T0 + op[2], T0 + op[2] + op[3]
-                await _both(stores, lambda s: s.object_answer(object_id, None, since, until))
-                await _both(stores, lambda s: s.client_answer(OWNERS[object_id], since, until))
+                await _both(stores, "object_answer", object_id, None, since, until)
+                await _both(stores, "client_answer", OWNERS[object_id], since, until)
             # Every question again after each step: most of these are cache hits.
             for object_id in METRICS:
                 for span in SPANS[:4]:
                     since, until = now - span, now + 1e-6
-                    await _both(stores, lambda s: s.object_answer(object_id, SCOPES[1], since, until))
+                    await _both(stores, "object_answer", object_id, SCOPES[1], since, until)
             for client in ("client_1", "client_2"):
                 since, until = now - 3600.0, now + 1e-6
-                await _both(stores, lambda s: s.client_answer(client, since, until))
+                await _both(stores, "client_answer", client, since, until)
         return cached
     finally:
         for store in stores:
@@ -134,7 +155,9 @@ async def _play(ops: list[tuple[Any, ...]], tmp: Path) -> CachedSqliteStore:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_ops)
-def test_cached_answers_equal_the_store_at_every_moment(ops: list[tuple[Any, ...]], tmp_path_factory: Any) -> None:
+def test_cached_answers_equal_the_store_at_every_moment(
+    ops: list[tuple[Any, ...]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     cached = asyncio.run(_play(ops, tmp_path_factory.mktemp("cache")))
     assert cached.cache.hits + cached.cache.misses > 0
 
@@ -170,7 +193,9 @@ def test_readings_leaving_and_entering_a_sliding_window_show_without_an_ingest(t
         try:
             await store.upsert_objects([CatalogueEntry("device_1", "client_1", "temperature_sensor")], T0)
             stamps = (T0 - 3600 + 2, T0 - 10, T0 + 5)  # T0 is 30.5 s into a minute: no piece changes
-            await store.insert_readings([Reading("device_1", "client_1", "temperature", t, 20.0) for t in stamps])
+            await store.insert_readings(
+                [Reading("device_1", "client_1", "temperature", t, 20.0) for t in stamps]
+            )
             counts = []
             for moved in (0.0, 1.0, 3.0, 6.0):
                 answer = await store.object_answer("device_1", None, T0 + moved - 3600, T0 + moved + 1e-6)

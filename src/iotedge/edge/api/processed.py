@@ -105,7 +105,9 @@ def client_statistics_of(
     return body
 
 
-def _client_fields(ctx: EdgeContext, client: str, answer: ClientAnswer) -> tuple[dict[str, Any], float | None]:
+def _client_fields(
+    ctx: EdgeContext, client: str, answer: ClientAnswer
+) -> tuple[dict[str, Any], float | None]:
     """The body of :func:`client_statistics_of` without its window and stale flag (None), and
     the time of the client's newest reading in the window."""
     per_metric, per_object, objects = answer.per_metric, answer.per_object, answer.objects

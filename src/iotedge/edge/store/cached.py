@@ -134,7 +134,7 @@ _FIRST_AT_OR_AFTER = (
     "AND r.metric=l.metric AND r.ts>=?)) FROM latest l WHERE "
 )
 _OF_OBJECT = _FIRST_AT_OR_AFTER + "l.object_id=?"
-_OF_CLIENT = _FIRST_AT_OR_AFTER + "l.object_id IN (SELECT id FROM objects WHERE client=?)"
+_OF_CLIENT = _FIRST_AT_OR_AFTER + "l.object_id IN (SELECT id FROM objects WHERE client=?)"  # noqa: S608
 _NONE = float("inf")
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store import AnomalyEvent, EventEnd, SqliteStore, new_event_id
 from iotedge.edge.store.aio import AsyncSqliteStore
-from iotedge.edge.store.cached import AnswerCache, CachedSqliteStore
+from iotedge.edge.store.cached import AnswerCache, CachedSqliteStore, shape_of
 from iotedge.edge.store.records import Scope
+from iotedge.edge.store.rollups import split
 
 T0 = 1_795_957_230.5  # not on a minute: windows start inside one
 OBJECTS = {"device_1": "temperature_sensor", "device_2": "humidity_sensor", "device_3": "activity_tracker"}
@@ -213,11 +214,45 @@ def test_the_cache_keeps_at_most_its_size() -> None:
     for key in range(10):
         cache.put(("o", str(key)), _entry(key))
     assert len(cache) == 3
-    assert cache.get(("o", "9"), None, 0.0, 1.0, ())[0]
-    assert not cache.get(("o", "0"), None, 0.0, 1.0, ())[0]
+    assert cache.get(("o", "9"), None, 0.0, 1.0, (0, False, 0, False))[0]
+    assert not cache.get(("o", "0"), None, 0.0, 1.0, (0, False, 0, False))[0]
 
 
 def _entry(answer: int) -> Any:
     from iotedge.edge.store.cached import _Entry
 
-    return _Entry(None, 0.0, 1.0, 0.0, 1.0, (), answer)
+    return _Entry(None, 0.0, 1.0, 0.0, 1.0, (0, False, 0, False), answer)
+
+
+def _pieces(since: float, until: float) -> list[tuple[str, float | None, float | None]]:
+    """``split``'s pieces without the window's own two ends."""
+    pieces = split(since, until)
+    last = len(pieces) - 1
+    return [
+        (
+            p.source,
+            None if n == 0 and p.source == "raw" else p.lo,
+            None if n == last and p.source == "raw" else p.hi,
+        )
+        for n, p in enumerate(pieces)
+    ]
+
+
+_offsets = st.one_of(st.just(0.0), st.floats(1e-6, 60.0, exclude_max=True))
+
+
+@given(
+    start=st.integers(0, 200),
+    minutes=st.integers(0, 3 * 24 * 60),
+    first=st.tuples(_offsets, _offsets),
+    second=st.tuples(_offsets, _offsets),
+)
+def test_windows_of_one_shape_are_cut_into_the_same_pieces(
+    start: int, minutes: int, first: tuple[float, float], second: tuple[float, float]
+) -> None:
+    """Equal :func:`shape_of` means ``split`` cuts both windows alike but for their two raw ends."""
+    base = T0 - T0 % 3600 + start * 60  # near hour edges too
+    windows = [(base + lo, base + minutes * 60 + hi) for lo, hi in (first, second)]
+    assume(all(since < until for since, until in windows))
+    assume(shape_of(*windows[0]) == shape_of(*windows[1]))
+    assert _pieces(*windows[0]) == _pieces(*windows[1])

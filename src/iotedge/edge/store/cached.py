@@ -22,6 +22,7 @@ body (window, age, stale) are rendered per request by the callers, as before.
 PostgreSQL is not cached: there other processes write (the api role, several collectors).
 """
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,29 +31,30 @@ from typing import Any
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store.aio import AsyncSqliteStore
 from iotedge.edge.store.records import AnomalyEvent, ClientAnswer, EventEnd, ObjectAnswer, Scope
-from iotedge.edge.store.rollups import split
+from iotedge.edge.store.rollups import MINUTE, floor_to
 from iotedge.edge.store.sqlite import SqliteStore
 
 __all__ = ["AnswerCache", "CachedSqliteStore", "Shape", "shape_of"]
 
-Shape = tuple[tuple[str, float | None, float | None], ...]
-"""The pieces of a window with its own two ends left out: equal shapes pool the same parts."""
+Shape = tuple[int, bool, int, bool]
+"""Where a window's ends fall on the minute grid: equal shapes are cut into the same pieces."""
 
 _ENTRIES_PER_KEY = 8  # answers kept per object or client (windows and scopes asked side by side)
 
 
-def shape_of(since: float, until: float) -> Shape:
-    """The pieces :func:`split` cuts [since, until) into, without ``since`` and ``until``."""
-    pieces = split(since, until)
-    last = len(pieces) - 1
-    return tuple(
-        (
-            p.source,
-            None if n == 0 and p.source == "raw" else p.lo,
-            None if n == last and p.source == "raw" else p.hi,
-        )
-        for n, p in enumerate(pieces)
-    )
+def shape_of(since: float, until: float) -> Shape | None:
+    """The minute each end of [since, until) falls in and whether it is on that minute's edge.
+
+    :func:`~iotedge.edge.store.rollups.split` cuts a window at its ends, the whole minutes
+    next to them and the hours next to those, so two windows of equal shapes are cut into
+    the same pieces but their two raw ends (``tests/unit/test_answer_cache.py`` checks this
+    against ``split``).
+    None for a window that is not finite (not cached).
+    """
+    if not (math.isfinite(since) and math.isfinite(until)):
+        return None
+    low, high = floor_to(since, MINUTE), floor_to(until, MINUTE)
+    return low, low == since, high, high == until
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,7 @@ class CachedSqliteStore(AsyncSqliteStore):
         max_keys: objects (per scope) and clients kept at most, least recently used dropped.
     """
 
-    def __init__(self, store: SqliteStore, *, max_keys: int = 20_000) -> None:
+    def __init__(self, store: SqliteStore, *, max_keys: int = 4096) -> None:
         super().__init__(store)
         self.cache = AnswerCache(max_keys)
         self._writes = 0  # bumped by every write: an answer read across one is not kept
@@ -158,6 +160,8 @@ class CachedSqliteStore(AsyncSqliteStore):
         """``object``, ``summary`` of each metric, ``latest_of`` and ``anomaly_counts`` together."""
         key = ("o", object_id)
         shape = shape_of(since, until)
+        if shape is None:
+            return self.sync.object_answer(object_id, scope, since, until)
         found, answer = self.cache.get(key, scope, since, until, shape)
         if found:
             return answer  # type: ignore[no-any-return]
@@ -170,6 +174,8 @@ class CachedSqliteStore(AsyncSqliteStore):
         """``client_summaries`` and ``objects`` of one client together."""
         key = ("c", client)
         shape = shape_of(since, until)
+        if shape is None:
+            return self.sync.client_answer(client, since, until)
         found, answer = self.cache.get(key, None, since, until, shape)
         if found:
             return answer  # type: ignore[no-any-return]

@@ -252,3 +252,14 @@ def test_same_answers_while_the_clock_moves_and_data_arrives(
                     b.content,
                 ), f"step {step}: {url}"
         assert hits.hits > 0 and hits.misses > 0
+
+
+@pytest.mark.parametrize(("role", "cached"), [("all", True), ("api", False)])
+def test_only_the_process_that_writes_caches_answers(tmp_path: Path, role: str, cached: bool) -> None:
+    """In the api role another process writes the store: every answer is read from it."""
+    settings = load_edge_settings(
+        {}, data_dir=tmp_path, api_keys=f"client_1={GOOD}", metrics_port=0, role=role
+    )
+    with TestClient(create_app(settings, clock=lambda: NOW, run_collector=False)) as client:
+        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+        assert isinstance(store, CachedSqliteStore) is cached

@@ -179,6 +179,23 @@ async def _measure_store(store: AsyncEdgeStore, metrics: EdgeMetrics, every: flo
         await asyncio.sleep(every)
 
 
+def _caches_answers(
+    settings: EdgeSettings, db: AsyncEdgeStore, given: SqliteStore | AsyncEdgeStore | None
+) -> bool:
+    """Whether the statistics answers are cached (:mod:`iotedge.edge.store.cached`).
+
+    Only where this process makes every write: a SQLite store it opened itself, in the
+    ``all`` role. The ``api`` role serves what other processes write (on PostgreSQL, or a
+    SQLite file a collector writes), so it reads the store on every request.
+    """
+    return (
+        settings.answer_cache
+        and settings.role == "all"
+        and type(db) is AsyncSqliteStore
+        and not isinstance(given, AsyncSqliteStore)
+    )
+
+
 def create_app(
     settings: EdgeSettings,
     *,
@@ -228,7 +245,7 @@ def create_app(
             db = AsyncSqliteStore(store)
         else:
             db = store if store is not None else await open_async_store(settings)
-        if settings.answer_cache and type(db) is AsyncSqliteStore and not isinstance(store, AsyncSqliteStore):
+        if _caches_answers(settings, db, store):
             db = CachedSqliteStore(db.sync)  # every write of this process goes through it
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify

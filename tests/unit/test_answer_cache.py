@@ -210,12 +210,17 @@ def test_readings_leaving_and_entering_a_sliding_window_show_without_an_ingest(t
 
 
 def test_the_cache_keeps_at_most_its_size() -> None:
-    cache = AnswerCache(max_keys=3)
+    cache = AnswerCache(max_answers=3)
     for key in range(10):
         cache.put(("o", str(key)), _entry(key))
     assert len(cache) == 3
     assert cache.get(("o", "9"), None, 0.0, 1.0, (0, False, 0, False))[0]
     assert not cache.get(("o", "0"), None, 0.0, 1.0, (0, False, 0, False))[0]
+    for window in range(12):  # one key's answers: at most 8
+        cache.put(("o", "9"), _entry(window))
+    assert len(cache) == 3
+    cache.drop([("o", "9")])
+    assert len(cache) == 0
 
 
 def _entry(answer: int) -> Any:

@@ -179,21 +179,19 @@ async def _measure_store(store: AsyncEdgeStore, metrics: EdgeMetrics, every: flo
         await asyncio.sleep(every)
 
 
-def _caches_answers(
+def _with_answer_cache(
     settings: EdgeSettings, db: AsyncEdgeStore, given: SqliteStore | AsyncEdgeStore | None
-) -> bool:
-    """Whether the statistics answers are cached (:mod:`iotedge.edge.store.cached`).
+) -> AsyncEdgeStore:
+    """``db`` with its statistics answers cached (:mod:`iotedge.edge.store.cached`), or as it is.
 
-    Only where this process makes every write: a SQLite store it opened itself, in the
-    ``all`` role. The ``api`` role serves what other processes write (on PostgreSQL, or a
-    SQLite file a collector writes), so it reads the store on every request.
+    Cached only where this process makes every write: a SQLite store it opened itself, in
+    the ``all`` role. The ``api`` role serves what other processes write (on PostgreSQL, or
+    a SQLite file a collector writes), so it reads the store on every request.
     """
-    return (
-        settings.answer_cache
-        and settings.role == "all"
-        and type(db) is AsyncSqliteStore
-        and not isinstance(given, AsyncSqliteStore)
-    )
+    mine = type(db) is AsyncSqliteStore and not isinstance(given, AsyncSqliteStore)
+    if settings.answer_cache and settings.role == "all" and mine and isinstance(db, AsyncSqliteStore):
+        return CachedSqliteStore(db.sync)  # every write of this process goes through it
+    return db
 
 
 def create_app(
@@ -245,8 +243,7 @@ def create_app(
             db = AsyncSqliteStore(store)
         else:
             db = store if store is not None else await open_async_store(settings)
-        if _caches_answers(settings, db, store):
-            db = CachedSqliteStore(db.sync)  # every write of this process goes through it
+        db = _with_answer_cache(settings, db, store)
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
         known = await db.objects(None) if polling else []

@@ -33,6 +33,7 @@ from iotedge.edge.store.aio import AsyncSqliteStore
 from iotedge.edge.store.records import AnomalyEvent, ClientAnswer, EventEnd, ObjectAnswer, Scope
 from iotedge.edge.store.rollups import MINUTE, floor_to
 from iotedge.edge.store.sqlite import SqliteStore
+from iotedge.errors import StoreError
 
 __all__ = ["AnswerCache", "CachedSqliteStore", "Shape", "shape_of"]
 
@@ -202,9 +203,15 @@ class CachedSqliteStore(AsyncSqliteStore):
         sql: str,
         param: str,
     ) -> bool:
-        """Cache ``answer`` with its bounds, unless a write came in between; whether it was."""
+        """Cache ``answer`` with its bounds, unless a write came in between; whether it was.
+
+        The answer is served either way: bounds that cannot be read now only mean no caching.
+        """
         scope, since, until, shape = window
-        ((since_max, until_max),) = self.sync.database.query(sql, (since, until, param))
+        try:
+            ((since_max, until_max),) = self.sync.database.query(sql, (since, until, param))
+        except StoreError:
+            return False
         if writes != self._writes:
             return False
         bounds = (_NONE if since_max is None else since_max, _NONE if until_max is None else until_max)

@@ -6,7 +6,7 @@ routing, dependency solving and the middleware layers around them, not in their 
 plain request itself with the very functions the routes call:
 :func:`iotedge.edge.deps.admit`, :func:`iotedge.edge.deps.time_range`, and the routes' answer
 builders. It does what the app's middlewares would do to the same request: the security
-headers (:func:`iotedge.edge.hardening.with_security_headers`), the request counters and
+headers (:func:`iotedge.edge.hardening.security_headers`), the request counters and
 durations (:meth:`iotedge.edge.metrics.EdgeMetrics.observe_http`), and the 500 of
 Starlette's ``ServerErrorMiddleware`` if something breaks.
 
@@ -34,7 +34,7 @@ from iotedge.edge.api.processed import client_statistics_answer, processed_data_
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import TimeRange, admit, time_range
-from iotedge.edge.hardening import with_security_headers
+from iotedge.edge.hardening import security_headers, with_security_headers
 from iotedge.edge.metrics import EdgeMetrics
 from iotedge.edge.metrics_http import CLIENT_CLOSED
 from iotedge.errors import AuthError, BadRequest, NotFound, RateLimited, StoreError
@@ -159,7 +159,7 @@ class ShortLane:
             except _HANDLED as exc:
                 response = await _handled(scope, receive, exc)
             status = response.status_code
-            headers = with_security_headers(scope, response.raw_headers)
+            headers = with_security_headers(response.raw_headers, security_headers(scope))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": response.body})
         except asyncio.CancelledError:

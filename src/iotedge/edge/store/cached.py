@@ -5,7 +5,7 @@
 
 * this process writes: readings, catalogue, anomaly events or a prune (every write of the
   edge goes through its one store object, so :class:`CachedSqliteStore` drops what a write
-  may touch, before the write);
+  may touch, before and after the write);
 * the window moves past a reading: a sliding window (``window=1h``) loses its oldest
   reading once ``since`` passes it, and gains one stamped at or after ``until`` once
   ``until`` passes it;
@@ -19,7 +19,9 @@ bounds err on the short side), and the pieces must be the same. Within them a la
 request gets the very answer the store would compute; the time-dependent fields of the
 body (window, age, stale) are rendered per request by the callers, as before.
 
-PostgreSQL is not cached: there other processes write (the api role, several collectors).
+The edge caches only where it makes every write itself: SQLite in the ``all`` role
+(``iotedge.edge.app``). Where other processes write (PostgreSQL, the ``api`` role) every
+answer is read from the store.
 """
 
 import math

@@ -3,13 +3,11 @@
 Apart from the other smoke tests so that a test worker of its own runs it (``--dist loadfile``).
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.bench.quick import ROOT, quick
+from tests.bench.quick import quick, run_quick
 from tests.conftest import require
 from tests.pgdb import server_problem
 
@@ -36,8 +34,7 @@ def test_scale_options_are_checked_before_anything_runs(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     """The scale scenario's sizes are refused with a reason (exit 2), before any process starts."""
-    command = [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    done = run_quick(tmp_path, *args)
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr
     assert not (tmp_path / "results.json").exists()

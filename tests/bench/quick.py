@@ -26,3 +26,19 @@ def quick(tmp_path: Path, *scenarios: str, timeout: float, extra: tuple[str, ...
     assert done.returncode == 0, done.stderr[-3000:]
     results: dict[str, Any] = json.loads((tmp_path / "results.json").read_text())
     return results
+
+
+def refusals(tmp_path: Path, cases: list[list[str]]) -> list[dict[str, Any]]:
+    """What `bench/run.py --quick` does with each of ``cases`` (see tests/bench/refusals.py)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.bench.refusals", str(tmp_path)],
+        input=json.dumps(cases),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes: list[dict[str, Any]] = json.loads(done.stdout)
+    return outcomes

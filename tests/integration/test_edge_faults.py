@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import KEYS, edge_args, edge_env, wait_for
 from tests.procs import Proc, free_port, start_iotedge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 HEADERS = {"x-api-key": KEYS["*"]}
 # A fixed window, so counts never shrink as old readings slide out of a relative one.

@@ -20,7 +20,7 @@ from tests.conftest import KEYS, edge_args, edge_env, require, wait_for, wait_fo
 from tests.pgdb import ADMIN_URL, scratch_database, server_problem
 from tests.procs import Proc, free_port, loopback_http, start_iotedge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _SIM = ["sim", "--seed", "11", "--interval", "1", "--clients", "2", "--anomaly-rate", "0"]
 

@@ -19,7 +19,7 @@ from tests.conftest import edge_args, edge_env, require, wait_for, wait_for_answ
 from tests.pgdb import scratch_database, server_problem
 from tests.procs import Proc, free_port, start_iotedge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 STORE = "iotedge.sqlite3"
 

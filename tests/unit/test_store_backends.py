@@ -51,6 +51,10 @@ from iotedge.errors import StoreError
 from tests.conftest import require
 from tests.pgdb import scratch_database, server_problem
 
+pytestmark = (
+    pytest.mark.slow
+)  # PostgreSQL property tests: among the longest modules (make test starts them first)
+
 T = TypeVar("T")
 T0 = 1_795_953_600.0
 OBJECTS = [

@@ -31,6 +31,11 @@ def run_async(coro: Coroutine[Any, Any, None], *, tls: bool = False) -> None:
 
 
 GRACEFUL_SHUTDOWN_S = 3
+# An idle keep-alive connection is closed after this: longer than common clients' own expiry
+# (httpx 5 s, aiohttp 15 s; uvicorn's default is 5 s), so a client never sends its next
+# request on a connection the server is closing at that instant ("server disconnected without
+# a response"). Idle connections are the first evicted at the connection cap: no room lost.
+KEEP_ALIVE_S = 30
 DEFAULT_LIMITS = Limits()
 
 
@@ -73,6 +78,7 @@ def uvicorn_server(
         server_header=False,
         # Stop within seconds on SIGTERM even when clients hold requests open (k8s, compose).
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
         **extra,
     )
     return uvicorn.Server(config)

@@ -12,7 +12,16 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store import Store, windows
-from iotedge.edge.store.rollups import HOUR, LEVELS, MINUTE, ceil_to, floor_to, rebuild_sql, split
+from iotedge.edge.store.rollups import (
+    HOUR,
+    LEVELS,
+    MINUTE,
+    ceil_to,
+    floor_to,
+    rebuild_sql,
+    rolled_upto,
+    split,
+)
 from iotedge.edge.store.summaries import Summary
 
 T0 = 1_795_953_600.0  # on an hour boundary
@@ -71,13 +80,14 @@ def _rollups(store: Store) -> dict[str, list[tuple[object, ...]]]:
 
 
 def _rebuilt(store: Store) -> dict[str, list[tuple[object, ...]]]:
-    """The rollups recomputed from scratch from the readings left."""
+    """The rollups recomputed from scratch from the readings left before the watermark."""
+    rolled = rolled_upto(store.database.query)
     conn = sqlite3.connect(store.path)
     try:
         out = {}
         for table, step in LEVELS:
             conn.execute(f"CREATE TEMP TABLE fresh AS SELECT * FROM {table} WHERE 0")  # noqa: S608
-            conn.execute(rebuild_sql("temp.fresh", step))
+            conn.execute(rebuild_sql("temp.fresh", step, "ts < ?"), (rolled,))
             out[table] = conn.execute(
                 "SELECT * FROM temp.fresh ORDER BY object_id, metric, client, bucket"
             ).fetchall()

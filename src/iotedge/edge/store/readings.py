@@ -173,13 +173,13 @@ class ReadingsMixin:
         rows = [(r.object_id, r.metric, r.ts, r.value, r.client) for r in readings]
         with self._db.write() as db:
             fresh = _insert_new(db, rows)
-            rollups.add(db, fresh)
             db.executemany(
                 "INSERT INTO latest (object_id, metric, ts, value, client) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (object_id, metric) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
                 "client=excluded.client WHERE excluded.ts >= latest.ts",
                 rows,
             )
+            rollups.add(db, fresh)
         return len(fresh)
 
     def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:
@@ -309,6 +309,7 @@ class ReadingsMixin:
         long window is then answered from rollups after its raw rows are gone.
         """
         with self._db.write() as db:
+            rollups.close(db, before)
             removed = int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
             if rollups_before is not None:
                 rollups.expire(db, rollups_before)

@@ -277,3 +277,32 @@ def test_the_rollup_migration_back_fills_from_stored_readings(tmp_path: Path) ->
         assert (got.count, got.average, got.last) == (3, 26.0, 27.0)
     finally:
         store.close()
+
+
+def test_minutes_are_rolled_up_when_they_close_and_late_readings_at_once(tmp_path: Path) -> None:
+    """A poll writes no bucket until a later minute arrives; a late reading is counted at once;
+    raw rows pruned under kept rollups are rolled up first, even in a minute still open."""
+    store = Store(tmp_path / "edge.sqlite3")
+    store.upsert_objects([CatalogueEntry("device_1", "client_1", "temperature_sensor")], T0)
+
+    def minutes() -> list[tuple[Any, ...]]:
+        return store.database.query("SELECT bucket, n FROM rollup_minute ORDER BY bucket")
+
+    try:
+        store.insert_readings(
+            [Reading("device_1", "client_1", "temperature", T0 + s, 1.0) for s in range(0, 60, 5)]
+        )
+        assert minutes() == []
+        assert rolled_upto(store.database.query) == T0
+        store.insert_readings([Reading("device_1", "client_1", "temperature", T0 + 60, 2.0)])
+        assert minutes() == [(int(T0), 12)]
+        store.insert_readings([Reading("device_1", "client_1", "temperature", T0 + 31, 3.0)])
+        assert minutes() == [(int(T0), 13)]
+        assert store.summary("device_1", "temperature", T0, T0 + 120).count == 14
+        store.prune(T0 + 120, rollups_before=T0 - HOUR)
+        assert store.count_readings() == 0
+        assert minutes() == [(int(T0), 13), (int(T0 + 60), 1)]
+        got = store.summary("device_1", "temperature", T0, T0 + 120)
+        assert (got.count, got.max, got.last) == (14, 3.0, 2.0)
+    finally:
+        store.close()

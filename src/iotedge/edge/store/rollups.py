@@ -114,10 +114,15 @@ def rebuild_sql(table: str, step: int, condition: str = "1") -> str:
 
 
 def state_init_sql() -> str:
-    """INSERT of the watermark of a store whose rollups are complete: the minute after its newest reading."""
+    """INSERT of the watermark of a store whose rollups are complete: the minute after its newest reading.
+
+    ``latest`` holds every series' newest time; the minute rollups' newest bucket stands in
+    only if ``latest`` is empty (it never is while readings are stored).
+    """
     return (
         "INSERT INTO rollup_state (id, rolled_upto) SELECT 1, "  # noqa: S608
-        f"COALESCE({_bucket_sql('newest', MINUTE)} + {MINUTE}, -9e999) "
+        f"COALESCE({_bucket_sql('newest', MINUTE)} + {MINUTE}, "
+        f"(SELECT MAX(bucket) FROM rollup_minute) + {MINUTE}, -9e999) "
         "FROM (SELECT MAX(ts) AS newest FROM latest)"
     )
 

@@ -2,8 +2,9 @@
 
 ``python bench/ingest_round.py BATCH READINGS SEED`` writes READINGS readings in batches of
 BATCH into a fresh store and prints one JSON object: readings inserted, seconds spent in
-``insert_readings`` and each batch's milliseconds. Run with ``PYTHONPATH`` at another
-commit's ``src/`` it measures that commit's store; it uses only what every release has
+``insert_readings`` (wall and this process's CPU) and each batch's milliseconds. Run with
+``PYTHONPATH`` at another commit's ``src/`` it measures that commit's store; it uses only
+what every release has
 (``Store``, ``insert_readings``, ``count_readings``, ``close``).
 """
 
@@ -47,12 +48,14 @@ def ingest_round(batch: int, total: int, seed: int) -> dict[str, object]:
         store = Store(Path(tmp) / "edge.sqlite3")
         try:
             elapsed = 0.0
+            cpu = 0.0
             inserted = 0
             batch_ms: list[float] = []
             for readings in fleet_batches(batch, total, random.Random(seed)):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), time.process_time()
                 stored = store.insert_readings(readings)
                 took = time.perf_counter() - started
+                cpu += time.process_time() - cpu_started
                 if stored != len(readings):
                     raise RuntimeError(f"stored {stored} of {len(readings)} new readings")
                 elapsed += took
@@ -62,7 +65,7 @@ def ingest_round(batch: int, total: int, seed: int) -> dict[str, object]:
                 raise RuntimeError("the store does not hold what was inserted")
         finally:
             store.close()
-    return {"inserted": inserted, "elapsed_s": elapsed, "batch_ms": batch_ms}
+    return {"inserted": inserted, "elapsed_s": elapsed, "cpu_s": cpu, "batch_ms": batch_ms}
 
 
 if __name__ == "__main__":

@@ -286,6 +286,7 @@ def _ingest_md(rows: list[dict[str, Any]]) -> list[str]:
             f"{r['max_readings_per_s']:,.0f}",
             f"{r['batch_p50_ms']:.2f}",
             f"{r['batch_p99_ms']:.2f}",
+            f"{r['cpu_us_per_reading']:.1f}",
         ]
         for r in rows
     ]
@@ -297,7 +298,8 @@ def _ingest_md(rows: list[dict[str, Any]]) -> list[str]:
         "the latest values and the rollups). Batches look like poll cycles: objects with two "
         "metrics each, 5 s apart. readings/s is the median of the rounds (target: at least "
         "100,000 in batches of 1,000); with `--before REF`, REF's store ran in the same rounds, "
-        "in alternating order, and x baseline is this tree's median over REF's.",
+        "in alternating order, and x baseline is this tree's median over REF's. CPU µs per "
+        "reading: the round process's user + system time in `insert_readings` (median).",
         "",
         *_table(
             [
@@ -311,6 +313,7 @@ def _ingest_md(rows: list[dict[str, Any]]) -> list[str]:
                 "max",
                 "batch p50 ms",
                 "batch p99 ms",
+                "CPU µs per reading",
             ],
             table,
         ),

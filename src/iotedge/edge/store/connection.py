@@ -23,7 +23,7 @@ __all__ = ["SqliteDatabase", "quick_check"]
 
 _BUSY_TIMEOUT_MS = 5000  # another process (a CLI command, a test) may hold the file briefly
 _CHECKPOINT_PAGES = 10_000
-_WRITER_CACHE_KIB = 32 * 1024
+_WRITER_CACHE_KIB = 8 * 1024  # SQLite's default is 2 MiB; each MiB is edge memory
 
 
 def _connect(path: Path, *, reader: bool) -> sqlite3.Connection:

@@ -55,7 +55,7 @@ fix: install-dev
 
 ## The test suite (real processes on 127.0.0.1).
 test: install-dev
-	$(PY) -m pytest -n 3 --dist loadfile
+	$(PY) -m pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 bench: install-dev
 	$(PY) bench/run.py

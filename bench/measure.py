@@ -12,7 +12,17 @@ import httpx
 
 from processes import Server, settle
 
-__all__ = ["Measure", "Profile", "WrkResult", "measure_once", "percentile", "probe", "run_wrk"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Measure",
+    "Profile",
+    "WrkResult",
+    "measure_once",
+    "percentile",
+    "probe",
+    "run_wrk",
+]
 
 _MIN_SAMPLES = 3  # a probe goes past its time budget to get at least this many
 
@@ -41,6 +51,53 @@ class Profile:
     rss_max_seconds: float  # per fleet
     load_seconds: float
     load_connections: int
+
+
+# The profile of `make bench`, and of its smoke version (--quick).
+FULL = Profile(
+    rounds=3,
+    wrk_seconds=3,
+    wrk_max_seconds=10,
+    connections=16,
+    probe_requests=200,
+    probe_seconds=3,
+    settle_seconds=20,
+    latencies_ms=(0, 20, 50),
+    sizes=(2, 10, 100),
+    startup_runs=5,
+    ingest_rounds=7,
+    ingest_batches=(1_000, 10_000),
+    ingest_readings=200_000,
+    history_days=(1 / 24, 1, 7, 30),
+    history_queries=50,
+    fleets=(100, 1_000, 10_000),
+    rss_polls=5,
+    rss_max_seconds=240,
+    load_seconds=180,
+    load_connections=16,
+)
+QUICK = Profile(
+    rounds=1,
+    wrk_seconds=1,
+    wrk_max_seconds=2,
+    connections=8,
+    probe_requests=20,
+    probe_seconds=1,
+    settle_seconds=3,
+    latencies_ms=(0,),
+    sizes=(2,),
+    startup_runs=1,
+    ingest_rounds=2,
+    ingest_batches=(1_000, 10_000),
+    ingest_readings=20_000,
+    history_days=(1 / 24, 1),
+    history_queries=10,
+    fleets=(100,),
+    rss_polls=1,
+    rss_max_seconds=60,
+    load_seconds=8,
+    load_connections=8,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

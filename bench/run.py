@@ -51,7 +51,7 @@ import httpx
 from edgeproc import edge_command, edge_env, key_of, sim_command
 from fleet_bench import scenario_rss
 from load_bench import scenario_load
-from measure import Measure, Profile, measure_once
+from measure import FULL, QUICK, Measure, Profile, measure_once
 from mqtt_bench import scenario_mqtt
 from pg_bench import pg_md, scenario_pg
 from processes import Server, free_port, say, serve
@@ -79,54 +79,6 @@ SCENARIOS = (
 # Run only when named: they need --before REF, or a PostgreSQL server.
 _ON_REQUEST = ("versus", "pg", "scale")
 _SCALE_PARTS = ("api", "fleet")
-
-# -- settings --------------------------------------------------------------------------
-
-
-FULL = Profile(
-    rounds=3,
-    wrk_seconds=3,
-    wrk_max_seconds=10,
-    connections=16,
-    probe_requests=200,
-    probe_seconds=3,
-    settle_seconds=20,
-    latencies_ms=(0, 20, 50),
-    sizes=(2, 10, 100),
-    startup_runs=5,
-    ingest_rounds=7,
-    ingest_batches=(1_000, 10_000),
-    ingest_readings=200_000,
-    history_days=(1 / 24, 1, 7, 30),
-    history_queries=50,
-    fleets=(100, 1_000, 10_000),
-    rss_polls=5,
-    rss_max_seconds=240,
-    load_seconds=180,
-    load_connections=16,
-)
-QUICK = Profile(
-    rounds=1,
-    wrk_seconds=1,
-    wrk_max_seconds=2,
-    connections=8,
-    probe_requests=20,
-    probe_seconds=1,
-    settle_seconds=3,
-    latencies_ms=(0,),
-    sizes=(2,),
-    startup_runs=1,
-    ingest_rounds=2,
-    ingest_batches=(1_000, 10_000),
-    ingest_readings=20_000,
-    history_days=(1 / 24, 1),
-    history_queries=10,
-    fleets=(100,),
-    rss_polls=2,
-    rss_max_seconds=60,
-    load_seconds=8,
-    load_connections=8,
-)
 
 
 # -- the edge APIs under test ----------------------------------------------------------

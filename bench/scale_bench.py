@@ -26,6 +26,7 @@ each part works in a database of its own and drops it. Every process is stopped 
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import re
 import secrets
@@ -47,7 +48,7 @@ from psycopg import sql
 from edgeproc import cycle_stats, edge_command, edge_env, key_of, sim_command
 from iotedge.edge.normalise import CatalogueEntry
 from iotedge.edge.store.postgres import open_pg_store
-from measure import percentile, probe, run_wrk
+from measure import FULL, QUICK, Profile, percentile, probe, run_wrk
 from processes import Server, free_port, say, serve, settle
 
 __all__ = ["FULL_SCALE", "QUICK_SCALE", "ScaleProfile", "scale_md", "scenario_scale", "shard_flag"]
@@ -62,11 +63,9 @@ _SCRAPE_EVERY_S = 2.0
 class ScaleProfile:
     """How big and how long the scale scenario runs."""
 
-    rounds: int  # wrk rounds per API configuration
-    wrk_seconds: int
-    probe_requests: int  # sequential requests per round for the latency percentiles
-    connections: int  # in all, split evenly between the API processes
-    settle_seconds: float
+    # The API part's rounds per configuration, wrk seconds, probe requests, wrk connections
+    # (in all, split evenly between the API processes) and settle time; nothing else of it.
+    measure: Profile
     clients: int  # the fleet: clients of the simulator ...
     objects_per_client: int  # ... times objects per client
     interval_s: float  # the collectors' poll interval
@@ -84,11 +83,7 @@ class ScaleProfile:
 
 
 FULL_SCALE = ScaleProfile(
-    rounds=3,
-    wrk_seconds=5,
-    probe_requests=200,
-    connections=16,
-    settle_seconds=20,
+    measure=dataclasses.replace(FULL, wrk_seconds=5),
     clients=10_000,
     objects_per_client=10,
     interval_s=30.0,
@@ -100,14 +95,10 @@ FULL_SCALE = ScaleProfile(
     shards=64,
 )
 QUICK_SCALE = ScaleProfile(
-    rounds=1,
-    wrk_seconds=1,
-    probe_requests=20,
-    connections=8,
-    settle_seconds=3,
+    measure=QUICK,
     clients=20,
     objects_per_client=5,
-    interval_s=5.0,
+    interval_s=2.0,
     collectors=2,
     steady_cycles=1,
     warmup_cycles=1,
@@ -206,12 +197,15 @@ def _busy_share() -> tuple[int, int]:
 
 def _wrk_all(urls: Sequence[str], profile: ScaleProfile) -> tuple[float, int, int]:
     """wrk on every URL at once, the connections split evenly: (req/s summed, requests, errors)."""
-    per = max(1, profile.connections // len(urls))
+    per = max(1, profile.measure.connections // len(urls))
     headers = {"x-api-key": key_of("client_1")}
     with concurrent.futures.ThreadPoolExecutor(len(urls)) as pool:
         runs = list(
             pool.map(
-                lambda url: run_wrk(url, seconds=profile.wrk_seconds, connections=per, headers=headers), urls
+                lambda url: run_wrk(
+                    url, seconds=profile.measure.wrk_seconds, connections=per, headers=headers
+                ),
+                urls,
             )
         )
     return sum(r.rps for r in runs), sum(r.requests for r in runs), sum(r.errors for r in runs)
@@ -270,16 +264,19 @@ def _api(profile: ScaleProfile, log_dir: Path, tmp: Path, pg_url: str) -> dict[s
         cpu_s: dict[str, float] = dict.fromkeys(rps, 0.0)  # of the edge processes, during wrk
         latencies: dict[str, list[float]] = {name: [] for name in rps}
         busy: dict[str, list[float]] = {name: [] for name in rps}
-        for rnd in range(profile.rounds):
+        for rnd in range(profile.measure.rounds):
             for name, servers in configs if rnd % 2 == 0 else configs[::-1]:
-                say(f"scale api: round {rnd + 1}/{profile.rounds} {name}")
-                settle(everyone, profile.settle_seconds)
+                say(f"scale api: round {rnd + 1}/{profile.measure.rounds} {name}")
+                settle(everyone, profile.measure.settle_seconds)
                 samples, failed = probe(
-                    servers[0].url + _PATH, requests=profile.probe_requests, seconds=3.0, headers=headers
+                    servers[0].url + _PATH,
+                    requests=profile.measure.probe_requests,
+                    seconds=3.0,
+                    headers=headers,
                 )
                 latencies[name] += samples
                 errors[name] += failed
-                settle(everyone, profile.settle_seconds)
+                settle(everyone, profile.measure.settle_seconds)
                 ticks, machine = sum(s.cpu_ticks() for s in servers), _busy_share()
                 got, done, failed = _wrk_all([s.url + _PATH for s in servers], profile)
                 machine_after = _busy_share()
@@ -309,7 +306,7 @@ def _api(profile: ScaleProfile, log_dir: Path, tmp: Path, pg_url: str) -> dict[s
         }
         for name, servers in configs
     ]
-    return {"rows": rows, "connections": profile.connections, "same_answer": len(bodies) == 1}
+    return {"rows": rows, "connections": profile.measure.connections, "same_answer": len(bodies) == 1}
 
 
 # -- part 2: sharded collectors --------------------------------------------------------
@@ -522,7 +519,7 @@ def scenario_scale(
     profile: ScaleProfile, log_dir: Path, *, parts: Sequence[str] = ("api", "fleet")
 ) -> dict[str, Any]:
     """Both parts, each in a database of its own (minutes; the quick profile well under two)."""
-    out: dict[str, Any] = {"profile": {**profile.__dict__}}
+    out: dict[str, Any] = {"profile": dataclasses.asdict(profile)}
     # A SIGTERM unwinds like Ctrl-C: every process is stopped and every database dropped.
     signal.signal(signal.SIGTERM, _exit_on_term)
     sharded = shard_flag()

@@ -6,12 +6,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from tests.procs import Proc, loopback_http, start_iotedge
+
+T = TypeVar("T")
 
 # With IOTEDGE_REQUIRE_ALL=1 (set by .ci/run) a test whose real component is missing
 # fails instead of skipping, so nothing is skipped silently in CI.
@@ -25,6 +27,16 @@ def require(condition: bool, why: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required component missing: {why}")
     pytest.skip(why)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked slow first, each module's tests in their own order.
+
+    `make test` hands whole modules to its workers (``--dist loadfile``) in this order
+    (``--no-loadscope-reorder``): the longest start first and the short ones fill in at the end.
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +130,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_for_answer(fetch: Callable[[], T], accept: Callable[[T], bool], timeout: float, what: str) -> T:
+    """Call ``fetch`` every 0.1 s until ``accept`` takes what it returned: that answer (to check
+    further, where asking again could take long or answer otherwise). Fail after ``timeout`` seconds."""
+    answers: list[T] = []
+
+    def accepted() -> bool:
+        answers.append(fetch())
+        return accept(answers[-1])
+
+    wait_for(accepted, timeout, what)
+    return answers[-1]
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,12 @@ class EdgeSettings(_Settings):
         description="Answer plain GET /processed_data and /client_statistics without FastAPI's routing "
         "(same bytes; off only to compare).",
     )
+    answer_cache: bool = Field(
+        True,
+        description="Keep the statistics answers in memory until a write or the sliding window "
+        "changes them (same bytes; off only to compare). Only with SQLite in the all role: "
+        "never on PostgreSQL or in the api role, where other processes write.",
+    )
     max_header: int = Field(
         16 * 1024, ge=1024, description="Largest request head (URL plus headers) in bytes (431 beyond)."
     )

@@ -163,6 +163,45 @@ class _Server:
     evictable: dict["_GuardedProtocol", None] = field(default_factory=dict)
 
 
+class _OneWrite:
+    """A transport that sends a response head together with the body that follows it.
+
+    uvicorn writes the head and the body separately: two sends, each through the whole
+    loopback TCP path, where one does. A write that looks like a complete head is held until
+    the next write (or the loop's next turn, for answers without a body) and sent with it.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + bytes(data))
+        elif isinstance(data, bytes) and data.startswith(b"HTTP/") and data.endswith(b"\r\n\r\n"):
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the guards above; one subclass per server."""
 
@@ -188,7 +227,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         self.guard.evictable[self] = None
         self._arm(self.guard.limits.head_timeout, "head_timeout")
         if self.guard.tls is None:
-            super().connection_made(transport)
+            super().connection_made(_OneWrite(transport, self.loop))  # type: ignore[arg-type]
             return
         # Tracked while handshaking, so the cap counts it and a shutdown closes it.
         self.transport = transport
@@ -225,7 +264,7 @@ class _GuardedProtocol(HttpToolsProtocol):
         if secure is None or secure.is_closing():
             self._forget()
             return
-        super().connection_made(secure)
+        super().connection_made(_OneWrite(secure, self.loop))  # type: ignore[arg-type]
         early, self._early = self._early, None
         if early:
             self.data_received(b"".join(early))

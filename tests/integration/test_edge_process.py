@@ -10,7 +10,7 @@ from iotedge.edge.stats import summarise
 from iotedge.sim.fleet import Fleet
 from tests.conftest import KEYS, Stack, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = Fleet(seed=11, clients=20, interval_s=1, anomaly_rate=0.6, anomaly_slot_s=30)
 CLIENT_OBJECTS = {"client_1": {"device_1", "device_2"}, "client_2": {"device_3", "device_4"}}

@@ -166,6 +166,16 @@ def _metric(metrics_port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
+def _timeouts(metrics_port: int) -> float:
+    """Device API calls the edge gave up on at its timeout, so far."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("iotedge_upstream_requests_total{") and 'outcome="timeout"' in line
+    )
+
+
 def check(watch: Watch, edge: Proc) -> None:
     """The invariants every fault must keep: only documented 5xx, the edge still running."""
     bad = watch.undocumented()
@@ -279,9 +289,12 @@ def test_hung_connections(stack: FaultStack) -> None:
     """Half the device calls hang for 30 s: the timeout frees them, the API never waits on them."""
     edge = stack.edge
     before = acknowledged(edge)
+    timed_out = _timeouts(stack.metrics_port)
     with watching(edge) as watch:
         _faults(stack.sim, hang_rate=0.5, hang_seconds=30)
-        time.sleep(7)
+        wait_for(
+            lambda: _timeouts(stack.metrics_port) >= timed_out + 2, 30, "two hung device calls given up on"
+        )
         during = acknowledged(edge)
         _clear(stack.sim)
         recover(edge, during, "hung connections")

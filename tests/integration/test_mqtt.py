@@ -31,7 +31,7 @@ from tests.mqttutil import (
 )
 from tests.procs import Proc, free_port, start_iotedge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @dataclass

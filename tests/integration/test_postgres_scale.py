@@ -23,7 +23,7 @@ from tests.notifyutil import webhook_receiver
 from tests.pgdb import scratch_database, server_problem
 from tests.procs import Proc, free_port, loopback_http, start_iotedge
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _log = logging.getLogger(__name__)
 

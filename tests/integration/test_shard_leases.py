@@ -5,12 +5,13 @@ session, so its own advisory locks), as separate collector processes would.
 """
 
 import asyncio
+import contextlib
 import math
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,36 @@ def owners_per_client(leases: Sequence[PgShardLeases]) -> set[int]:
     return {sum(lease.owns(client) for lease in leases) for client in CLIENTS}
 
 
-def make(url: str, count: int) -> list[PgShardLeases]:
-    """``count`` collectors on one database, with a one-second interval."""
-    return [PgShardLeases(url, interval_s=1.0, shards=SHARDS, name=f"collector-{n}") for n in range(count)]
+def make(
+    url: str,
+    count: int,
+    *,
+    interval_s: float = 1.0,
+    name: str = "collector",
+    refresh_timeout_s: float | None = None,
+) -> list[PgShardLeases]:
+    """``count`` collectors on one database (``name``-0, ``name``-1 ...), with a one-second interval."""
+    return [
+        PgShardLeases(
+            url, interval_s=interval_s, shards=SHARDS, name=f"{name}-{n}", refresh_timeout_s=refresh_timeout_s
+        )
+        for n in range(count)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def running(leases: Sequence[PgShardLeases], *, together: bool = False) -> AsyncIterator[None]:
+    """``leases`` started one after the other (all at once with ``together``); every one closed at the end."""
+    try:
+        if together:
+            await asyncio.gather(*(lease.start() for lease in leases))
+        else:
+            for lease in leases:
+                await lease.start()
+        yield
+    finally:
+        for lease in leases:
+            await lease.close()
 
 
 def wait_gone(url: str, pid: int, timeout: float = 10.0) -> None:
@@ -83,15 +111,12 @@ def test_one_collector_owns_every_shard(pg_url: str) -> None:
     async def scenario() -> None:
         (lease,) = make(pg_url, 1)
         assert not lease.owns("client_1")  # nothing before start
-        await lease.start()
-        try:
+        async with running([lease]):
             assert lease.owned == frozenset(range(SHARDS))
             assert lease.live == 1
             assert all(lease.owns(c) for c in CLIENTS)
             await lease.refresh()
             assert lease.owned == frozenset(range(SHARDS))
-        finally:
-            await lease.close()
 
     run(scenario)
 
@@ -105,14 +130,10 @@ def test_collectors_started_together_take_fair_shares_at_start(pg_url: str) -> N
     async def scenario() -> None:
         # A 5 s interval settles for 5 s (room for a slow connection on a loaded machine), well
         # inside the 15 s after which a silent heartbeat counts as dead.
-        leases = [PgShardLeases(pg_url, interval_s=5.0, shards=SHARDS, name=f"with-{n}") for n in range(3)]
-        await asyncio.gather(*(lease.start() for lease in leases))
-        try:
+        leases = make(pg_url, 3, interval_s=5.0, name="with")
+        async with running(leases, together=True):
             assert converged(leases), [len(lease.owned) for lease in leases]
             assert owners_per_client(leases) == {1}
-        finally:
-            for lease in leases:
-                await lease.close()
 
     run(scenario)
 
@@ -122,9 +143,7 @@ def test_three_collectors_converge_to_disjoint_fair_shares(pg_url: str) -> None:
 
     async def scenario() -> None:
         leases = make(pg_url, 3)
-        for lease in leases:
-            await lease.start()
-        try:
+        async with running(leases):
             rounds = 0
             while not converged(leases):
                 rounds += 1
@@ -139,9 +158,6 @@ def test_three_collectors_converge_to_disjoint_fair_shares(pg_url: str) -> None:
             for client in CLIENTS[:50]:
                 (owner,) = [lease for lease in leases if lease.owns(client)]
                 assert shard_of(client, SHARDS) in owner.owned
-        finally:
-            for lease in leases:
-                await lease.close()
 
     run(scenario)
 
@@ -151,9 +167,7 @@ def test_a_killed_collector_s_shards_are_taken_within_two_rounds(pg_url: str) ->
 
     async def scenario() -> None:
         leases = make(pg_url, 3)
-        for lease in leases:
-            await lease.start()
-        try:
+        async with running(leases):
             for _ in range(3):
                 await round_of(leases)
             assert converged(leases)
@@ -177,9 +191,6 @@ def test_a_killed_collector_s_shards_are_taken_within_two_rounds(pg_url: str) ->
                 await round_of(leases)
             assert converged(leases)
             assert owners_per_client(leases) == {1}
-        finally:
-            for lease in leases:
-                await lease.close()
 
     run(scenario)
 
@@ -189,16 +200,13 @@ def test_a_collector_that_loses_its_connection_owns_nothing_then_reconnects(pg_u
 
     async def scenario() -> None:
         (lease,) = make(pg_url, 1)
-        await lease.start()
-        try:
+        async with running([lease]):
             assert lease._conn is not None
             await lease._conn.close()  # as a dropped network connection leaves it
             assert not any(lease.owns(c) for c in CLIENTS)
             await lease.refresh()
             assert lease.owned == frozenset(range(SHARDS))
             assert lease.reconnects == 2
-        finally:
-            await lease.close()
 
     run(scenario)
 
@@ -208,18 +216,16 @@ def test_close_gives_shards_back_and_removes_the_heartbeat(pg_url: str) -> None:
 
     async def scenario() -> None:
         first, second = make(pg_url, 2)
-        await first.start()
-        await second.start()
-        await round_of([first, second])
-        assert converged([first, second])
-        await second.close()
-        await first.refresh()
-        assert first.owned == frozenset(range(SHARDS))
-        assert first.live == 1
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM collectors").fetchall()]
-        assert ids == ["collector-0"]
-        await first.close()
+        async with running([first, second]):
+            await round_of([first, second])
+            assert converged([first, second])
+            await second.close()
+            await first.refresh()
+            assert first.owned == frozenset(range(SHARDS))
+            assert first.live == 1
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                ids = [r[0] for r in conn.execute("SELECT id FROM collectors").fetchall()]
+            assert ids == ["collector-0"]
 
     run(scenario)
 
@@ -234,15 +240,12 @@ def test_stale_heartbeats_are_deleted_and_not_counted(pg_url: str) -> None:
                 "INSERT INTO collectors (id, pid, backend_start, started_at, heartbeat_at)"
                 " VALUES ('ghost', 999999, now(), 0, extract(epoch FROM now()))"
             )
-        await lease.start()
-        try:
+        async with running([lease]):
             assert lease.live == 1
             assert lease.owned == frozenset(range(SHARDS))
             with psycopg.connect(pg_url, autocommit=True) as conn:
                 row = conn.execute("SELECT COUNT(*) FROM collectors WHERE id = 'ghost'").fetchone()
             assert row is not None and row[0] == 0
-        finally:
-            await lease.close()
 
     run(scenario)
 
@@ -256,13 +259,10 @@ def test_metrics_show_owned_shards_and_live_collectors(pg_url: str) -> None:
         registry = CollectorRegistry()
         register_shard_metrics(lease, registry)
         assert registry.get_sample_value("iotedge_collector_shards_owned") == 0
-        await lease.start()
-        try:
+        async with running([lease]):
             assert registry.get_sample_value("iotedge_collector_shards_owned") == SHARDS
             assert registry.get_sample_value("iotedge_collector_live") == 1
             assert lease.status()["owned_count"] == SHARDS
-        finally:
-            await lease.close()
 
     run(scenario)
 
@@ -308,9 +308,7 @@ def test_kill_9_of_a_collector_process_frees_its_shards_for_the_others(pg_url: s
 
         async def scenario() -> None:
             leases = make(pg_url, 2)
-            for lease in leases:
-                await lease.start()
-            try:
+            async with running(leases):
                 # Converge with the child: the three shares cover every shard, once each.
                 async with asyncio.timeout(30):
                     while True:
@@ -331,9 +329,6 @@ def test_kill_9_of_a_collector_process_frees_its_shards_for_the_others(pg_url: s
                     await round_of(leases)
                 assert converged(leases), [len(lease.owned) for lease in leases]
                 assert owners_per_client(leases) == {1}
-            finally:
-                for lease in leases:
-                    await lease.close()
 
         run(scenario)
     finally:
@@ -347,9 +342,8 @@ def test_a_refresh_the_server_does_not_answer_gives_up_and_owns_nothing(pg_url: 
     """A refresh stuck behind a lock gives up after its timeout, owning nothing, then recovers."""
 
     async def scenario() -> None:
-        lease = PgShardLeases(pg_url, interval_s=1.0, shards=SHARDS, name="stuck", refresh_timeout_s=0.5)
-        await lease.start()
-        try:
+        (lease,) = make(pg_url, 1, name="stuck", refresh_timeout_s=0.5)
+        async with running([lease]):
             assert lease.owned == frozenset(range(SHARDS))
             with psycopg.connect(pg_url) as blocker:
                 blocker.execute("LOCK TABLE collectors IN ACCESS EXCLUSIVE MODE")
@@ -361,7 +355,5 @@ def test_a_refresh_the_server_does_not_answer_gives_up_and_owns_nothing(pg_url: 
                 blocker.rollback()
             await lease.refresh()
             assert lease.owned == frozenset(range(SHARDS))
-        finally:
-            await lease.close()
 
     run(scenario)

@@ -1,14 +1,18 @@
-"""The statistics fast lane answers exactly what the FastAPI routes answer.
+"""The statistics fast lane and the answer cache give exactly what the FastAPI routes give.
 
 Two edges are built on identical stores with one frozen clock, one with the fast lane and
-one without; every request of a matrix (valid, invalid, foreign, absent, unauthenticated,
-repeated or odd parameters and headers) must get the same status, headers and body from
-both, and leave the same request counters behind. The clock is frozen so that windows and
-ages are equal to the byte; that is why the apps run in this process.
+the answer cache and one with neither; every request of a matrix (valid, invalid, foreign,
+absent, unauthenticated, repeated or odd parameters and headers) must get the same status,
+headers and body from both, and leave the same request counters behind. The clock is
+frozen so that windows and ages are equal to the byte; that is why the apps run in this
+process. A second pair is asked the same questions while its clock moves and readings,
+catalogue changes and anomaly events arrive through each edge's own store.
 """
 
+import functools
+import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ from iotedge.config import load_edge_settings
 from iotedge.edge.api import fastlane
 from iotedge.edge.app import create_app
 from iotedge.edge.normalise import CatalogueEntry, Reading
+from iotedge.edge.store import AnomalyEvent, EventEnd, new_event_id
+from iotedge.edge.store.cached import CachedSqliteStore
 from tests.conftest import KEYS
 
 with warnings.catch_warnings():  # starlette suggests another httpx package; this one does the job
@@ -106,9 +112,10 @@ def _fill(client: TestClient) -> None:
     store.insert_readings(readings)
 
 
-@pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
-    """(fast lane on, fast lane off) on identical stores, one frozen clock."""
+def _twins(
+    tmp_path_factory: pytest.TempPathFactory, clock: Callable[[], float]
+) -> tuple[TestClient, TestClient]:
+    """(fast lane and answer cache on, both off) on empty stores."""
     clients = []
     for lane in (True, False):
         data_dir: Path = tmp_path_factory.mktemp(f"edge-lane-{lane}")
@@ -120,9 +127,19 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient
             rate_limit=0,
             metrics_port=0,
             fast_lane=lane,
+            answer_cache=lane,
         )
-        clients.append(TestClient(create_app(settings, clock=lambda: NOW, run_collector=False)))
-    with clients[0] as fast, clients[1] as slow:
+        clients.append(TestClient(create_app(settings, clock=clock, run_collector=False)))
+    return clients[0], clients[1]
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
+    """(fast lane and cache on, both off) on identical stores, one frozen clock."""
+    first, second = _twins(tmp_path_factory, lambda: NOW)
+    with first as fast, second as slow:
+        assert isinstance(fast.app.state.ctx.store, CachedSqliteStore)  # type: ignore[attr-defined]
+        assert not isinstance(slow.app.state.ctx.store, CachedSqliteStore)  # type: ignore[attr-defined]
         _fill(fast)
         _fill(slow)
         yield fast, slow
@@ -157,3 +174,92 @@ def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.
     assert _request_counts(fast) == _request_counts(slow)
     assert {"/processed_data", "/client_statistics"} <= set(served)
     assert any('route="/processed_data"' in line for line in _request_counts(fast))
+
+
+_ASKED = [
+    ("/processed_data?object_id=device_1", GOOD),
+    ("/processed_data?object_id=device_2&metric=battery_level&window=90s", GOOD),
+    ("/processed_data?object_id=device_1&window=10m", GOOD),
+    ("/processed_data?object_id=device_3", KEYS["*"]),
+    ("/processed_data?object_id=device_5", GOOD),
+    ("/client_statistics?client_id=client_1", GOOD),
+    ("/client_statistics?client_id=client_1&window=2m", GOOD),
+    ("/client_statistics?client_id=client_2&window=1d", KEYS["*"]),
+    ("/client_statistics", GOOD),
+]
+
+
+def test_same_answers_while_the_clock_moves_and_data_arrives(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Readings (past, present, ahead of the clock), moves and events, written through each
+    edge's own store, show in the very next answer of both; so does the window sliding."""
+    now = [NOW + 0.25]
+    rng = random.Random(16)
+    first, second = _twins(tmp_path_factory, lambda: now[0])
+    with first as fast, second as slow:
+        pair = (fast, slow)
+        for client in pair:
+            _fill(client)
+        opened: list[int] = []
+        hits = fast.app.state.ctx.store.cache  # type: ignore[attr-defined]
+        for step in range(150):
+            roll = rng.random()
+            writes: list[tuple[str, tuple[Any, ...]]] = []
+            if roll < 0.3:
+                entry = rng.choice(OBJECTS)
+                stamp = now[0] + rng.choice([-200.0, -30.0, 0.0, 0.5, 3.0, 40.0])
+                metric = METRICS[entry.type][0]
+                writes.append(
+                    ("insert_readings", ([Reading(entry.id, entry.client, metric, stamp, float(step))],))
+                )
+            elif roll < 0.35:
+                entry = rng.choice(OBJECTS)
+                owner = rng.choice(["client_1", "client_2"])
+                writes.append(("upsert_objects", ([CatalogueEntry(entry.id, owner, entry.type)], now[0])))
+            elif roll < 0.4:
+                entry = rng.choice(OBJECTS)
+                event = AnomalyEvent(
+                    id=new_event_id(),
+                    object_id=entry.id,
+                    client=entry.client,
+                    type=entry.type,
+                    metric=METRICS[entry.type][0],
+                    rule="r",
+                    severity="warning",
+                    value=1.0,
+                    threshold=0.0,
+                    message="m",
+                    started_at=now[0],
+                )
+                opened.append(event.id)
+                writes.append(("record_transitions", ([event], [])))
+            elif roll < 0.45 and opened:
+                writes.append(("record_transitions", ([], [EventEnd(opened.pop(), now[0], 1.0)])))
+            else:
+                now[0] += rng.choice([0.0, 1e-6, 0.3, 2.0, 7.0, 31.0, 60.0])
+            for name, args in writes:
+                for client in pair:
+                    store = client.app.state.ctx.store  # type: ignore[attr-defined]
+                    kwargs = {"edge_id": "e", "now": now[0]} if name == "record_transitions" else {}
+                    write = functools.partial(getattr(store, name), *args, **kwargs)
+                    client.portal.call(write)  # type: ignore[union-attr]
+            for url, key in _ASKED:
+                a, b = (client.get(url, headers={"x-api-key": key}) for client in pair)
+                assert (a.status_code, a.headers.multi_items(), a.content) == (
+                    b.status_code,
+                    b.headers.multi_items(),
+                    b.content,
+                ), f"step {step}: {url}"
+        assert hits.hits > 0 and hits.misses > 0
+
+
+@pytest.mark.parametrize(("role", "cached"), [("all", True), ("api", False)])
+def test_only_the_process_that_writes_caches_answers(tmp_path: Path, role: str, cached: bool) -> None:
+    """In the api role another process writes the store: every answer is read from it."""
+    settings = load_edge_settings(
+        {}, data_dir=tmp_path, api_keys=f"client_1={GOOD}", metrics_port=0, role=role
+    )
+    with TestClient(create_app(settings, clock=lambda: NOW, run_collector=False)) as client:
+        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+        assert isinstance(store, CachedSqliteStore) is cached

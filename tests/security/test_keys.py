@@ -19,7 +19,7 @@ from tests.conftest import KEYS, edge_args, edge_env, wait_for
 from tests.procs import Proc, start_iotedge
 from tests.security.helpers import UNAUTHORIZED, cli, create_key, get, keys_list
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @dataclass

@@ -35,6 +35,7 @@ from iotedge.edge.store import (
     windows,
 )
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
+from iotedge.edge.store.cached import CachedSqliteStore
 from iotedge.edge.store.postgres import (
     PG_SCHEMA_VERSION,
     PostgresStore,
@@ -49,6 +50,10 @@ from iotedge.edge.store.rollups import LEVELS, rebuild_sql, rolled_upto
 from iotedge.errors import StoreError
 from tests.conftest import require
 from tests.pgdb import scratch_database, server_problem
+
+pytestmark = (
+    pytest.mark.slow
+)  # PostgreSQL property tests: among the longest modules (make test starts them first)
 
 T = TypeVar("T")
 T0 = 1_795_953_600.0
@@ -78,14 +83,18 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-cached", "postgresql"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
-    """Opens an empty store of the parametrised backend (call it again to reopen)."""
-    if request.param == "sqlite":
+    """Opens an empty store of the parametrised backend (call it again to reopen).
+
+    ``sqlite-cached`` is SQLite with the edge's answer cache (:mod:`iotedge.edge.store.cached`).
+    """
+    if request.param.startswith("sqlite"):
         path = tmp_path / "edge.sqlite3"
+        kind = CachedSqliteStore if request.param == "sqlite-cached" else AsyncSqliteStore
 
         async def open_sqlite() -> AsyncEdgeStore:
-            return AsyncSqliteStore(SqliteStore(path, check=False))
+            return kind(SqliteStore(path, check=False))
 
         return open_sqlite
     url: str = request.getfixturevalue("pg_url")

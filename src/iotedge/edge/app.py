@@ -16,7 +16,7 @@ from iotedge import __version__
 from iotedge.apidocs import install_api_docs
 from iotedge.config import EdgeSettings
 from iotedge.edge.api import anomalies, fleet, grafana, health, notifications, objects, processed, status
-from iotedge.edge.api.fastlane import FastLane
+from iotedge.edge.api.fastlane import EdgeAPI, ShortLane
 from iotedge.edge.auth import KeyRing, KeySource
 from iotedge.edge.collector import Collector
 from iotedge.edge.container import ContainerMonitor, ContainerSampler
@@ -34,6 +34,7 @@ from iotedge.edge.rules import RuleEngine, load_rules
 from iotedge.edge.shards import ShardOwnership, shard_of
 from iotedge.edge.store import SqliteDatabase, SqliteStore
 from iotedge.edge.store.aio import AsyncEdgeStore, AsyncSqliteStore
+from iotedge.edge.store.cached import CachedSqliteStore
 from iotedge.edge.store.choose import open_async_store, shown_store
 from iotedge.edge.ui import install_console
 from iotedge.edge.upstream import DeviceApiClient
@@ -178,6 +179,21 @@ async def _measure_store(store: AsyncEdgeStore, metrics: EdgeMetrics, every: flo
         await asyncio.sleep(every)
 
 
+def _with_answer_cache(
+    settings: EdgeSettings, db: AsyncEdgeStore, given: SqliteStore | AsyncEdgeStore | None
+) -> AsyncEdgeStore:
+    """``db`` with its statistics answers cached (:mod:`iotedge.edge.store.cached`), or as it is.
+
+    Cached only where this process makes every write: a SQLite store it opened itself, in
+    the ``all`` role. The ``api`` role serves what other processes write (on PostgreSQL, or
+    a SQLite file a collector writes), so it reads the store on every request.
+    """
+    mine = type(db) is AsyncSqliteStore and not isinstance(given, AsyncSqliteStore)
+    if settings.answer_cache and settings.role == "all" and mine and isinstance(db, AsyncSqliteStore):
+        return CachedSqliteStore(db.sync)  # every write of this process goes through it
+    return db
+
+
 def create_app(
     settings: EdgeSettings,
     *,
@@ -227,6 +243,7 @@ def create_app(
             db = AsyncSqliteStore(store)
         else:
             db = store if store is not None else await open_async_store(settings)
+        db = _with_answer_cache(settings, db, store)
         local = db.sync if isinstance(db, AsyncSqliteStore) else None
         notifying = settings.notify
         known = await db.objects(None) if polling else []
@@ -385,7 +402,7 @@ def create_app(
                 await drainer.aclose()
             await db.close()
 
-    app = FastAPI(
+    app = EdgeAPI(
         title="iotedge edge API",
         version=__version__,
         description=(
@@ -411,9 +428,10 @@ def create_app(
     install_api_docs(app)
     install_error_handlers(app)
     document_common_answers(app)
-    app.add_middleware(FastLane)  # innermost: the security and metrics middlewares wrap it too
     app.add_middleware(SecurityMiddleware, max_body=settings.max_body, max_url=settings.max_url)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts 413/414 answers too
+    # Plain statistics GETs, before the stack above, with its effects (iotedge.edge.api.fastlane).
+    app.short_lane = ShortLane(app, metrics, settings.max_url)
     app.state.metrics = metrics
     # grafana serves GET / (welcome and Grafana's "Save & test") and the JSON data source protocol.
     for module in (health, processed, objects, anomalies, notifications, fleet, grafana, status):

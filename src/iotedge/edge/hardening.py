@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from iotedge.apidocs import DOCS_CSP, DOCS_PATHS
 from iotedge.web import error_response
 
-__all__ = ["API_CSP", "DOCS_CSP", "UI_CSP", "SecurityMiddleware"]
+__all__ = ["API_CSP", "DOCS_CSP", "UI_CSP", "SecurityMiddleware", "security_headers", "with_security_headers"]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 """The policy of API answers: JSON loads nothing."""
@@ -72,16 +72,11 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        headers = list(_COMMON)
-        headers.append((b"content-security-policy", _csp(path).encode()))
-        if scope.get("scheme") == "https":
-            headers.append(_HSTS)
+        ours = security_headers(scope)  # of the path as it came in (a mount may change the scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(name, value) for name, value in headers if name not in present]
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                message = {**message, "headers": with_security_headers(message.get("headers", []), ours)}
             await send(message)
 
         url_bytes = len(scope.get("raw_path") or path.encode()) + len(scope.get("query_string", b""))
@@ -107,6 +102,22 @@ class SecurityMiddleware:
             return message
 
         await self.app(scope, limited_receive, send_with_headers)
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The hygiene headers of a request's answer."""
+    ours = [*_COMMON, (b"content-security-policy", _csp(scope.get("path", "")).encode())]
+    if scope.get("scheme") == "https":
+        ours.append(_HSTS)
+    return ours
+
+
+def with_security_headers(
+    headers: list[tuple[bytes, bytes]], ours: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """A response's ``headers`` followed by those of ``ours`` it does not set itself."""
+    present = {name.lower() for name, _ in headers}
+    return [*headers, *((name, value) for name, value in ours if name not in present)]
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -1,38 +1,50 @@
-"""A pure-ASGI fast lane for the two hot statistics GETs, with the routes' exact bytes.
+"""A fast lane for the two hot statistics GETs, with the routes' exact bytes, before FastAPI's stack.
 
 ``GET /processed_data`` and ``GET /client_statistics`` spend most of their time in FastAPI's
-routing and dependency solving, not in their work. This middleware sits inside the security
-and metrics middlewares (so headers, size limits and counters are theirs) and answers a
-plain request itself with the very functions the routes call: :func:`iotedge.edge.deps.admit`,
-:func:`iotedge.edge.deps.time_range`, and the routes' answer builders.
+routing, dependency solving and the middleware layers around them, not in their work.
+:class:`ShortLane` is called by the app before any of that (:class:`EdgeAPI`) and answers a
+plain request itself with the very functions the routes call:
+:func:`iotedge.edge.deps.admit`, :func:`iotedge.edge.deps.time_range`, and the routes' answer
+builders. It does what the app's middlewares would do to the same request: the security
+headers (:func:`iotedge.edge.hardening.security_headers`), the request counters and
+durations (:meth:`iotedge.edge.metrics.EdgeMetrics.observe_http`), and the 500 of
+Starlette's ``ServerErrorMiddleware`` if something breaks.
 
 Anything unusual goes on to FastAPI untouched, *before* any side effect (the failure cap and
 budgets): another method, an unknown, repeated, empty or over-long parameter, a missing
-``object_id``, a repeated ``x-api-key`` header. Errors after admission (401, 404, 422, 429,
-503) are rendered by the app's own exception handlers, so their bodies are the routes' too.
-``tests/security/test_fast_lane.py`` compares both paths byte for byte.
+``object_id``, a repeated ``x-api-key`` header, a request body, a URL over the size limit.
+Errors after admission (401, 404, 422, 429, 503) are rendered by the app's own exception
+handlers, so their bodies are the routes' too. ``tests/security/test_fast_lane.py`` compares
+both paths byte for byte, with the same request counters.
 """
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
-from starlette.datastructures import QueryParams
+from fastapi import FastAPI
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from iotedge.edge.api.processed import client_statistics_answer, processed_data_answer
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import TimeRange, admit, time_range
+from iotedge.edge.hardening import security_headers, with_security_headers
+from iotedge.edge.metrics import EdgeMetrics
+from iotedge.edge.metrics_http import CLIENT_CLOSED
 from iotedge.errors import AuthError, BadRequest, NotFound, RateLimited, StoreError
 
-__all__ = ["FastLane"]
+__all__ = ["EdgeAPI", "ShortLane"]
 
 
 @dataclass(frozen=True)
 class _Route:
-    """What :class:`~iotedge.edge.metrics_http.MetricsMiddleware` reads from ``scope["route"]``."""
+    """What the request metrics read from ``scope["route"]``: the route's template."""
 
     path: str
 
@@ -44,6 +56,8 @@ _WINDOW = {"window": 20, "from": 40, "to": 40}
 _PROCESSED = {**_WINDOW, "object_id": 200, "metric": 40}
 _CLIENTS = {**_WINDOW, "client_id": 200}
 _HANDLED = (AuthError, RateLimited, NotFound, BadRequest, StoreError)
+_BODY_HEADERS = (b"content-length", b"transfer-encoding")
+_LANE = "iotedge.lane"  # the scope key of what the lane found out about a request
 
 
 async def _processed(
@@ -65,9 +79,12 @@ _LANES: dict[str, tuple[dict[str, int], frozenset[str], _Answer]] = {
 
 
 def _plain_params(query: bytes, allowed: dict[str, int], required: frozenset[str]) -> dict[str, str] | None:
-    """The parameters when each is known, given once, non-empty and short enough; else None."""
+    """The parameters when each is known, given once, non-empty and short enough; else None.
+
+    Parsed as Starlette's ``QueryParams`` parses them (latin-1, blank values kept).
+    """
     params: dict[str, str] = {}
-    for name, value in QueryParams(query).multi_items():
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         limit = allowed.get(name)
         if limit is None or name in params or not value or len(value) > limit:
             return None
@@ -76,42 +93,81 @@ def _plain_params(query: bytes, allowed: dict[str, int], required: frozenset[str
 
 
 def _api_key(scope: Scope) -> tuple[bool, str | None]:
-    """(plain, key): not plain when the header is repeated; key None when absent or empty."""
-    found: list[bytes] = [value for name, value in scope["headers"] if name == b"x-api-key"]
+    """(plain, key): not plain with a repeated key header or a body; key None when absent or empty."""
+    found: list[bytes] = []
+    for name, value in scope["headers"]:
+        if name == b"x-api-key":
+            found.append(value)
+        elif name in _BODY_HEADERS:
+            return False, None
     if len(found) > 1:
         return False, None
     return True, (found[0].decode("latin-1") or None) if found else None
 
 
-class FastLane:
-    """Answers plain statistics GETs directly; passes every other request to ``app``."""
+class ShortLane:
+    """Answers plain statistics GETs for ``app``; every other request is left to it.
 
-    def __init__(self, app: ASGIApp) -> None:
+    Args:
+        app: the edge app (its exception handlers render the errors).
+        metrics: where the app's metrics middleware counts requests.
+        max_url: the security middleware's URL limit (a longer URL is left to it).
+    """
+
+    def __init__(self, app: FastAPI, metrics: EdgeMetrics, max_url: int) -> None:
         self.app = app
+        self.metrics = metrics
+        self.max_url = max_url
+        handler = next((h for k, h in app.exception_handlers.items() if k in (500, Exception)), None)
+        self._guarded = ServerErrorMiddleware(self._answer, handler=handler, debug=app.debug)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle one connection event."""
-        lane = _LANES.get(scope.get("path", "")) if scope["type"] == "http" else None
-        state = scope.get("state") or {}
-        ctx = state.get("ctx")
-        if lane is None or scope["method"] != "GET" or not isinstance(ctx, EdgeContext):
-            await self.app(scope, receive, send)
-            return
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request if it is plain; False (nothing read or sent) when it is not."""
+        if scope["type"] != "http" or scope["method"] != "GET":
+            return False
+        path: str = scope["path"]
+        lane = _LANES.get(path)
+        state = scope.get("state")
+        ctx = state.get("ctx") if state else None
+        if lane is None or not isinstance(ctx, EdgeContext) or not ctx.settings.fast_lane:
+            return False
         allowed, required, answer = lane
-        params = _plain_params(scope.get("query_string", b""), allowed, required)
+        query: bytes = scope["query_string"]
+        if len(scope.get("raw_path") or path.encode()) + len(query) > self.max_url:
+            return False
+        params = _plain_params(query, allowed, required)
         plain, key = _api_key(scope)
-        if params is None or not plain or not ctx.settings.fast_lane:
-            await self.app(scope, receive, send)
-            return
-        scope["route"] = _Route(scope["path"])  # the metrics' route label, as the router sets it
-        client = scope.get("client")
+        if params is None or not plain:
+            return False
+        scope["app"] = self.app
+        scope["route"] = _Route(path)
+        scope[_LANE] = (ctx, params, key, answer)
+        await self._guarded(scope, receive, send)
+        return True
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request's answer, counted as the metrics middleware counts it."""
+        started = time.perf_counter()
+        ctx, params, key, answer = scope[_LANE]
+        status: int | None = None
         try:
-            principal = admit(ctx.keys, ctx.limits, key, client[0] if client else "unknown")
-            window = await time_range(ctx, params.get("window"), params.get("from"), params.get("to"))
-            response = await answer(ctx, principal, window, params)
-        except _HANDLED as exc:
-            response = await _handled(scope, receive, exc)
-        await response(scope, receive, send)
+            client = scope.get("client")
+            try:
+                principal = admit(ctx.keys, ctx.limits, key, client[0] if client else "unknown")
+                window = await time_range(ctx, params.get("window"), params.get("from"), params.get("to"))
+                response = await answer(ctx, principal, window, params)
+            except _HANDLED as exc:
+                response = await _handled(scope, receive, exc)
+            status = response.status_code
+            headers = with_security_headers(response.raw_headers, security_headers(scope))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": response.body})
+        except asyncio.CancelledError:
+            status = status or CLIENT_CLOSED
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_http(scope["route"].path, "GET", status or 500, elapsed)
 
 
 async def _handled(scope: Scope, receive: Receive, exc: Exception) -> Response:
@@ -123,3 +179,15 @@ async def _handled(scope: Scope, receive: Receive, exc: Exception) -> Response:
         if handler is not None:
             return await handler(Request(scope, receive), exc)
     raise exc
+
+
+class EdgeAPI(FastAPI):
+    """The edge's FastAPI app: plain statistics GETs go to its :attr:`short_lane` first."""
+
+    short_lane: ShortLane | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one connection event."""
+        lane = self.short_lane
+        if lane is None or not await lane(scope, receive, send):
+            await super().__call__(scope, receive, send)

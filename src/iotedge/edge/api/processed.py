@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from iotedge.edge.api.models import ClientsStatisticsOut, ClientStatisticsOut, ProcessedDataOut
-from iotedge.edge.api.trusted import TrustedJSON
+from iotedge.edge.api.trusted import Spliced, TrustedJSON
 from iotedge.edge.auth import Principal
 from iotedge.edge.context import EdgeContext
 from iotedge.edge.deps import ContextDep, PrincipalDep, TimeRange, TimeRangeDep, chosen_metric
@@ -64,22 +64,28 @@ async def processed_data_answer(
             {"object_id": obj.id, "stale": True, "upstream_error": ctx.collector.health.last_error},
             headers={"Retry-After": str(max(1, round(ctx.settings.poll_interval)))},
         )
-    open_count, total = answer.open_anomalies, answer.total_anomalies
-    body = {
-        "object_id": obj.id,
-        "client": obj.client,
-        "type": obj.type,
-        "metric": chosen,
-        "window": window.as_json(),
-        "statistics": summaries[chosen].as_json(),
-        "metrics": {m: s.as_json() for m, s in summaries.items()},
-        "anomalies": {"open": open_count, "total": total},
-        "last_reading_at": iso_utc(last_at),
-        "age_seconds": round(ctx.clock() - last_at, 3),
-        "stale": ctx.is_stale(last_at),
-        "edge_id": ctx.edge_id,
-    }
-    return TrustedJSON(body)
+    # Rendered once per answer (the store's cache serves one answer many times); the fields
+    # that change with the clock are filled in per request.
+    key = ("processed", chosen, ctx.edge_id)
+    template: Spliced | None = answer.memo.get(key)
+    if template is None:
+        body = {
+            "object_id": obj.id,
+            "client": obj.client,
+            "type": obj.type,
+            "metric": chosen,
+            "window": None,
+            "statistics": summaries[chosen].as_json(),
+            "metrics": {m: s.as_json() for m, s in summaries.items()},
+            "anomalies": {"open": answer.open_anomalies, "total": answer.total_anomalies},
+            "last_reading_at": iso_utc(last_at),
+            "age_seconds": None,
+            "stale": None,
+            "edge_id": ctx.edge_id,
+        }
+        template = answer.memo[key] = Spliced(body, ("window", "age_seconds", "stale"))
+    age = round(ctx.clock() - last_at, 3)
+    return TrustedJSON(template.render(window.as_json(), age, ctx.is_stale(last_at)))
 
 
 async def client_statistics_body(ctx: EdgeContext, client: str, window: TimeRange) -> dict[str, Any]:
@@ -93,11 +99,22 @@ def client_statistics_of(
     ctx: EdgeContext, client: str, window: TimeRange, answer: ClientAnswer
 ) -> dict[str, Any]:
     """One client's statistics body from the store's :class:`ClientAnswer`."""
+    body, last_at = _client_fields(ctx, client, answer)
+    body["window"] = window.as_json()
+    body["stale"] = ctx.is_stale(last_at)
+    return body
+
+
+def _client_fields(
+    ctx: EdgeContext, client: str, answer: ClientAnswer
+) -> tuple[dict[str, Any], float | None]:
+    """The body of :func:`client_statistics_of` without its window and stale flag (None), and
+    the time of the client's newest reading in the window."""
     per_metric, per_object, objects = answer.per_metric, answer.per_object, answer.objects
     last_at = max((s.last_at for s in per_metric.values() if s.last_at is not None), default=None)
-    return {
+    body = {
         "client_id": client,
-        "window": window.as_json(),
+        "window": None,
         "metrics": {
             metric: {
                 **summary.as_json(),
@@ -114,9 +131,21 @@ def client_statistics_of(
             for obj in objects
         ],
         "last_reading_at": iso_utc(last_at) if last_at is not None else None,
-        "stale": ctx.is_stale(last_at),
+        "stale": None,
         "edge_id": ctx.edge_id,
     }
+    return body, last_at
+
+
+def _client_body(ctx: EdgeContext, client: str, window: TimeRange, answer: ClientAnswer) -> bytes:
+    """:func:`client_statistics_of` rendered, the unchanging part once per answer."""
+    key = ("client", client, ctx.edge_id)
+    memo: tuple[Spliced, float | None] | None = answer.memo.get(key)
+    if memo is None:
+        body, last_at = _client_fields(ctx, client, answer)
+        memo = answer.memo[key] = (Spliced(body, ("window", "stale")), last_at)
+    template, last_at = memo
+    return template.render(window.as_json(), ctx.is_stale(last_at))
 
 
 @router.get(
@@ -152,7 +181,7 @@ async def client_statistics_answer(
         answer = await ctx.store.client_answer(client_id, window.since, window.until)
         if not answer.objects:
             raise NotFound("Client not found")
-        return TrustedJSON(client_statistics_of(ctx, client_id, window, answer))
+        return TrustedJSON(_client_body(ctx, client_id, window, answer))
     everyone = {
         "clients": [
             await client_statistics_body(ctx, c, window) for c in await ctx.store.clients(principal.scope)

@@ -1,7 +1,8 @@
 """The store's domain types: objects, anomaly events, statistics answers and the client scope of a read."""
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from iotedge.edge.store.summaries import Summary
 
@@ -71,6 +72,8 @@ class ObjectAnswer:
     ``summaries`` holds the window statistics of each metric the object has readings of
     (a metric absent from it has none: :data:`~iotedge.edge.store.summaries.EMPTY`);
     ``latest`` and the anomaly counts are those of ``latest_of`` and ``anomaly_counts``.
+    ``memo`` keeps what the API renders from this answer once (the answer cache serves one
+    answer many times).
     """
 
     object: ObjectRow
@@ -78,12 +81,17 @@ class ObjectAnswer:
     latest: dict[str, tuple[float, float]]
     open_anomalies: int
     total_anomalies: int
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ClientAnswer:
-    """What one client's ``/client_statistics`` needs: ``client_summaries`` and ``objects``."""
+    """What one client's ``/client_statistics`` needs: ``client_summaries`` and ``objects``.
+
+    ``memo`` as in :class:`ObjectAnswer`.
+    """
 
     per_metric: dict[str, Summary]
     per_object: dict[str, dict[str, Summary]]
     objects: list[ObjectRow]
+    memo: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -167,6 +167,9 @@ class ReadingsMixin:
 
     _db: SqliteDatabase
     path: Path
+    watermark_moves: int
+    """How many writes moved the rollup watermark (they close minutes for every series, so an
+    answer computed before may be cut into other pieces now: equal but for the last bit)."""
 
     def insert_readings(self, readings: list[Reading]) -> int:
         """Store a batch in one transaction; duplicates (same object, metric, time) are ignored.
@@ -191,7 +194,8 @@ class ReadingsMixin:
                 "client=excluded.client WHERE excluded.ts >= latest.ts",
                 rows,
             )
-            rollups.add(db, fresh)
+            moved = rollups.add(db, fresh)
+        self.watermark_moves += moved
         return len(fresh)
 
     def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:

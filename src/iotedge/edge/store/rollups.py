@@ -218,23 +218,26 @@ def _watermark(db: sqlite3.Connection) -> float:
     return rolled_upto(lambda sql, params: db.execute(sql, tuple(params)).fetchall())
 
 
-def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> None:
+def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> bool:
     """Count newly inserted readings (object_id, metric, ts, value, client) into every level.
 
     Readings before the watermark go into their buckets now; the others when their minute
     closes, which happens here once the newest of ``rows`` is in a later minute. Call it
-    after ``latest`` holds the rows' series.
+    after ``latest`` holds the rows' series. Returns whether the watermark moved (a window
+    of any series may then be cut into other pieces).
     """
     if not rows:
-        return
+        return False
     rolled = _watermark(db)
     late = [row for row in rows if row[2] < rolled]
     if late:
         for table, step in LEVELS:
             db.executemany(_UPSERT.format(table=table), _aggregate(late, step))
     newest = max(row[2] for row in rows)
-    if newest >= rolled + MINUTE:
-        _close(db, rolled, floor_to(newest, MINUTE))
+    if newest < rolled + MINUTE:
+        return False
+    _close(db, rolled, floor_to(newest, MINUTE))
+    return True
 
 
 def _close(db: sqlite3.Connection, rolled: float, upto: float) -> None:

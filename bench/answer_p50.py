@@ -18,7 +18,7 @@ import httpx
 
 from edgeproc import edge_command, edge_env, key_of, sim_command
 from processes import Server, free_port, serve
-from versus import _export
+from versus import export_src
 
 PATHS = ("/client_statistics?client_id=client_1", "/processed_data?object_id=device_1")
 _ROUNDS = 5
@@ -41,7 +41,7 @@ def main() -> None:
         for name in [*args.refs, "this tree"]:
             env: dict[str, str] = {}
             if name != "this tree":
-                src = _export(name, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+                src = export_src(name, Path(stack.enter_context(tempfile.TemporaryDirectory())))
                 env = {"PYTHONPATH": str(src)}
             port = free_port()
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))

@@ -276,35 +276,44 @@ def _ratios_md(rows: list[dict[str, Any]], ceiling: dict[str, Any] | None) -> li
 def _ingest_md(rows: list[dict[str, Any]]) -> list[str]:
     table = [
         [
+            r["store"],
             f"{r['batch']:,}",
             f"{r['readings_per_round']:,}",
             str(r["rounds"]),
             f"**{r['readings_per_s']:,.0f}**",
+            f"{r['x_baseline']:.2f}" if "x_baseline" in r else "",
             f"{r['min_readings_per_s']:,.0f}",
             f"{r['max_readings_per_s']:,.0f}",
             f"{r['batch_p50_ms']:.2f}",
             f"{r['batch_p99_ms']:.2f}",
+            f"{r['cpu_us_per_reading']:.1f}",
         ]
         for r in rows
     ]
     return [
         "## Ingest",
         "",
-        "`Store.insert_readings` in-process into a fresh store on disk (WAL, `synchronous=FULL`: "
-        "each batch is one committed, fsynced transaction that also updates the latest values). "
-        "Batches look like poll cycles: objects with two metrics each, 5 s apart. "
-        "readings/s is the median of the rounds (target: at least 50,000).",
+        "`Store.insert_readings` into a fresh store on disk, one process per round (WAL, "
+        "`synchronous=FULL`: each batch is one committed, fsynced transaction that also updates "
+        "the latest values and the rollups). Batches look like poll cycles: objects with two "
+        "metrics each, 5 s apart. readings/s is the median of the rounds (target: at least "
+        "100,000 in batches of 1,000); with `--before REF`, REF's store ran in the same rounds, "
+        "in alternating order, and x baseline is this tree's median over REF's. CPU µs per "
+        "reading: the round process's user + system time in `insert_readings` (median).",
         "",
         *_table(
             [
+                "store",
                 "batch",
                 "readings per round",
                 "rounds",
                 "readings/s (median)",
+                "x baseline",
                 "min",
                 "max",
                 "batch p50 ms",
                 "batch p99 ms",
+                "CPU µs per reading",
             ],
             table,
         ),

@@ -6,7 +6,8 @@ Scenarios (pick with ``--only``, repeatable):
 - ``startup``: simulator start-up time and resident memory, 6 and 10,000 objects;
 - ``api``: ``/processed_data`` and ``/client_statistics`` of every :data:`CANDIDATES`
   entry (the naive course edge and iotedge's edge), over upstream latencies and client sizes;
-- ``ingest``: readings/s of ``Store.insert_readings`` in batches, in-process;
+- ``ingest``: readings/s of ``Store.insert_readings`` in batches (with ``--before REF``,
+  REF's store in the same rounds as the baseline);
 - ``history``: statistics query time against the stored history of one object (1 h to 30 d);
 - ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
 - ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time;
@@ -322,7 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where results go [default: bench/results, or bench/results/quick with --quick]",
     )
     parser.add_argument(
-        "--before", metavar="REF", help="git commit whose edge the versus scenario compares with this tree's"
+        "--before",
+        metavar="REF",
+        help="git commit whose edge the versus scenario compares with this tree's (and whose store"
+        " the ingest scenario measures beside this tree's)",
     )
     parser.add_argument(
         "--api-only", action="store_true", help="versus: only the API part (no 10,000-object fleet)"
@@ -376,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "api" in chosen:
             results["api"] = scenario_api(profile, log_dir, CANDIDATES)
         if "ingest" in chosen:
-            results["ingest"] = scenario_ingest(profile)
+            results["ingest"] = scenario_ingest(profile, args.before)
         if "history" in chosen:
             results["history"] = scenario_history(profile, log_dir)
         if "windows" in chosen:

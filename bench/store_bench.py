@@ -1,11 +1,14 @@
 """The store's own costs: batch ingest rate, and statistics time against stored history."""
 
+import json
 import math
+import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,76 +21,75 @@ from iotedge.edge.store import Store
 from iotedge.specs import DEVICE_TYPES
 from measure import Profile, percentile, probe, run_wrk
 from processes import free_port, say, serve
+from versus import BENCH, export_src, short_commit
 
 __all__ = ["scenario_history", "scenario_ingest"]
 
 _STEP_S = 5.0  # the production poll interval: one reading per metric every 5 s
-_TYPES = tuple(DEVICE_TYPES)
 _DAY_S = 86400.0
 
 
 # -- ingest ----------------------------------------------------------------------------
 
 
-def _fleet_batches(batch: int, total: int, rng: random.Random) -> Iterator[list[Reading]]:
-    """Batches shaped like poll cycles: objects with two metrics each, 5 s apart."""
-    objects_per_batch = max(1, batch // 2)
-    start = 1.8e9
-    for number in range(max(1, total // batch)):
-        ts = start + number * _STEP_S
-        readings: list[Reading] = []
-        for index in range(objects_per_batch):
-            kind = DEVICE_TYPES[_TYPES[index % len(_TYPES)]]
-            object_id = f"device_{index + 1}"
-            client = f"client_{index // 10 + 1}"
-            for metric in kind.metrics:
-                readings.append(Reading(object_id, client, metric, ts, round(rng.uniform(10, 90), 2)))
-        yield readings[:batch]
+def _round(batch: int, total: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
+    """One ``ingest_round.py`` process (``env`` may point PYTHONPATH at another commit's src)."""
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "ingest_round.py"), str(batch), str(total), str(seed)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
 
 
-def scenario_ingest(profile: Profile) -> list[dict[str, Any]]:
-    """Readings/s of ``Store.insert_readings`` into a fresh store, per batch size."""
-    rows: list[dict[str, Any]] = []
-    for batch in profile.ingest_batches:
-        rates: list[float] = []
-        batch_ms: list[float] = []
-        stored_total = 0
-        for rnd in range(profile.ingest_rounds):
-            say(f"ingest: batches of {batch:,}, round {rnd + 1}/{profile.ingest_rounds}")
-            rng = random.Random(rnd)
-            with tempfile.TemporaryDirectory(prefix="iotedge-ingest-") as tmp:
-                store = Store(Path(tmp) / STORE_FILENAME)
-                try:
-                    elapsed = 0.0
-                    inserted = 0
-                    for readings in _fleet_batches(batch, profile.ingest_readings, rng):
-                        started = time.perf_counter()
-                        stored = store.insert_readings(readings)
-                        took = time.perf_counter() - started
-                        if stored != len(readings):
-                            raise RuntimeError(f"stored {stored} of {len(readings)} new readings")
-                        elapsed += took
-                        inserted += stored
-                        batch_ms.append(took * 1000)
-                    if store.count_readings() != inserted:
-                        raise RuntimeError("the store does not hold what was inserted")
-                finally:
-                    store.close()
-            rates.append(inserted / elapsed)
-            stored_total = inserted
-        rows.append(
-            {
-                "batch": batch,
-                "readings_per_round": stored_total,
-                "rounds": len(rates),
-                "readings_per_s": statistics.median(rates),
-                "min_readings_per_s": min(rates),
-                "max_readings_per_s": max(rates),
-                "batch_p50_ms": percentile(batch_ms, 0.50),
-                "batch_p99_ms": percentile(batch_ms, 0.99),
-            }
-        )
+def scenario_ingest(profile: Profile, before: str | None = None) -> list[dict[str, Any]]:
+    """Readings/s of ``Store.insert_readings`` into a fresh store, per batch size.
+
+    Each round runs in a process of its own. With ``before`` (a git ref), that commit's store
+    runs beside this tree's in the same rounds, in alternating order, and each row of this
+    tree carries its ratio to the baseline's median.
+    """
+    with tempfile.TemporaryDirectory(prefix="iotedge-ingest-before-") as tmp:
+        trees: dict[str, dict[str, str]] = {"this tree": {}}
+        if before is not None:
+            trees[f"{before} ({short_commit(before)})"] = {"PYTHONPATH": str(export_src(before, Path(tmp)))}
+        rows: list[dict[str, Any]] = []
+        for batch in profile.ingest_batches:
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+            for rnd in range(profile.ingest_rounds):
+                order = list(trees) if rnd % 2 == 0 else list(trees)[::-1]
+                for name in order:
+                    say(f"ingest: batches of {batch:,}, round {rnd + 1}/{profile.ingest_rounds}, {name}")
+                    rounds[name].append(_round(batch, profile.ingest_readings, rnd, trees[name]))
+            rows += [_ingest_row(name, batch, results) for name, results in rounds.items()]
+    if before is not None:
+        for row in rows:
+            base = next(r for r in rows if r["batch"] == row["batch"] and r["store"] != "this tree")
+            row["x_baseline"] = row["readings_per_s"] / base["readings_per_s"]
     return rows
+
+
+def _ingest_row(name: str, batch: int, results: list[dict[str, Any]]) -> dict[str, Any]:
+    rates = [r["inserted"] / r["elapsed_s"] for r in results]
+    batch_ms = [ms for r in results for ms in r["batch_ms"]]
+    return {
+        "store": name,
+        "batch": batch,
+        "readings_per_round": results[-1]["inserted"],
+        "rounds": len(rates),
+        "readings_per_s": statistics.median(rates),
+        "min_readings_per_s": min(rates),
+        "max_readings_per_s": max(rates),
+        "batch_p50_ms": percentile(batch_ms, 0.50),
+        "batch_p99_ms": percentile(batch_ms, 0.99),
+        # What a reading costs this process (user + system): other work on the machine moves
+        # it far less than the wall-clock rate.
+        "cpu_us_per_reading": statistics.median(1e6 * r["cpu_s"] / r["inserted"] for r in results),
+    }
 
 
 # -- history ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from fleet_bench import run_fleet
 from measure import Measure, Profile, measure_once
 from processes import Server, free_port, say, serve
 
-__all__ = ["scenario_versus", "versus_md"]
+__all__ = ["export_src", "scenario_versus", "short_commit", "versus_md"]
 
 BENCH = Path(__file__).resolve().parent
 _PATH = "/processed_data?object_id=device_1"
@@ -36,7 +36,7 @@ _CLIENT_PATH = "/client_statistics?client_id=client_1"
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _export(ref: str, into: Path) -> Path:
+def export_src(ref: str, into: Path) -> Path:
     """``src/`` of ``ref`` under ``into``; returns the directory to put on PYTHONPATH."""
     archive = subprocess.run(
         ["git", "-C", str(BENCH.parent), "archive", "--format=tar", ref, "src"],
@@ -49,7 +49,7 @@ def _export(ref: str, into: Path) -> Path:
     return into / "src"
 
 
-def _commit(ref: str) -> str:
+def short_commit(ref: str) -> str:
     out = subprocess.run(
         ["git", "-C", str(BENCH.parent), "rev-parse", "--short", ref],
         capture_output=True,
@@ -65,11 +65,11 @@ def scenario_versus(
 ) -> dict[str, Any]:
     """Both parts (or the api part alone), ``before`` against the working tree."""
     with tempfile.TemporaryDirectory(prefix="iotedge-before-") as tmp:
-        pythonpath = str(_export(before, Path(tmp)))
+        pythonpath = str(export_src(before, Path(tmp)))
         envs = {"before": {"PYTHONPATH": pythonpath}, "after": {}}
         api = _api(profile, log_dir, envs)
         if api_only:
-            return {"before_ref": before, "before_commit": _commit(before), "api": api, "fleet": {}}
+            return {"before_ref": before, "before_commit": short_commit(before), "api": api, "fleet": {}}
         fleet_profile = dataclasses.replace(profile, rss_polls=min(profile.rss_polls, 3), rss_max_seconds=300)
         fleet: dict[str, Any] = {}
         objects = max(profile.fleets)
@@ -78,7 +78,7 @@ def scenario_versus(
             row = run_fleet(fleet_profile, log_dir, objects, extra_env=env)
             row.pop("rss_series")
             fleet[name] = row
-    return {"before_ref": before, "before_commit": _commit(before), "api": api, "fleet": fleet}
+    return {"before_ref": before, "before_commit": short_commit(before), "api": api, "fleet": fleet}
 
 
 def _api(profile: Profile, log_dir: Path, envs: dict[str, dict[str, str]]) -> dict[str, Any]:

@@ -209,6 +209,30 @@ def test_readings_leaving_and_entering_a_sliding_window_show_without_an_ingest(t
     asyncio.run(main())
 
 
+def test_a_batch_that_closes_minutes_drops_every_answer(tmp_path: Path) -> None:
+    """Closing minutes moves where every series' windows are cut: no answer cut before is kept."""
+
+    async def main() -> None:
+        store = CachedSqliteStore(SqliteStore(tmp_path / "edge.sqlite3", check=False))
+        try:
+            await store.upsert_objects(
+                [CatalogueEntry(o, OWNERS[o], kind) for o, kind in OBJECTS.items() if o != "device_3"], T0
+            )
+            await store.insert_readings([Reading("device_1", "client_1", "temperature", T0 - 1, 20.0)])
+            await store.object_answer("device_1", None, T0 - 3600, T0)
+            assert len(store.cache) == 1
+            # Another object in the same minute closes nothing: device_1's answer stays.
+            await store.insert_readings([Reading("device_2", "client_1", "humidity", T0 - 2, 50.0)])
+            assert len(store.cache) == 1
+            # Another object a minute later closes T0's minute for every series.
+            await store.insert_readings([Reading("device_2", "client_1", "humidity", T0 + 60, 51.0)])
+            assert len(store.cache) == 0
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
 def test_the_cache_keeps_at_most_its_size() -> None:
     cache = AnswerCache(max_answers=3)
     for key in range(10):

@@ -12,7 +12,16 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iotedge.edge.normalise import CatalogueEntry, Reading
 from iotedge.edge.store import Store, windows
-from iotedge.edge.store.rollups import HOUR, LEVELS, MINUTE, ceil_to, floor_to, rebuild_sql, split
+from iotedge.edge.store.rollups import (
+    HOUR,
+    LEVELS,
+    MINUTE,
+    ceil_to,
+    floor_to,
+    rebuild_sql,
+    rolled_upto,
+    split,
+)
 from iotedge.edge.store.summaries import Summary
 
 T0 = 1_795_953_600.0  # on an hour boundary
@@ -71,13 +80,14 @@ def _rollups(store: Store) -> dict[str, list[tuple[object, ...]]]:
 
 
 def _rebuilt(store: Store) -> dict[str, list[tuple[object, ...]]]:
-    """The rollups recomputed from scratch from the readings left."""
+    """The rollups recomputed from scratch from the readings left before the watermark."""
+    rolled = rolled_upto(store.database.query)
     conn = sqlite3.connect(store.path)
     try:
         out = {}
         for table, step in LEVELS:
             conn.execute(f"CREATE TEMP TABLE fresh AS SELECT * FROM {table} WHERE 0")  # noqa: S608
-            conn.execute(rebuild_sql("temp.fresh", step))
+            conn.execute(rebuild_sql("temp.fresh", step, "ts < ?"), (rolled,))
             out[table] = conn.execute(
                 "SELECT * FROM temp.fresh ORDER BY object_id, metric, client, bucket"
             ).fetchall()
@@ -265,5 +275,34 @@ def test_the_rollup_migration_back_fills_from_stored_readings(tmp_path: Path) ->
         _same_rollups(store)
         got = store.summary("device_1", "temperature", T0 - HOUR, T0 + 2 * HOUR)
         assert (got.count, got.average, got.last) == (3, 26.0, 27.0)
+    finally:
+        store.close()
+
+
+def test_minutes_are_rolled_up_when_they_close_and_late_readings_at_once(tmp_path: Path) -> None:
+    """A poll writes no bucket until a later minute arrives; a late reading is counted at once;
+    raw rows pruned under kept rollups are rolled up first, even in a minute still open."""
+    store = Store(tmp_path / "edge.sqlite3")
+    store.upsert_objects([CatalogueEntry("device_1", "client_1", "temperature_sensor")], T0)
+
+    def minutes() -> list[tuple[Any, ...]]:
+        return store.database.query("SELECT bucket, n FROM rollup_minute ORDER BY bucket")
+
+    try:
+        store.insert_readings(
+            [Reading("device_1", "client_1", "temperature", T0 + s, 1.0) for s in range(0, 60, 5)]
+        )
+        assert minutes() == []
+        assert rolled_upto(store.database.query) == T0
+        store.insert_readings([Reading("device_1", "client_1", "temperature", T0 + 60, 2.0)])
+        assert minutes() == [(int(T0), 12)]
+        store.insert_readings([Reading("device_1", "client_1", "temperature", T0 + 31, 3.0)])
+        assert minutes() == [(int(T0), 13)]
+        assert store.summary("device_1", "temperature", T0, T0 + 120).count == 14
+        store.prune(T0 + 120, rollups_before=T0 - HOUR)
+        assert store.count_readings() == 0
+        assert minutes() == [(int(T0), 13), (int(T0 + 60), 1)]
+        got = store.summary("device_1", "temperature", T0, T0 + 120)
+        assert (got.count, got.max, got.last) == (14, 3.0, 2.0)
     finally:
         store.close()

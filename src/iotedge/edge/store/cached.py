@@ -9,8 +9,9 @@
 * the window moves past a reading: a sliding window (``window=1h``) loses its oldest
   reading once ``since`` passes it, and gains one stamped at or after ``until`` once
   ``until`` passes it;
-* the window is cut into other pieces (:func:`~iotedge.edge.store.rollups.split`): the
-  sums then pool the same readings in another order, which may differ in the last bit.
+* the window is cut into other pieces (:func:`~iotedge.edge.store.rollups.split`, whose
+  cuts also follow the rollups' watermark, which a batch closing minutes moves): the sums
+  then pool the same readings in another order, which may differ in the last bit.
 
 So each cached answer keeps the bounds it holds for: ``since`` may move up to the first
 reading at or after the ``since`` it was computed for, ``until`` up to the first reading
@@ -237,12 +238,16 @@ class CachedSqliteStore(AsyncSqliteStore):
             self._forget_all()
 
     async def insert_readings(self, readings: list[Reading]) -> int:
-        """Store a batch; drops the answers of its objects, their clients and their owners."""
+        """Store a batch; drops the answers of its objects, their clients and their owners
+        (every answer when the batch closes minutes of the rollups: see ``watermark_moves``)."""
         self._forget(readings)
+        moves = self.sync.watermark_moves
         try:
             return await super().insert_readings(readings)
         finally:
             self._forget(readings)
+            if self.sync.watermark_moves != moves:
+                self._forget_all()
 
     def _forget(self, readings: Sequence[Reading]) -> None:
         self._wrote()

@@ -22,6 +22,8 @@ from iotedge.errors import StoreError
 __all__ = ["SqliteDatabase", "quick_check"]
 
 _BUSY_TIMEOUT_MS = 5000  # another process (a CLI command, a test) may hold the file briefly
+_CHECKPOINT_PAGES = 10_000
+_WRITER_CACHE_KIB = 8 * 1024  # SQLite's default is 2 MiB; each MiB is edge memory
 
 
 def _connect(path: Path, *, reader: bool) -> sqlite3.Connection:
@@ -36,6 +38,13 @@ def _connect(path: Path, *, reader: bool) -> sqlite3.Connection:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut
+        # A poll batch dirties one page per series (each series' newest leaf). Checkpointing
+        # every 10,000 WAL pages instead of 1,000 copies a page rewritten batch after batch
+        # into the file once, not after almost every batch, for a WAL of up to 40 MB; and a
+        # cache holding those pages keeps the writer from reading them back every batch.
+        # Neither changes what a commit guarantees.
+        conn.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
     return conn
 
 

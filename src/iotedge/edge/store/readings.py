@@ -137,23 +137,29 @@ def summaries_of(
 _INSERT = "INSERT OR IGNORE INTO readings (object_id, metric, ts, value, client) VALUES (?,?,?,?,?)"
 
 
-def _insert_new(db: sqlite3.Connection, rows: list[ReadingRow]) -> list[ReadingRow]:
+class _Mixed(Exception):
+    """A batch held both new and known readings: its transaction is undone and replayed."""
+
+
+def _insert_new(db: sqlite3.Connection, rows: list[ReadingRow], *, one_by_one: bool) -> list[ReadingRow]:
     """Insert ``rows`` (ignoring known ones) and return those that were new.
 
-    One ``executemany`` settles the usual batches, all new or all known; a mixed batch is
-    undone and replayed row by row, since only a row's own insert tells whether it was new.
+    One ``executemany`` settles the usual batches, all new or all known. Only a row's own
+    insert tells whether it was new, so a mixed batch raises :class:`_Mixed` (its caller
+    undoes the transaction) and is replayed ``one_by_one``. Not a savepoint: inside one,
+    SQLite copies every page it first changes to a statement journal (2 µs of each
+    reading's 13 in a poll batch).
     """
+    if one_by_one:
+        return [row for row in rows if db.execute(_INSERT, row).rowcount == 1]
     before = db.total_changes
-    db.execute("SAVEPOINT readings_batch")
     db.executemany(_INSERT, rows)
     inserted = db.total_changes - before
-    if inserted == len(rows) or inserted == 0:
-        db.execute("RELEASE readings_batch")
-        return rows if inserted else []
-    db.execute("ROLLBACK TO readings_batch")
-    fresh = [row for row in rows if db.execute(_INSERT, row).rowcount == 1]
-    db.execute("RELEASE readings_batch")
-    return fresh
+    if inserted == len(rows):
+        return rows
+    if inserted == 0:
+        return []
+    raise _Mixed
 
 
 class ReadingsMixin:
@@ -161,6 +167,9 @@ class ReadingsMixin:
 
     _db: SqliteDatabase
     path: Path
+    watermark_moves: int
+    """How many writes moved the rollup watermark (they close minutes for every series, so an
+    answer computed before may be cut into other pieces now: equal but for the last bit)."""
 
     def insert_readings(self, readings: list[Reading]) -> int:
         """Store a batch in one transaction; duplicates (same object, metric, time) are ignored.
@@ -171,15 +180,22 @@ class ReadingsMixin:
         if not readings:
             return 0
         rows = [(r.object_id, r.metric, r.ts, r.value, r.client) for r in readings]
+        try:
+            return self._insert_batch(rows, one_by_one=False)
+        except _Mixed:
+            return self._insert_batch(rows, one_by_one=True)
+
+    def _insert_batch(self, rows: list[ReadingRow], *, one_by_one: bool) -> int:
         with self._db.write() as db:
-            fresh = _insert_new(db, rows)
-            rollups.add(db, fresh)
+            fresh = _insert_new(db, rows, one_by_one=one_by_one)
             db.executemany(
                 "INSERT INTO latest (object_id, metric, ts, value, client) VALUES (?,?,?,?,?) "
                 "ON CONFLICT (object_id, metric) DO UPDATE SET ts=excluded.ts, value=excluded.value, "
                 "client=excluded.client WHERE excluded.ts >= latest.ts",
                 rows,
             )
+            moved = rollups.add(db, fresh)
+        self.watermark_moves += moved
         return len(fresh)
 
     def latest(self, scope: Scope = None) -> list[tuple[str, str, str, float, float]]:
@@ -309,6 +325,7 @@ class ReadingsMixin:
         long window is then answered from rollups after its raw rows are gone.
         """
         with self._db.write() as db:
+            rollups.close(db, before)
             removed = int(db.execute("DELETE FROM readings WHERE ts < ?", (before,)).rowcount)
             if rollups_before is not None:
                 rollups.expire(db, rollups_before)

@@ -7,28 +7,40 @@ were actually inserted, so a rollup is always exactly the aggregate of the raw r
 (prune recomputes the one bucket it cuts through). A window's statistics then read the raw
 rows of its two partial minutes, whole minutes up to the hour edges and whole hours between:
 at most ~140 rows plus one per hour (720 for 30 days), instead of one row per reading.
+
+The newest minutes are rolled up when they close, not reading by reading: ``rollup_state``
+holds the *watermark*, a whole minute below which both levels are complete and at or above
+which no reading is counted yet. A reading below it (a late one) is added to its buckets at
+once; a batch whose newest reading lies in a later minute closes the minutes up to that one
+from the raw rows, in the same transaction. A poll of every series then costs one bucket
+write per series and level per minute instead of one per reading (the ingest rate doubles),
+and windows read raw rows from the watermark on (:func:`split`'s ``rolled``).
 """
 
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 __all__ = [
     "HOUR",
     "LEVELS",
     "MINUTE",
+    "STATE_DDL",
     "Piece",
     "ReadingRow",
     "add",
     "ceil_to",
+    "close",
     "expire",
     "expiry_cut",
     "floor_to",
     "prune",
     "rebuild_sql",
+    "rolled_upto",
     "split",
+    "state_init_sql",
     "table_ddl",
 ]
 
@@ -43,13 +55,22 @@ ReadingRow = tuple[str, str, float, float, str]
 Source = Literal["raw", "rollup_minute", "rollup_hour"]
 
 # SQLite evaluates every SET expression on the old row, so last_value compares the old last_ts.
-_UPSERT = """INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares,
-  last_ts, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?)
-ON CONFLICT (object_id, metric, client, bucket) DO UPDATE SET n = n + excluded.n,
+_MERGE = """ON CONFLICT (object_id, metric, client, bucket) DO UPDATE SET n = n + excluded.n,
   total = total + excluded.total, low = MIN(low, excluded.low), high = MAX(high, excluded.high),
   squares = squares + excluded.squares,
   last_value = CASE WHEN excluded.last_ts >= last_ts THEN excluded.last_value ELSE last_value END,
   last_ts = MAX(last_ts, excluded.last_ts)"""
+_UPSERT = (
+    "INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares, "  # noqa: S608
+    f"last_ts, last_value) VALUES (?,?,?,?,?,?,?,?,?,?,?) {_MERGE}"
+)
+
+
+STATE_DDL = """CREATE TABLE IF NOT EXISTS rollup_state (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  rolled_upto REAL NOT NULL
+)"""
+"""One row: the watermark (a whole minute, or -inf in a store that has rolled up nothing)."""
 
 
 def table_ddl(table: str) -> str:
@@ -92,6 +113,37 @@ def rebuild_sql(table: str, step: int, condition: str = "1") -> str:
     )
 
 
+def state_init_sql() -> str:
+    """INSERT of the watermark of a store whose rollups are complete: the minute after its newest reading.
+
+    ``latest`` holds every series' newest time; the minute rollups' newest bucket stands in
+    only if ``latest`` is empty (it never is while readings are stored).
+    """
+    return (
+        "INSERT INTO rollup_state (id, rolled_upto) SELECT 1, "  # noqa: S608
+        f"COALESCE({_bucket_sql('newest', MINUTE)} + {MINUTE}, "
+        f"(SELECT MAX(bucket) FROM rollup_minute) + {MINUTE}, -9e999) "
+        "FROM (SELECT MAX(ts) AS newest FROM latest)"
+    )
+
+
+# The readings of every series in [?, ?), driven by ``latest`` (one row per series that has
+# readings) so that each series is a range of the readings' key, not a scan of the table.
+def _close_sql(table: str, step: int) -> str:
+    bucket = _bucket_sql("r.ts", step)
+    return (
+        f"INSERT INTO {table} (object_id, metric, client, bucket, n, total, low, high, squares, "  # noqa: S608
+        "last_ts, last_value) SELECT g.object_id, g.metric, g.client, g.bucket, g.n, g.total, g.low, "
+        "g.high, g.squares, g.last_ts, x.value FROM (SELECT r.object_id, r.metric, r.client, "
+        f"{bucket} AS bucket, COUNT(*) AS n, TOTAL(r.value) AS total, MIN(r.value) AS low, "
+        "MAX(r.value) AS high, TOTAL(r.value * r.value) AS squares, MAX(r.ts) AS last_ts "
+        "FROM latest s CROSS JOIN readings r WHERE r.object_id = s.object_id AND r.metric = s.metric "
+        "AND r.ts >= ? AND r.ts < ? GROUP BY r.object_id, r.metric, r.client, bucket) g "
+        "JOIN readings x ON x.object_id = g.object_id AND x.metric = g.metric AND x.ts = g.last_ts "
+        f"WHERE 1 {_MERGE}"
+    )
+
+
 def floor_to(ts: float, step: int) -> int:
     """The multiple of ``step`` at or below ``ts`` (exactly: result <= ts < result + step)."""
     start = math.floor(ts / step) * step
@@ -117,14 +169,18 @@ class Piece:
     hi: float
 
 
-def split(since: float, until: float) -> list[Piece]:
-    """[since, until) as raw edges, whole minutes and whole hours, in time order."""
+def split(since: float, until: float, rolled: float = math.inf) -> list[Piece]:
+    """[since, until) as raw edges, whole minutes and whole hours, in time order.
+
+    ``rolled`` is the watermark (:func:`rolled_upto`, a whole minute): buckets are read only
+    below it, raw rows from it on.
+    """
     if not (math.isfinite(since) and math.isfinite(until)) or until <= since:
         return [Piece("raw", since, until)]
-    m0, m1 = ceil_to(since, MINUTE), floor_to(until, MINUTE)
+    m0, m1 = ceil_to(since, MINUTE), min(floor_to(until, MINUTE), rolled)
     if m0 >= m1:
         return [Piece("raw", since, until)]
-    h0, h1 = ceil_to(since, HOUR), floor_to(until, HOUR)
+    h0, h1 = ceil_to(since, HOUR), floor_to(m1, HOUR)
     middle = (
         [Piece("rollup_minute", m0, h0), Piece("rollup_hour", h0, h1), Piece("rollup_minute", h1, m1)]
         if h0 < h1
@@ -152,12 +208,57 @@ def _aggregate(rows: Iterable[ReadingRow], step: int) -> list[tuple[object, ...]
     return [(*key, int(a[0]), *a[1:]) for key, a in acc.items()]
 
 
-def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> None:
-    """Count newly inserted readings (object_id, metric, ts, value, client) into every level."""
+def rolled_upto(query: Callable[[str, Iterable[Any]], list[tuple[Any, ...]]]) -> float:
+    """The watermark: both levels hold every reading before it and none at or after it."""
+    rows = query("SELECT rolled_upto FROM rollup_state", ())
+    return float(rows[0][0]) if rows else math.inf
+
+
+def _watermark(db: sqlite3.Connection) -> float:
+    return rolled_upto(lambda sql, params: db.execute(sql, tuple(params)).fetchall())
+
+
+def add(db: sqlite3.Connection, rows: Sequence[ReadingRow]) -> bool:
+    """Count newly inserted readings (object_id, metric, ts, value, client) into every level.
+
+    Readings before the watermark go into their buckets now; the others when their minute
+    closes, which happens here once the newest of ``rows`` is in a later minute. Call it
+    after ``latest`` holds the rows' series. Returns whether the watermark moved (a window
+    of any series may then be cut into other pieces).
+    """
     if not rows:
-        return
+        return False
+    rolled = _watermark(db)
+    late = [row for row in rows if row[2] < rolled]
+    if late:
+        for table, step in LEVELS:
+            db.executemany(_UPSERT.format(table=table), _aggregate(late, step))
+    newest = max(row[2] for row in rows)
+    if newest < rolled + MINUTE:
+        return False
+    _close(db, rolled, floor_to(newest, MINUTE))
+    return True
+
+
+def _close(db: sqlite3.Connection, rolled: float, upto: float) -> None:
     for table, step in LEVELS:
-        db.executemany(_UPSERT.format(table=table), _aggregate(rows, step))
+        db.execute(_close_sql(table, step), (rolled, upto))
+    db.execute("UPDATE rollup_state SET rolled_upto = ?", (upto,))
+
+
+def close(db: sqlite3.Connection, before: float) -> None:
+    """Roll up every reading before ``before`` (rounded up to a minute): call it before raw rows go."""
+    if math.isnan(before):
+        return
+    rolled = _watermark(db)
+    newest = db.execute("SELECT MAX(ts) FROM latest").fetchone()[0]
+    if newest is None:
+        return
+    # Nothing is stored past the newest reading's minute: close no further than that.
+    cut = ceil_to(before, MINUTE) if math.isfinite(before) else before
+    upto = min(cut, floor_to(newest, MINUTE) + MINUTE)
+    if upto > rolled:
+        _close(db, rolled, upto)
 
 
 def expiry_cut(before: float) -> float:
@@ -185,7 +286,8 @@ def prune(db: sqlite3.Connection, before: float) -> None:
             for table, _ in LEVELS:
                 db.execute(f"DELETE FROM {table}")  # noqa: S608
         return
+    rolled = _watermark(db)
     for table, step in LEVELS:
         cut = floor_to(before, step)
         db.execute(f"DELETE FROM {table} WHERE bucket <= ?", (cut,))  # noqa: S608
-        db.execute(rebuild_sql(table, step, "ts >= ? AND ts < ?"), (cut, cut + step))
+        db.execute(rebuild_sql(table, step, "ts >= ? AND ts < ? AND ts < ?"), (cut, cut + step, rolled))

@@ -11,7 +11,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from iotedge.edge.store.rollups import LEVELS, rebuild_sql, table_ddl
+from iotedge.edge.store.rollups import LEVELS, STATE_DDL, rebuild_sql, state_init_sql, table_ddl
 from iotedge.errors import StoreError
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "Migration", "migrate", "schema_version"]
@@ -136,10 +136,15 @@ _V3_ROLLUPS = tuple(
     statement for table, step in LEVELS for statement in (table_ddl(table), rebuild_sql(table, step))
 )
 
+# The newest minutes are rolled up when they close (issue 16, ingest rate): the watermark starts
+# after the newest reading, since migration 3 rolled up every stored reading.
+_V4_WATERMARK = (STATE_DDL, state_init_sql())
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, name="tables of the first release", statements=_V1_TABLES),
     Migration(version=2, name="readings carry their owner", statements=_V2_OWNER),
     Migration(version=3, name="per-minute and per-hour rollups", statements=_V3_ROLLUPS),
+    Migration(version=4, name="rollups close minute by minute", statements=_V4_WATERMARK),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 """The version this release writes."""

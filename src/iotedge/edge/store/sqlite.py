@@ -33,6 +33,7 @@ class SqliteStore(ReadingsMixin, EventsMixin):
     def __init__(self, path: Path, *, check: bool = True) -> None:
         self.path = path
         self._db = SqliteDatabase(path, check=check)
+        self.watermark_moves = 0
 
     @property
     def database(self) -> SqliteDatabase:

@@ -8,10 +8,11 @@ the benchmark's before/after.
 """
 
 import functools
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from iotedge.edge.store.rollups import HOUR, MINUTE, Piece, floor_to, split
+from iotedge.edge.store.rollups import HOUR, MINUTE, Piece, floor_to, rolled_upto, split
 from iotedge.edge.store.summaries import EMPTY, Summary, from_moments
 
 __all__ = [
@@ -69,7 +70,7 @@ def summary(query: Query, object_id: str, metric: str, since: float, until: floa
     """Statistics of one object's metric over [since, until), from raw edges and rollups."""
     selects: list[str] = []
     params: list[Any] = []
-    for piece in split(since, until):
+    for piece in split(since, until, rolled_upto(query)):
         table, moments = (
             ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
         )
@@ -134,7 +135,7 @@ def _pair_parts(
     per-piece aggregates as :func:`summary`, one aggregate per pair and piece, looked up
     together in one statement per 90 pairs.
     """
-    pieces = split(since, until)
+    pieces = split(since, until, rolled_upto(query))
     sources = tuple(piece.source for piece in pieces)
     out: list[list[tuple[Any, ...]]] = []
     for first in range(0, len(pairs), _PAIRS_PER_STATEMENT):
@@ -181,7 +182,7 @@ def owned_moments(query: Query, client: str, since: float, until: float) -> dict
     """
     selects: list[str] = []
     params: list[Any] = []
-    for piece in split(since, until):
+    for piece in split(since, until, rolled_upto(query)):
         table, moments = (
             ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
         )
@@ -218,7 +219,7 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
     """(object, metric) -> moments over [since, until) of the client's objects, from rollups."""
     selects: list[str] = []
     params: list[Any] = []
-    for piece in split(since, until):
+    for piece in split(since, until, rolled_upto(query)):
         table, moments = (
             ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
         )
@@ -257,14 +258,19 @@ def client_moments_raw(
     }
 
 
-def grid_pieces(since: float, until: float, step: float, start: float) -> list[Piece]:
-    """The pieces of [since, until) whose buckets never straddle a step of the grid."""
+def grid_pieces(
+    since: float, until: float, step: float, start: float, rolled: float = math.inf
+) -> list[Piece]:
+    """The pieces of [since, until) whose buckets never straddle a step of the grid.
+
+    ``rolled`` is the watermark, as for :func:`~iotedge.edge.store.rollups.split`.
+    """
     if step % MINUTE or start % MINUTE:
         return [Piece("raw", since, until)]
     hours = not (step % HOUR or start % HOUR)
     return [
         p if hours or p.source != "rollup_hour" else Piece("rollup_minute", p.lo, p.hi)
-        for p in split(since, until)
+        for p in split(since, until, rolled)
     ]
 
 
@@ -285,7 +291,7 @@ def bucket_rows(
     marks = ",".join("?" * len(object_ids))
     selects: list[str] = []
     params: list[Any] = []
-    for piece in grid_pieces(since, until, step, start):
+    for piece in grid_pieces(since, until, step, start, rolled_upto(query)):
         if piece.source == "raw":
             columns = (
                 "CAST((r.ts - ?) / ? AS INTEGER), TOTAL(r.value), MIN(r.value), MAX(r.value), COUNT(r.value)"

@@ -6,7 +6,7 @@ dependencies and the same simulator. Two parts:
 
 - ``api``: ``/processed_data`` and ``/client_statistics`` of each edge and a bare Starlette
   app (the ceiling), with wrk in interleaved rounds; ratios to the ceiling of the same
-  round set (``--api-only`` stops here);
+  round set (``--api-only`` stops here; ``--fleet-only`` skips it);
 - ``fleet``: each edge polling the profile's largest fleet (10,000 objects; 100 with
   ``--quick``) every 5 s, one after the other: first cycle (with backfill), steady cycle
   time, RSS, CPU (``fleet_bench.run_fleet``).
@@ -61,13 +61,13 @@ def _commit(ref: str) -> str:
 
 
 def scenario_versus(
-    profile: Profile, log_dir: Path, before: str, *, api_only: bool = False
+    profile: Profile, log_dir: Path, before: str, *, api_only: bool = False, fleet_only: bool = False
 ) -> dict[str, Any]:
-    """Both parts (or the api part alone), ``before`` against the working tree."""
+    """Both parts (or one of them alone), ``before`` against the working tree."""
     with tempfile.TemporaryDirectory(prefix="iotedge-before-") as tmp:
         pythonpath = str(_export(before, Path(tmp)))
         envs = {"before": {"PYTHONPATH": pythonpath}, "after": {}}
-        api = _api(profile, log_dir, envs)
+        api = {} if fleet_only else _api(profile, log_dir, envs)
         if api_only:
             return {"before_ref": before, "before_commit": _commit(before), "api": api, "fleet": {}}
         fleet_profile = dataclasses.replace(profile, rss_polls=min(profile.rss_polls, 3), rss_max_seconds=300)
@@ -159,9 +159,10 @@ def versus_md(data: dict[str, Any]) -> list[str]:
             f" | {row['p99_ms']:.2f} | {row['cpu_us_per_request']:.0f} | {row['errors']} |"
         )
     api = data["api"]
-    speedup = api["after"]["rps"] / api["before"]["rps"]
-    saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
-    out += ["", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]
+    if api:
+        speedup = api["after"]["rps"] / api["before"]["rps"]
+        saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
+        out += ["", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]
     if not data["fleet"]:
         return out
     objects = max(row["objects"] for row in data["fleet"].values())

@@ -101,6 +101,8 @@ def run_fleet(
     return {
         "objects": objects,
         "first_cycle_s": first[1] / first[0],
+        # The edge's CPU from its start until the first cycle was seen over (start-up included).
+        "first_cycle_cpu_s": first[3] / _TICK,
         "cycles": steady,
         "mean_cycle_s": mean_cycle,
         "keeps_up": bool(steady) and mean_cycle <= _INTERVAL_S,

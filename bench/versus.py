@@ -154,8 +154,8 @@ def versus_md(data: dict[str, Any]) -> list[str]:
         " (cycle time: mean of the steady cycles; CPU s per cycle: the edge's user + system time"
         " over the steady cycles, divided by their number, the figure a busy machine disturbs least):",
         "",
-        "| edge | first cycle s | CPU s to first cycle end | steady cycles | mean steady cycle s | keeps up | median RSS MiB"
-        " | peak RSS MiB | edge CPU % | edge CPU s per cycle | sim CPU % |",
+        "| edge | first cycle s | CPU s to first cycle end | steady cycles | mean steady cycle s | keeps up"
+        " | median RSS MiB | peak RSS MiB | edge CPU % | edge CPU s per cycle | sim CPU % |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in data["fleet"].items():

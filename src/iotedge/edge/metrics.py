@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from iotedge import __version__
 from iotedge.config_notify import CHANNELS
@@ -44,6 +45,7 @@ __all__ = [
     "UPSTREAM_OUTCOMES",
     "ContainerSource",
     "EdgeMetrics",
+    "LabelledRows",
     "LatestValues",
     "OpenAnomalies",
 ]
@@ -108,24 +110,71 @@ class _ContainerCollector:
             yield family
 
 
+class LabelledRows(Metric):
+    """A counter or gauge family held as (label values, value) rows, without a Sample per row.
+
+    The families with one series per object or per (client, metric, rule) hold 15,000 to
+    20,000 rows at 10,000 objects; as Samples (a labels dict each) one scrape allocated
+    about 10 MB on top of the edge. The metrics server writes their text from the rows;
+    anything else that reads ``samples`` gets them built on first use. Assigning an empty
+    list (as ``Metric.__init__`` does) leaves them to be built from the rows.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        typ: str,
+        labels: Sequence[str],
+        rows: list[tuple[tuple[str, ...], float]],
+    ) -> None:
+        self.labelnames = tuple(labels)
+        self.rows = rows
+        self._built: list[Sample] | None = None
+        super().__init__(name, documentation, typ)
+
+    @property
+    def sample_name(self) -> str:
+        """The name every sample carries (``_total`` added to a counter's)."""
+        return self.name + "_total" if self.type == "counter" else self.name
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._built is None:
+            name, labelnames = self.sample_name, self.labelnames
+            self._built = [
+                Sample(name, dict(zip(labelnames, values, strict=True)), value) for values, value in self.rows
+            ]
+        return self._built
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._built = value or None
+
+
+_LABELS = ("client", "metric", "rule")
+
+
 class _ObjectValuesCollector:
     """``iotedge_object_last_value``: the latest reading of each object and metric."""
 
     NAME = "iotedge_object_last_value"
     DOC = "Latest reading of each object and metric, as reported by the device."
+    LABELS = ("object_id", "client", "metric")
 
     def __init__(self, source: Callable[[], LatestValues | None]) -> None:
         self._source = source
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.NAME, self.DOC, labels=("object_id", "client", "metric"))
+        yield GaugeMetricFamily(self.NAME, self.DOC, labels=self.LABELS)
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(self.NAME, self.DOC, labels=("object_id", "client", "metric"))
         source = self._source()
-        for object_id, client, metric, value in source() if source else ():
-            family.add_metric((object_id, client, metric), value)
-        yield family
+        values = source() if source else ()
+        rows: list[tuple[tuple[str, ...], float]] = [
+            ((object_id, client, metric), value) for object_id, client, metric, value in values
+        ]
+        yield LabelledRows(self.NAME, self.DOC, "gauge", self.LABELS, rows)
 
 
 class _AnomaliesOpenedCollector:
@@ -142,13 +191,11 @@ class _AnomaliesOpenedCollector:
         self._counts = counts
 
     def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
+        yield CounterMetricFamily(self.NAME, self.DOC, labels=_LABELS)
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
-        for labels, count in list(self._counts.items()):
-            family.add_metric(labels, count)
-        yield family
+        rows: list[tuple[tuple[str, ...], float]] = list(self._counts.items())
+        yield LabelledRows(self.NAME, self.DOC, "counter", _LABELS, rows)
 
 
 class _OpenAnomaliesCollector:
@@ -166,17 +213,15 @@ class _OpenAnomaliesCollector:
         self._known = known
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
+        yield GaugeMetricFamily(self.NAME, self.DOC, labels=_LABELS)
 
     def collect(self) -> Iterator[Metric]:
         counts = dict.fromkeys(self._known(), 0)
         source = self._source()
         for client, metric, rule, count in source() if source else ():
             counts[(client, metric, rule)] = counts.get((client, metric, rule), 0) + count
-        family = GaugeMetricFamily(self.NAME, self.DOC, labels=("client", "metric", "rule"))
-        for labels, count in counts.items():
-            family.add_metric(labels, count)
-        yield family
+        rows: list[tuple[tuple[str, ...], float]] = list(counts.items())
+        yield LabelledRows(self.NAME, self.DOC, "gauge", _LABELS, rows)
 
 
 class EdgeMetrics:

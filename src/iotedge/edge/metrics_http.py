@@ -38,7 +38,7 @@ from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotedge.config import EdgeSettings
-from iotedge.edge.metrics import EdgeMetrics
+from iotedge.edge.metrics import EdgeMetrics, LabelledRows
 from iotedge.errors import ConfigError
 from iotedge.guard import Limits, guarded_protocol
 from iotedge.tls import server_context
@@ -121,6 +121,10 @@ class _Snapshot:
 def _render(families: list[Metric], compress: bool) -> bytes:
     parts: list[bytes] = []
     for family in families:
+        text = _rows_text(family) if isinstance(family, LabelledRows) else None
+        if text is not None:
+            parts.append(text.encode())
+            continue
         family.samples = [s for s in family.samples if not s.name.endswith(_SERIES_SUFFIXES_DROPPED)]
         text = _plain_text(family)
         parts.append(generate_latest(_Snapshot([family])) if text is None else text.encode())
@@ -137,6 +141,29 @@ def _escape_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+def _header(name: str, family: Metric) -> str:
+    documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {documentation}\n# TYPE {name} {family.type}\n"
+
+
+def _rows_text(family: LabelledRows) -> str | None:
+    """:func:`_plain_text` of a family kept as rows, without building its samples."""
+    name = family.sample_name
+    if family.type not in ("counter", "gauge") or not _PLAIN_METRIC_NAME.fullmatch(name):
+        return None
+    if not all(_PLAIN_LABEL_NAME.fullmatch(label) for label in family.labelnames):
+        return None
+    order = sorted(range(len(family.labelnames)), key=lambda index: family.labelnames[index])
+    keys = [f'{family.labelnames[index]}="' for index in order]
+    lines = [_header(name, family)]
+    for values, value in family.rows:
+        labels = '",'.join(
+            [key + _escape_value(values[index]) for key, index in zip(keys, order, strict=True)]
+        )
+        lines.append(f'{name}{{{labels}"}} {_number(value)}\n' if labels else f"{name} {_number(value)}\n")
+    return "".join(lines)
+
+
 def _plain_text(family: Metric) -> str | None:
     """``generate_latest``'s text of a plain counter or gauge family, to the byte; None for others.
 
@@ -150,10 +177,7 @@ def _plain_text(family: Metric) -> str | None:
     name = family.name + "_total" if family.type == "counter" else family.name
     if not _PLAIN_METRIC_NAME.fullmatch(name):
         return None
-    lines = [
-        "# HELP {} {}\n".format(name, family.documentation.replace("\\", r"\\").replace("\n", r"\n")),
-        f"# TYPE {name} {family.type}\n",
-    ]
+    lines = [_header(name, family)]
     plain_labels: set[str] = set()
     for sample in family.samples:
         if sample.name != name or sample.timestamp is not None or sample.exemplar is not None:

@@ -31,7 +31,10 @@ def _summary(name: str, seconds: list[float]) -> str:
         return f"{name}: no answers"
     p50, p99 = ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
     slowest = ordered[-1]
-    return f"{name}: n {len(ordered)}, p50 {1000 * p50:.1f} ms, p99 {1000 * p99:.1f} ms, max {1000 * slowest:.1f} ms"
+    return (
+        f"{name}: n {len(ordered)}, p50 {1000 * p50:.1f} ms, p99 {1000 * p99:.1f} ms,"
+        f" max {1000 * slowest:.1f} ms"
+    )
 
 
 def main() -> None:

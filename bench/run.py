@@ -332,6 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--api-only", action="store_true", help="versus: only the API part (no 10,000-object fleet)"
     )
     parser.add_argument(
+        "--fleet-only", action="store_true", help="versus: only the 10,000-object fleet part (no API rounds)"
+    )
+    parser.add_argument(
         "--scale-objects",
         type=int,
         metavar="N",
@@ -393,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             sizes = (5_000, 100, 100, 2) if args.quick else (60_000, 1_000, 1_000, 3)
             results["mqtt"] = scenario_mqtt(*sizes, log_dir)
         if "versus" in chosen:
-            results["versus"] = scenario_versus(profile, log_dir, args.before, api_only=args.api_only)
+            results["versus"] = scenario_versus(
+                profile, log_dir, args.before, api_only=args.api_only, fleet_only=args.fleet_only
+            )
         if "pg" in chosen:
             results["pg"] = scenario_pg(quick=args.quick)
         if "scale" in chosen:

@@ -6,7 +6,7 @@ dependencies and the same simulator. Two parts:
 
 - ``api``: ``/processed_data`` and ``/client_statistics`` of each edge and a bare Starlette
   app (the ceiling), with wrk in interleaved rounds; ratios to the ceiling of the same
-  round set (``--api-only`` stops here);
+  round set (``--api-only`` stops here; ``--fleet-only`` skips it);
 - ``fleet``: each edge polling the profile's largest fleet (10,000 objects; 100 with
   ``--quick``) every 5 s, one after the other: first cycle (with backfill), steady cycle
   time, RSS, CPU (``fleet_bench.run_fleet``).
@@ -61,13 +61,13 @@ def short_commit(ref: str) -> str:
 
 
 def scenario_versus(
-    profile: Profile, log_dir: Path, before: str, *, api_only: bool = False
+    profile: Profile, log_dir: Path, before: str, *, api_only: bool = False, fleet_only: bool = False
 ) -> dict[str, Any]:
-    """Both parts (or the api part alone), ``before`` against the working tree."""
+    """Both parts (or one of them alone), ``before`` against the working tree."""
     with tempfile.TemporaryDirectory(prefix="iotedge-before-") as tmp:
         pythonpath = str(export_src(before, Path(tmp)))
         envs = {"before": {"PYTHONPATH": pythonpath}, "after": {}}
-        api = _api(profile, log_dir, envs)
+        api = {} if fleet_only else _api(profile, log_dir, envs)
         if api_only:
             return {"before_ref": before, "before_commit": short_commit(before), "api": api, "fleet": {}}
         fleet_profile = dataclasses.replace(profile, rss_polls=min(profile.rss_polls, 3), rss_max_seconds=300)
@@ -143,25 +143,9 @@ def _cpu_per_cycle(row: dict[str, Any]) -> float:
 
 def versus_md(data: dict[str, Any]) -> list[str]:
     """The scenario's section of results.md."""
-    out = [
-        f"## Before ({data['before_ref']} = {data['before_commit']}) and after, one run",
-        "",
-        "`GET /processed_data` and `/client_statistics` (authenticated, rate limits off) and a bare"
-        " Starlette app, wrk rounds"
-        " interleaved; req/s are medians over rounds.",
-        "",
-        "| server | req/s | x ceiling | p50 ms | p99 ms | server CPU µs per request | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name, row in data["api"].items():
-        out.append(
-            f"| {name} | {row['rps']:,.0f} | {row['ratio_to_ceiling']:.2f} | {row['p50_ms']:.2f}"
-            f" | {row['p99_ms']:.2f} | {row['cpu_us_per_request']:.0f} | {row['errors']} |"
-        )
-    api = data["api"]
-    speedup = api["after"]["rps"] / api["before"]["rps"]
-    saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
-    out += ["", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]
+    out = [f"## Before ({data['before_ref']} = {data['before_commit']}) and after, one run", ""]
+    if data["api"]:
+        out += _api_md(data["api"])
     if not data["fleet"]:
         return out
     objects = max(row["objects"] for row in data["fleet"].values())
@@ -170,16 +154,36 @@ def versus_md(data: dict[str, Any]) -> list[str]:
         " (cycle time: mean of the steady cycles; CPU s per cycle: the edge's user + system time"
         " over the steady cycles, divided by their number, the figure a busy machine disturbs least):",
         "",
-        "| edge | first cycle s | steady cycles | mean steady cycle s | keeps up | median RSS MiB"
-        " | peak RSS MiB | edge CPU % | edge CPU s per cycle | sim CPU % |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| edge | first cycle s | CPU s to first cycle end | steady cycles | mean steady cycle s | keeps up"
+        " | median RSS MiB | peak RSS MiB | edge CPU % | edge CPU s per cycle | sim CPU % |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in data["fleet"].items():
         out.append(
-            f"| {name} | {row['first_cycle_s']:.1f} | {row['cycles']} | {row['mean_cycle_s']:.2f}"
+            f"| {name} | {row['first_cycle_s']:.1f} | {row.get('first_cycle_cpu_s', float('nan')):.1f}"
+            f" | {row['cycles']} | {row['mean_cycle_s']:.2f}"
             f" | {'yes' if row['keeps_up'] else 'no'} | {row['rss_median_mib']:.0f}"
             f" | {row['peak_rss_mib']:.0f}"
             f" | {row['edge_cpu_pct']:.0f} | {_cpu_per_cycle(row):.2f} | {row['sim_cpu_pct']:.0f} |"
         )
     out.append("")
     return out
+
+
+def _api_md(api: dict[str, Any]) -> list[str]:
+    out = [
+        "`GET /processed_data` and `/client_statistics` (authenticated, rate limits off) and a bare"
+        " Starlette app, wrk rounds"
+        " interleaved; req/s are medians over rounds.",
+        "",
+        "| server | req/s | x ceiling | p50 ms | p99 ms | server CPU µs per request | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in api.items():
+        out.append(
+            f"| {name} | {row['rps']:,.0f} | {row['ratio_to_ceiling']:.2f} | {row['p50_ms']:.2f}"
+            f" | {row['p99_ms']:.2f} | {row['cpu_us_per_request']:.0f} | {row['errors']} |"
+        )
+    speedup = api["after"]["rps"] / api["before"]["rps"]
+    saving = api["before"]["cpu_us_per_request"] / api["after"]["cpu_us_per_request"]
+    return [*out, "", f"After / before: {speedup:.2f}x req/s; {saving:.2f}x less CPU per request.", ""]

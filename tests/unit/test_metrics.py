@@ -15,6 +15,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from iotedge.edge.container import ContainerSample
@@ -421,3 +423,55 @@ def test_metrics_server_wants_the_token() -> None:
     assert "Bearer" in refused.headers["www-authenticate"]
     assert "edge_cpu_usage" not in refused.text
     assert allowed.status_code == 200 and "edge_cpu_usage 12.5" in allowed.text
+
+
+class _Families:
+    """Already collected families, as a collector (to render them again)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def test_served_text_is_the_librarys_to_the_byte() -> None:
+    """The metrics server's own rendering of plain families gives generate_latest's exact text.
+
+    Label values with quotes, backslashes, newlines and non-ASCII characters, counters and
+    gauges of every kind the edge exports, special values, a sample with a timestamp (left
+    to the library) and histograms.
+    """
+    odd = 'a"b\\c\nd é'
+    values = [(f"device_{odd}", odd, "temperature", 23.5), ("device_2", "client_1", "humidity", math.inf)]
+    registry, metrics = make(container=lambda: SAMPLE, latest_values=lambda: values)
+    metrics.init_anomaly_labels([(odd, "temperature", "zscore"), ("client_1", "humidity", "humidity_high")])
+    metrics.record_anomaly(odd, "temperature", "zscore")
+    metrics.observe_upstream("/iot_data/{id}", "ok", 0.02)
+    metrics.observe_upstream("/iot_data/{id}", "surprise", 0.5)
+    metrics.observe_cycle(ok=True, duration_s=1.5, lag_s=2.0)
+    stamped = GaugeMetricFamily("bench_stamped", "A sample with a timestamp.")
+    stamped.add_metric([], 1.0, timestamp=1_800_000_000.5)
+    registry.register(_Families([stamped]))
+
+    async def scenario() -> str:
+        async with (
+            MetricsServer(registry, host="127.0.0.1", port=0) as server,
+            httpx.AsyncClient() as client,
+        ):
+            return (await client.get(server.url, headers={"accept-encoding": "identity"})).text
+
+    served = asyncio.run(scenario())
+    families = list(registry.collect())
+    for family in families:
+        family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+    expected = generate_latest(_Families(families)).decode()
+
+    def stable(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.startswith("process_")]
+
+    assert stable(served) == stable(expected)
+    assert (
+        'iotedge_anomalies_total{client="a\\"b\\\\c\\nd é",metric="temperature",rule="zscore"} 1.0' in served
+    )
+    assert "bench_stamped 1.0 1800000000500" in served

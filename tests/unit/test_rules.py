@@ -248,3 +248,34 @@ def test_a_moved_object_is_judged_without_its_old_owners_values() -> None:
     engine.forget("device_1")
     out = engine.evaluate([jump], moved, now=T0 + 155, check_offline=False)
     assert [e.rule for e in out.opened] == []  # with the old window this jump was a z-score event
+
+
+def test_interleaved_excursions_of_many_objects_in_one_batch_end_on_their_own() -> None:
+    """A backfill-sized batch: each object's spikes open and close its own events, messages included."""
+    objects = {
+        f"device_{n}": CatalogueEntry(f"device_{n}", "client_1", "temperature_sensor") for n in range(50)
+    }
+    spikes = {f"device_{n}": [(n % 7) + 1, (n % 7) + 3] for n in range(50)}  # spiked minutes
+    batch = [
+        Reading(
+            object_id,
+            "client_1",
+            "temperature",
+            T0 + 60 * minute,
+            35.0 if minute in spikes[object_id] else 25.0,
+        )
+        for minute in range(12)
+        for object_id in objects
+    ]
+    engine = RuleEngine(DEFAULT_RULES, poll_interval=5.0)
+    out = engine.evaluate(batch, objects, now=T0 + 720, check_offline=False)
+    got = sorted(
+        (e.object_id, e.started_at, e.ended_at, e.message) for e in out.opened if e.rule == "temperature_high"
+    )
+    expected = sorted(
+        (object_id, T0 + 60 * minute, T0 + 60 * (minute + 1), f"{object_id} temperature 35 above 30")
+        for object_id, minutes in spikes.items()
+        for minute in minutes
+    )
+    assert got == expected
+    assert engine.open_count == 0 and not out.closed

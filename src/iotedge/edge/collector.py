@@ -50,6 +50,8 @@ _FLUSH_BATCH = 5000
 # New objects are backfilled, stored and evaluated this many at a time, so a first cycle
 # over a large fleet never holds every object's history in memory at once.
 _BACKFILL_CHUNK = 250
+# A steady cycle's readings are stored and judged this many objects at a time (see _store_polled).
+_STORE_SLICE = 1000
 
 
 @dataclass
@@ -257,7 +259,7 @@ class Collector:
         if polled_ok:
             self.health.upstream_ok_at = now  # the device API answered, whatever the store does next
         mine = {entry.id: entry for entry in owned} if len(owned) < len(self._catalogue) else self._catalogue
-        stored += await self._store_or_buffer(
+        stored += await self._store_polled(
             result.readings, mine, now, transitions, check_offline=polled_ok and catalogue_ok
         )
         if (transitions.opened or transitions.closed) and self._on_anomaly is not None:
@@ -409,6 +411,40 @@ class Collector:
                 self._store_failed(exc)
         self._buffer(readings)
         return 0
+
+    async def _store_polled(
+        self,
+        readings: list[Reading],
+        objects: Mapping[str, CatalogueEntry],
+        now: float,
+        transitions: Transitions,
+        *,
+        check_offline: bool,
+    ) -> int:
+        """:meth:`_store_or_buffer` a cycle's readings, ``_STORE_SLICE`` objects at a time.
+
+        One batch of 20,000 readings held the event loop (store write, rules) for about a
+        second, and API requests waited that long; between two slices they are served. Each
+        object's readings stay in one slice, so every series is judged as in one batch; the
+        offline rule runs once, after the last slice, over every object.
+        """
+        by_object: dict[str, list[Reading]] = {}
+        for reading in readings:
+            by_object.setdefault(reading.object_id, []).append(reading)
+        ids = list(by_object)
+        stored = 0
+        for start in range(0, len(ids), _STORE_SLICE):
+            part = ids[start : start + _STORE_SLICE]
+            stored += await self._store_or_buffer(
+                [reading for object_id in part for reading in by_object[object_id]],
+                {object_id: objects[object_id] for object_id in part if object_id in objects},
+                now,
+                transitions,
+            )
+            await asyncio.sleep(0)  # requests are served between two slices
+        return stored + await self._store_or_buffer(
+            [], objects, now, transitions, check_offline=check_offline
+        )
 
     async def _store_and_evaluate(
         self,

@@ -18,9 +18,11 @@ import binascii
 import contextlib
 import gzip
 import hmac
+import io
 import ipaddress
 import json
 import logging
+import re
 import socket
 import ssl
 import time
@@ -33,10 +35,11 @@ import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import Metric
+from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotedge.config import EdgeSettings
-from iotedge.edge.metrics import EdgeMetrics
+from iotedge.edge.metrics import EdgeMetrics, LabelledRows
 from iotedge.errors import ConfigError
 from iotedge.guard import Limits, guarded_protocol
 from iotedge.tls import server_context
@@ -56,6 +59,9 @@ UNMATCHED = "unmatched"  # route label of requests no route matched (404s): raw 
 CLIENT_CLOSED = 499  # status label when the client went away before an answer (nginx's code)
 _GZIP_LEVEL = 1  # level 1 already shrinks the text 30-fold at a fraction of level 9's cost
 _SERIES_SUFFIXES_DROPPED = ("_created",)  # creation times double the series for no dashboard use
+# Names the text format takes as they are (any other goes through the library's escaping).
+_PLAIN_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PLAIN_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 class MetricsMiddleware:
@@ -114,10 +120,85 @@ class _Snapshot:
 
 
 def _render(families: list[Metric], compress: bool) -> bytes:
+    parts: list[bytes] = []
     for family in families:
+        text = _rows_text(family) if isinstance(family, LabelledRows) else None
+        if text is not None:
+            parts.append(text.encode())
+            continue
         family.samples = [s for s in family.samples if not s.name.endswith(_SERIES_SUFFIXES_DROPPED)]
-    body = generate_latest(_Snapshot(families))
+        text = _plain_text(family)
+        parts.append(generate_latest(_Snapshot([family])) if text is None else text.encode())
+    body = b"".join(parts)
     return gzip.compress(body, compresslevel=_GZIP_LEVEL) if compress else body
+
+
+def _number(value: float) -> str:
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]  # unannotated in the library
+    return text
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _header(name: str, family: Metric) -> str:
+    documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {documentation}\n# TYPE {name} {family.type}\n"
+
+
+def _rows_text(family: LabelledRows) -> str | None:
+    """:func:`_plain_text` of a family kept as rows, without building its samples.
+
+    Written line by line into one buffer: the lines of 15,000 series held in a list were as
+    many small objects alive at once.
+    """
+    name = family.sample_name
+    if family.type not in ("counter", "gauge") or not _PLAIN_METRIC_NAME.fullmatch(name):
+        return None
+    if not all(_PLAIN_LABEL_NAME.fullmatch(label) for label in family.labelnames):
+        return None
+    order = sorted(range(len(family.labelnames)), key=lambda index: family.labelnames[index])
+    keys = [f'{family.labelnames[index]}="' for index in order]
+    out = io.StringIO()
+    out.write(_header(name, family))
+    for values, value in family.rows.items():
+        labels = '",'.join(
+            [key + _escape_value(values[index]) for key, index in zip(keys, order, strict=True)]
+        )
+        out.write(f'{name}{{{labels}"}} {_number(value)}\n' if labels else f"{name} {_number(value)}\n")
+    return out.getvalue()
+
+
+def _plain_text(family: Metric) -> str | None:
+    """``generate_latest``'s text of a plain counter or gauge family, to the byte; None for others.
+
+    The library formats every sample through generic escaping and name checks: about 6 µs
+    a sample, 0.2 s of CPU (holding the GIL) per scrape for the 30,000 anomaly series of a
+    10,000-object fleet. Plain families (names the format takes as they are, no timestamps
+    or exemplars) take the same text here in under half the time; the rest go to the library.
+    """
+    if family.type not in ("counter", "gauge"):
+        return None
+    name = family.name + "_total" if family.type == "counter" else family.name
+    if not _PLAIN_METRIC_NAME.fullmatch(name):
+        return None
+    lines = [_header(name, family)]
+    plain_labels: set[str] = set()
+    for sample in family.samples:
+        if sample.name != name or sample.timestamp is not None or sample.exemplar is not None:
+            return None
+        labels = ""
+        if sample.labels:
+            pairs = sorted(sample.labels.items())
+            for key, _ in pairs:
+                if key not in plain_labels:
+                    if not _PLAIN_LABEL_NAME.fullmatch(key):
+                        return None
+                    plain_labels.add(key)
+            labels = "{" + ",".join([f'{key}="{_escape_value(value)}"' for key, value in pairs]) + "}"
+        lines.append(f"{name}{labels} {_number(sample.value)}\n")
+    return "".join(lines)
 
 
 METRICS_LIMITS = Limits(

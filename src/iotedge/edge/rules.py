@@ -90,6 +90,9 @@ class RuleEngine:
         self._windows: dict[_Series, array[float]] = {}
         self._cadence: dict[_Series, Cadence] = {}
         self._repeats: dict[_Series, tuple[float, int]] = {}
+        # Events opened by the evaluation under way and not ended in it: key -> index in its
+        # ``opened`` (a lookup per rule and reading, where a scan of the list grew with the batch).
+        self._pending: dict[_Key, int] = {}
 
     @property
     def baseline_size(self) -> int:
@@ -205,6 +208,7 @@ class RuleEngine:
         if baselines:
             self.give_baselines(baselines)
         out = Transitions()
+        self._pending = {}
         for reading in sorted(readings, key=lambda r: r.ts):
             key = (reading.object_id, reading.metric)
             if reading.ts <= self._last_ts.get(key, float("-inf")):
@@ -233,13 +237,21 @@ class RuleEngine:
         threshold: float | None,
         message: str,
     ) -> None:
-        """Open or close the event of (object, metric, rule); None leaves it as it is."""
+        """Open or close the event of (object, metric, rule); None leaves it as it is.
+
+        ``message`` is used only when ``active`` (callers skip formatting it otherwise: most
+        readings change nothing).
+        """
+        if active is None:
+            return
         key = (entry.id, reading.metric, rule)
-        pending = self._pending(out, key)
+        pending = self._pending.get(key)
         if active is False and pending is not None:
             # Opened earlier in this same batch (e.g. a backfilled spike): it ends here.
             out.opened[pending] = replace(out.opened[pending], ended_at=reading.ts, last_value=reading.value)
+            del self._pending[key]
         elif active and key not in self._open and pending is None:
+            self._pending[key] = len(out.opened)
             out.opened.append(
                 AnomalyEvent(
                     id=self._new_id(),
@@ -257,14 +269,6 @@ class RuleEngine:
             )
         elif active is False and key in self._open:
             out.closed.append(EventEnd(self._open.pop(key), reading.ts, reading.value))
-
-    @staticmethod
-    def _pending(out: Transitions, key: _Key) -> int | None:
-        """Index of the event of ``key`` opened in this batch and still open, if any."""
-        for index, event in enumerate(out.opened):
-            if (event.object_id, event.metric, event.rule) == key and event.ended_at is None:
-                return index
-        return None
 
     def _apply(self, reading: Reading, entry: CatalogueEntry, out: Transitions) -> None:
         spec = METRICS[reading.metric]
@@ -286,7 +290,7 @@ class RuleEngine:
                 active,
                 severity=rule.severity,
                 threshold=limit,
-                message=f"{entry.id} {reading.metric} {value:g} {word} {limit:g}",
+                message=f"{entry.id} {reading.metric} {value:g} {word} {limit:g}" if active else "",
             )
         primary = DEVICE_TYPES[entry.type].primary
         if reading.metric != primary:
@@ -322,7 +326,9 @@ class RuleEngine:
             active,
             severity=rule.severity,
             threshold=rule.z,
-            message=f"{entry.id} {reading.metric} {reading.value:g} is {abs(z or 0):.1f} stddev from recent",
+            message=f"{entry.id} {reading.metric} {reading.value:g} is {abs(z or 0):.1f} stddev from recent"
+            if active
+            else "",
         )
         if not active:
             window.append(reading.value)  # anomalous values would poison the baseline
@@ -344,7 +350,9 @@ class RuleEngine:
             count >= rule.readings if count >= rule.readings or count == 1 else None,
             severity=rule.severity,
             threshold=float(rule.readings),
-            message=f"{entry.id} {reading.metric} stuck at {reading.value:g} for {count} readings",
+            message=f"{entry.id} {reading.metric} stuck at {reading.value:g} for {count} readings"
+            if count >= rule.readings
+            else "",
         )
 
     def _offline(self, objects: Mapping[str, CatalogueEntry], now: float, out: Transitions) -> None:

@@ -1,7 +1,9 @@
 """Pure statistics over a list of values: the reference the store's SQL must agree with."""
 
 import math
+import operator
 from collections.abc import Sequence
+from itertools import repeat
 
 from iotedge.edge.store.summaries import EMPTY, Summary
 
@@ -25,6 +27,8 @@ def zscore(value: float, window: Sequence[float], *, min_stddev: float) -> float
     """
     if not window:
         return None
-    summary = summarise(window)
-    mean = summary.average or 0.0
-    return (value - mean) / max(summary.stddev or 0.0, min_stddev)
+    # summarise()'s mean and variance, to the bit, without a bytecode loop per value:
+    # the rules call this once per primary reading (600,000 times in a 10,000-object backfill).
+    mean = math.fsum(window) / len(window)
+    squares = map(pow, map(operator.sub, window, repeat(mean)), repeat(2))
+    return (value - mean) / max(math.sqrt(math.fsum(squares) / len(window)), min_stddev)

@@ -145,6 +145,8 @@ class DeviceApiClient:
                 timeout=aiohttp.ClientTimeout(total=None, connect=self._timeout, sock_read=self._timeout),
                 headers={"user-agent": "iotedge-edge"},
                 raise_for_status=False,
+                # The device API sets no cookies: no jar to filter and update on each request.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

@@ -436,7 +436,7 @@ class _Families:
 
 
 def test_served_text_is_the_librarys_to_the_byte() -> None:
-    """The metrics server's own rendering of plain families gives generate_latest's exact text.
+    """The metrics server's own rendering of row families gives generate_latest's exact text.
 
     Label values with quotes, backslashes, newlines and non-ASCII characters, counters and
     gauges of every kind the edge exports, special values, a sample with a timestamp (left

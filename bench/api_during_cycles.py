@@ -17,7 +17,7 @@ import httpx
 from edgeproc import edge_command, edge_env, key_of, sim_command
 from fleet_bench import _fleet_args
 from processes import free_port, serve
-from versus import _export
+from versus import export_src
 
 __all__ = ["main"]
 
@@ -45,7 +45,7 @@ def main() -> None:
     sim_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="iotedge-probe-") as tmp:
         work = Path(tmp)
-        env = edge_env() | ({"PYTHONPATH": str(_export(args.before, work))} if args.before else {})
+        env = edge_env() | ({"PYTHONPATH": str(export_src(args.before, work))} if args.before else {})
         with (
             serve("sim", sim_command(sim_port, *_fleet_args(10_000)), port=sim_port, log_dir=work) as sim,
             serve(

@@ -13,6 +13,7 @@ docs/fr/ repeats the English blocks; tests/docs/test_translation.py checks that 
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tools.docs_gen.examples import (
     DemoStack,
@@ -26,6 +27,7 @@ from tools.docs_gen.examples import (
     run_block,
 )
 
+from tests.conftest import wait_for
 from tests.procs import free_port, start_iotedge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +52,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory, logs_dir: Path) -> Iterator[D
         "--poll-interval", "1s",
     ]  # fmt: skip
     with start_iotedge(args, log_dir=logs_dir, port=ports["edge"], health_path="/readyz", timeout=30):
+        # The CPU gauge is a rate: it has a value from the container sampler's second sample on.
+        metrics = f"http://127.0.0.1:{ports['metrics']}/metrics"
+        wait_for(lambda: "\nedge_cpu_usage " in httpx.get(metrics).text, 30, "the edge's CPU gauge")
         yield DemoStack(ports=ports, workdir=workdir, keys=read_keys(data_dir / "demo-keys.env"))
 
 

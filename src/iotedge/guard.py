@@ -198,6 +198,10 @@ class _OneWrite:
         self._flush()
         self._transport.close()
 
+    def abort(self) -> None:
+        self._flush()  # a held head was already answered as far as the app knows
+        self._transport.abort()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 

@@ -42,13 +42,15 @@ def limit_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas and fix its mmap threshold; call before the process starts
     threads. True if the arena cap was applied.
 
-    ``MALLOC_ARENA_MAX`` (``MALLOC_MMAP_THRESHOLD_``) in the environment wins: an
-    operator's explicit choice is kept.
+    ``MALLOC_ARENA_MAX`` and ``MALLOC_MMAP_THRESHOLD_`` in the environment each win over
+    its own setting here: an operator's explicit choice is kept.
     """
-    if _LIBC is None or "MALLOC_ARENA_MAX" in os.environ:
+    if _LIBC is None:
         return False
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         _LIBC.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(_MMAP_THRESHOLD))
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
     return bool(_LIBC.mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(arenas)))
 
 

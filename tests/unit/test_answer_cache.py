@@ -247,10 +247,28 @@ def test_the_cache_keeps_at_most_its_size() -> None:
     assert len(cache) == 0
 
 
-def _entry(answer: int) -> Any:
+def test_a_client_answer_weighs_its_objects() -> None:
+    """A large client's answers count by their objects: they cannot fill memory 8 at a time."""
+    cache = AnswerCache(max_answers=10)
+    cache.put(("o", "a"), _entry(1))
+    cache.put(("c", "big"), _entry(2, weight=6))
+    assert len(cache) == 7
+    cache.put(("c", "big"), _entry(3, weight=6))  # two would weigh 12: the older one goes
+    assert len(cache) == 7
+    assert cache.get(("c", "big"), None, 0.0, 1.0, (0, False, 0, False)) == (True, 3)
+    cache.put(("c", "huge"), _entry(4, weight=11))  # heavier than the whole cache: not kept
+    assert not cache.get(("c", "huge"), None, 0.0, 1.0, (0, False, 0, False))[0]
+    cache.put(("c", "other"), _entry(5, weight=5))  # the least recently asked go first
+    assert len(cache) == 5
+    assert not cache.get(("o", "a"), None, 0.0, 1.0, (0, False, 0, False))[0]
+    cache.drop([("c", "other")])
+    assert len(cache) == 0
+
+
+def _entry(answer: int, weight: int = 1) -> Any:
     from iotedge.edge.store.cached import _Entry
 
-    return _Entry(None, 0.0, 1.0, 0.0, 1.0, (0, False, 0, False), answer)
+    return _Entry(None, 0.0, 1.0, 0.0, 1.0, (0, False, 0, False), answer, weight)
 
 
 def _pieces(since: float, until: float) -> list[tuple[str, float | None, float | None]]:

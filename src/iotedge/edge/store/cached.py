@@ -72,6 +72,7 @@ class _Entry:
     until_max: float  # the first reading at or after ``until``: it enters once until passes it
     shape: Shape
     answer: Any
+    weight: int  # what it counts against the cache's budget: 1, or a client's objects
 
     def holds(self, scope: Scope, since: float, until: float, shape: Shape) -> bool:
         return (
@@ -86,7 +87,9 @@ class AnswerCache:
     """Answers by key and scope, each valid for a range of windows, least recently used dropped first.
 
     Args:
-        max_answers: how many answers are kept at most (over every key).
+        max_answers: how many answers are kept at most (over every key), a client's answer
+            counted once per object it lists (its size grows with them); an answer heavier
+            than that is not kept.
     """
 
     def __init__(self, max_answers: int) -> None:
@@ -97,7 +100,7 @@ class AnswerCache:
         self.misses = 0
 
     def __len__(self) -> int:
-        """How many answers are kept."""
+        """How many answers are kept, by weight."""
         return self._count
 
     def get(self, key: Hashable, scope: Scope, since: float, until: float, shape: Shape) -> tuple[bool, Any]:
@@ -114,20 +117,21 @@ class AnswerCache:
 
     def put(self, key: Hashable, entry: _Entry) -> None:
         """Keep ``entry`` for ``key`` (the newest first)."""
+        if entry.weight > self.max_answers:
+            return
         entries = [entry, *self._entries.pop(key, [])]
-        self._count += 1
-        if len(entries) > min(_ENTRIES_PER_KEY, self.max_answers):
-            entries.pop()
-            self._count -= 1
+        self._count += entry.weight
+        while len(entries) > _ENTRIES_PER_KEY or sum(e.weight for e in entries) > self.max_answers:
+            self._count -= entries.pop().weight
         self._entries[key] = entries
         while self._count > self.max_answers:
             _, oldest = self._entries.popitem(last=False)
-            self._count -= len(oldest)
+            self._count -= sum(e.weight for e in oldest)
 
     def drop(self, keys: Iterable[Hashable]) -> None:
         """Forget ``keys``."""
         for key in keys:
-            self._count -= len(self._entries.pop(key, ()))
+            self._count -= sum(e.weight for e in self._entries.pop(key, ()))
 
     def drop_where(self, doomed: Callable[[Hashable], bool]) -> None:
         """Forget every key for which ``doomed`` is true."""
@@ -156,8 +160,9 @@ class CachedSqliteStore(AsyncSqliteStore):
 
     Args:
         store: the SQLite store; write to it only through this object while it serves.
-        max_answers: answers kept at most, those of the least recently asked object or client
-            dropped first (about 3 KB for an object, 17 KB for a client of 10 objects).
+        max_answers: answers kept at most, a client's counted once per object, those of the
+            least recently asked object or client dropped first (an answer is about 3 KB for
+            an object, 17 KB for a client of 10 objects: at most about 12 MB in all).
     """
 
     def __init__(self, store: SqliteStore, *, max_answers: int = 4096) -> None:
@@ -218,7 +223,8 @@ class CachedSqliteStore(AsyncSqliteStore):
         if writes != self._writes:
             return False
         bounds = (_NONE if since_max is None else since_max, _NONE if until_max is None else until_max)
-        self.cache.put(key, _Entry(scope, since, until, *bounds, shape, answer))
+        weight = len(answer.objects) if isinstance(answer, ClientAnswer) else 1
+        self.cache.put(key, _Entry(scope, since, until, *bounds, shape, answer, max(1, weight)))
         return True
 
     def _wrote(self) -> None:

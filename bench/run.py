@@ -10,6 +10,9 @@ Scenarios (pick with ``--only``, repeatable):
   REF's store in the same rounds as the baseline);
 - ``history``: statistics query time against the stored history of one object (1 h to 30 d);
 - ``rss``: edge memory and poll-cycle time against fleet size (100 to 10,000 objects);
+- ``during``: ``/processed_data`` latency while the edge polls 10,000 objects, through the
+  first cycle (with its backfill) and the steady cycles (with ``--before REF``, REF's edge
+  too; ``api_during_cycles.py``);
 - ``load``: minutes of mixed authenticated traffic: errors, p99, memory over time;
 - ``mqtt``: MQTT ingest (messages/s, readings/s) next to HTTP polling (``mqtt_bench.py``).
 - ``pg`` (only with ``--only pg``; needs the PostgreSQL server on 127.0.0.1:5432): the
@@ -48,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from api_during_cycles import during_md, scenario_during
 from edgeproc import edge_command, edge_env, key_of, sim_command
 from fleet_bench import scenario_rss
 from load_bench import scenario_load
@@ -70,6 +74,7 @@ SCENARIOS = (
     "history",
     "windows",
     "rss",
+    "during",
     "load",
     "mqtt",
     "versus",
@@ -390,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["windows"] = scenario_windows(profile)
         if "rss" in chosen:
             results["rss"] = scenario_rss(profile, log_dir)
+        if "during" in chosen:
+            results["during"] = scenario_during(args.quick, args.before)
         if "load" in chosen:
             results["load"] = scenario_load(profile, log_dir)
         if "mqtt" in chosen:
@@ -406,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     markdown = render_markdown(results)
+    if "during" in results:
+        markdown += "\n" + "\n".join(during_md(results["during"]))
     if "versus" in results:
         markdown += "\n" + "\n".join(versus_md(results["versus"]))
     if "pg" in results:

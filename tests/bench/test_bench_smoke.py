@@ -27,9 +27,9 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """`bench/run.py --quick` on the ceiling, load, ingest, history and windows scenarios."""
+    """`bench/run.py --quick` on the ceiling, load, ingest, history, windows and during scenarios."""
     out = tmp_path_factory.mktemp("bench-quick")
-    results = quick(out, "ceiling", "load", "ingest", "history", "windows", timeout=300)
+    results = quick(out, "ceiling", "load", "ingest", "history", "windows", "during", timeout=300)
     return Run(results, (out / "results.md").read_text(), out)
 
 
@@ -79,3 +79,13 @@ def test_quick_windows_scenario_compares_raw_and_rollup_statistics(run: Run) -> 
     assert data["ingest"]["raw"] > 0
     assert data["ingest"]["rollup"] > 0
     assert "## Window statistics" in run.markdown
+
+
+def test_quick_during_scenario_times_answers_in_both_phases(run: Run) -> None:
+    """The edge answered through its first cycle and its steady cycles, and the table says so."""
+    [row] = run.results["during"]
+    assert row["edge"] == "this tree" and row["objects"] == 1_000
+    assert row["first_cycle_s"] is not None and row["first_cycle_s"] > 0
+    assert row["steady"]["n"] > 0 and row["steady"]["p50_ms"] > 0
+    assert row["first cycle"]["n"] >= 0  # a fast first cycle may end before the first probe
+    assert "## The API while the collector polls" in run.markdown

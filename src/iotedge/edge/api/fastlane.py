@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotedge.edge.api.processed import client_statistics_answer, processed_data_answer
 from iotedge.edge.auth import Principal
@@ -58,6 +58,7 @@ _CLIENTS = {**_WINDOW, "client_id": 200}
 _HANDLED = (AuthError, RateLimited, NotFound, BadRequest, StoreError)
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 _LANE = "iotedge.lane"  # the scope key of what the lane found out about a request
+_STARTED = "iotedge.lane.started"  # set as the lane begins to send its answer
 _JSON = (b"content-type", b"application/json")  # a 200's headers as TrustedJSON sets them
 
 
@@ -126,8 +127,7 @@ class ShortLane:
         self.app = app
         self.metrics = metrics
         self.max_url = max_url
-        handler = next((h for k, h in app.exception_handlers.items() if k in (500, Exception)), None)
-        self._guarded = ServerErrorMiddleware(self._answer, handler=handler, debug=app.debug)
+        self._handler = next((h for k, h in app.exception_handlers.items() if k in (500, Exception)), None)
         self._headers: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
@@ -151,7 +151,14 @@ class ShortLane:
         scope["app"] = self.app
         scope["route"] = _Route(path)
         scope[_LANE] = (ctx, params, key, answer)
-        await self._guarded(scope, receive, send)
+        try:
+            await self._answer(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - the guard re-raises it
+            # What Starlette's ServerErrorMiddleware around the app does, without wrapping the
+            # ``send`` of every answer: the app's 500 unless the answer has begun, and re-raised.
+            failed = _raising(exc)
+            guard = ServerErrorMiddleware(failed, handler=self._handler, debug=self.app.debug)
+            await guard(scope, receive, _discard if scope.get(_STARTED) else send)
         return True
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,6 +181,7 @@ class ShortLane:
             else:
                 status, body = response.status_code, response.body
                 headers = with_security_headers(response.raw_headers, ours)
+            scope[_STARTED] = True
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         except asyncio.CancelledError:
@@ -191,6 +199,19 @@ class ShortLane:
         if ours is None:
             ours = self._headers[key] = security_headers(scope)
         return ours
+
+
+def _raising(exc: Exception) -> ASGIApp:
+    """An app that raises ``exc``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise exc
+
+    return app
+
+
+async def _discard(message: Message) -> None:
+    """A ``send`` that sends nothing (the answer has begun: no 500 after it)."""
 
 
 async def _handled(scope: Scope, receive: Receive, exc: Exception) -> Response:

@@ -57,7 +57,6 @@ async def processed_data_answer(
         raise NotFound("Object not found")
     obj = answer.object
     chosen = chosen_metric(obj, metric)
-    summaries = {m: answer.summaries.get(m, EMPTY) for m in DEVICE_TYPES[obj.type].metrics}
     last_at = max((ts for ts, _ in answer.latest.values()), default=None)
     if last_at is None:
         return error_response(
@@ -71,6 +70,7 @@ async def processed_data_answer(
     key = ("processed", chosen, ctx.edge_id)
     template: Spliced | None = answer.memo.get(key)
     if template is None:
+        summaries = {m: answer.summaries.get(m, EMPTY) for m in DEVICE_TYPES[obj.type].metrics}
         body = {
             "object_id": obj.id,
             "client": obj.client,

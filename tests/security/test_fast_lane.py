@@ -150,9 +150,9 @@ def _request_counts(client: TestClient) -> list[str]:
     return sorted(line for line in text.splitlines() if "http_requests_total{" in line)
 
 
-def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
-    fast, slow = twins
-    served: list[str] = []  # proof that the lane, not FastAPI, answered on the fast side
+def _served_by_the_lane(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths the lane, not FastAPI, goes on to answer (proof that the fast side used it)."""
+    served: list[str] = []
     for path, (allowed, required, answer) in list(fastlane._LANES.items()):
 
         def counted(*args: Any, path: str = path, answer: Any = answer) -> Any:
@@ -160,6 +160,12 @@ def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.
             return answer(*args)
 
         monkeypatch.setitem(fastlane._LANES, path, (allowed, required, counted))
+    return served
+
+
+def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    fast, slow = twins
+    served = _served_by_the_lane(monkeypatch)
     statuses = set()
     for path, query, headers in MATRIX:
         url = f"{path}?{query}" if query else path
@@ -174,6 +180,56 @@ def test_same_answers(twins: tuple[TestClient, TestClient], monkeypatch: pytest.
     assert _request_counts(fast) == _request_counts(slow)
     assert {"/processed_data", "/client_statistics"} <= set(served)
     assert any('route="/processed_data"' in line for line in _request_counts(fast))
+
+
+def _broken(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("broken on purpose")
+
+
+@pytest.mark.parametrize("broken", ["store", "metrics"])
+def test_same_answers_when_something_breaks(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    """An error before the answer begins gets the app's 500 from both (the store); one after
+    it has begun (counting it) gets nothing more. Both re-raise it to the server."""
+    first, second = _twins(tmp_path_factory, lambda: NOW)
+    with first as fast, second as slow:
+        _fill(fast)
+        _fill(slow)
+        _same_answers_when_broken(fast, slow, monkeypatch, broken)
+
+
+def _same_answers_when_broken(
+    fast: TestClient, slow: TestClient, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    twins = (fast, slow)
+    served = _served_by_the_lane(monkeypatch)
+    for client in twins:
+        app: Any = client.app
+        if broken == "store":
+            monkeypatch.setattr(app.state.ctx.store, "object_answer", _broken)
+            monkeypatch.setattr(app.state.ctx.store, "client_answer", _broken)
+        else:
+            monkeypatch.setattr(app.state.metrics, "observe_http", _broken)
+    for url in ["/processed_data?object_id=device_1", "/client_statistics?client_id=client_1"]:
+        for client in twins:
+            with pytest.raises(RuntimeError, match="broken on purpose"):
+                client.get(url, headers={"x-api-key": GOOD})
+    answers = []
+    for client in twins:
+        monkeypatch.setattr(client._transport, "raise_server_exceptions", False)
+        answers.append(
+            [
+                client.get(url, headers={"x-api-key": GOOD})
+                for url in ["/processed_data?object_id=device_1", "/client_statistics?client_id=client_1"]
+            ]
+        )
+    for a, b in zip(*answers, strict=True):
+        assert a.status_code == b.status_code == (500 if broken == "store" else 200)
+        assert a.headers.multi_items() == b.headers.multi_items()
+        assert a.content == b.content
+    assert _request_counts(fast) == _request_counts(slow)
+    assert {"/processed_data", "/client_statistics"} <= set(served)
 
 
 _ASKED = [

@@ -1,5 +1,7 @@
 """Time formats at the edge's boundaries: ISO 8601 out, epoch or ISO in."""
 
+import functools
+import math
 from datetime import UTC, datetime
 
 from iotedge.config import parse_duration
@@ -14,8 +16,29 @@ MAX_INSTANT = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
 
 
 def iso_utc(ts: float) -> str:
-    """ISO 8601 in UTC with an explicit offset, e.g. ``2026-11-29T12:00:05+00:00``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    """ISO 8601 in UTC with an explicit offset, e.g. ``2026-11-29T12:00:05+00:00``.
+
+    Exactly ``datetime.fromtimestamp(ts, UTC).isoformat()``, in about half its time (two
+    calls in every statistics answer): the whole seconds are formatted once each, and the
+    microseconds are rounded as ``fromtimestamp`` rounds them (the fraction times 1e6, half
+    to even, carried into the second at 1e6).
+    """
+    if not 0 <= ts < MAX_INSTANT:  # NaN, infinities and far instants: datetime's own answer or error
+        return datetime.fromtimestamp(ts, UTC).isoformat()
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1.0
+    if micros:
+        return f"{_iso_second(int(whole))}.{micros:06d}+00:00"
+    return f"{_iso_second(int(whole))}+00:00"
+
+
+@functools.lru_cache(maxsize=64)
+def _iso_second(whole: int) -> str:
+    """A whole second's ISO 8601 without its offset (the clock asks for a few at a time)."""
+    return datetime.fromtimestamp(whole, UTC).isoformat()[: -len("+00:00")]
 
 
 def epoch_ms(ts: float) -> int:

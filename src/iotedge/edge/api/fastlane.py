@@ -28,7 +28,7 @@ from fastapi import FastAPI
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iotedge.edge.api.processed import client_statistics_answer, processed_data_answer
 from iotedge.edge.auth import Principal
@@ -49,7 +49,7 @@ class _Route:
     path: str
 
 
-_Answer = Callable[[EdgeContext, Principal, TimeRange, dict[str, str]], Awaitable[Response]]
+_Answer = Callable[[EdgeContext, Principal, TimeRange, dict[str, str]], Awaitable[bytes | Response]]
 
 # Each route's query parameters and their max_length, as the routes declare them.
 _WINDOW = {"window": 20, "from": 40, "to": 40}
@@ -58,17 +58,19 @@ _CLIENTS = {**_WINDOW, "client_id": 200}
 _HANDLED = (AuthError, RateLimited, NotFound, BadRequest, StoreError)
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 _LANE = "iotedge.lane"  # the scope key of what the lane found out about a request
+_STARTED = "iotedge.lane.started"  # set as the lane begins to send its answer
+_JSON = (b"content-type", b"application/json")  # a 200's headers as TrustedJSON sets them
 
 
 async def _processed(
     ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]
-) -> Response:
+) -> bytes | Response:
     return await processed_data_answer(ctx, principal, window, params["object_id"], params.get("metric"))
 
 
 async def _clients(
     ctx: EdgeContext, principal: Principal, window: TimeRange, params: dict[str, str]
-) -> Response:
+) -> bytes:
     return await client_statistics_answer(ctx, principal, window, params.get("client_id"))
 
 
@@ -84,12 +86,19 @@ def _plain_params(query: bytes, allowed: dict[str, int], required: frozenset[str
     Parsed as Starlette's ``QueryParams`` parses them (latin-1, blank values kept).
     """
     params: dict[str, str] = {}
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+    for name, value in _pairs(query.decode("latin-1")):
         limit = allowed.get(name)
         if limit is None or name in params or not value or len(value) > limit:
             return None
         params[name] = value
     return params if required <= params.keys() else None
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``, split by hand when nothing is to unquote."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    return [(name, value) for name, _, value in (pair.partition("=") for pair in text.split("&") if pair)]
 
 
 def _api_key(scope: Scope) -> tuple[bool, str | None]:
@@ -118,8 +127,8 @@ class ShortLane:
         self.app = app
         self.metrics = metrics
         self.max_url = max_url
-        handler = next((h for k, h in app.exception_handlers.items() if k in (500, Exception)), None)
-        self._guarded = ServerErrorMiddleware(self._answer, handler=handler, debug=app.debug)
+        self._handler = next((h for k, h in app.exception_handlers.items() if k in (500, Exception)), None)
+        self._headers: dict[tuple[str, bool], list[tuple[bytes, bytes]]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> bool:
         """Answer the request if it is plain; False (nothing read or sent) when it is not."""
@@ -142,7 +151,14 @@ class ShortLane:
         scope["app"] = self.app
         scope["route"] = _Route(path)
         scope[_LANE] = (ctx, params, key, answer)
-        await self._guarded(scope, receive, send)
+        try:
+            await self._answer(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - the guard re-raises it
+            # What Starlette's ServerErrorMiddleware around the app does, without wrapping the
+            # ``send`` of every answer: the app's 500 unless the answer has begun, and re-raised.
+            failed = _raising(exc)
+            guard = ServerErrorMiddleware(failed, handler=self._handler, debug=self.app.debug)
+            await guard(scope, receive, _discard if scope.get(_STARTED) else send)
         return True
 
     async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,16 +174,44 @@ class ShortLane:
                 response = await answer(ctx, principal, window, params)
             except _HANDLED as exc:
                 response = await _handled(scope, receive, exc)
-            status = response.status_code
-            headers = with_security_headers(response.raw_headers, security_headers(scope))
+            ours = self._security_headers(scope)
+            if isinstance(response, bytes):  # what TrustedJSON(response) would send, built directly
+                status, body = 200, response
+                headers = [(b"content-length", str(len(body)).encode("latin-1")), _JSON, *ours]
+            else:
+                status, body = response.status_code, response.body
+                headers = with_security_headers(response.raw_headers, ours)
+            scope[_STARTED] = True
             await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": response.body})
+            await send({"type": "http.response.body", "body": body})
         except asyncio.CancelledError:
             status = status or CLIENT_CLOSED
             raise
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe_http(scope["route"].path, "GET", status or 500, elapsed)
+
+    def _security_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """:func:`security_headers` of the request, worked out once per path and scheme (not
+        to be changed: the answers share it)."""
+        key = (scope["path"], scope.get("scheme") == "https")
+        ours = self._headers.get(key)
+        if ours is None:
+            ours = self._headers[key] = security_headers(scope)
+        return ours
+
+
+def _raising(exc: Exception) -> ASGIApp:
+    """An app that raises ``exc``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise exc
+
+    return app
+
+
+async def _discard(message: Message) -> None:
+    """A ``send`` that sends nothing (the answer has begun: no 500 after it)."""
 
 
 async def _handled(scope: Scope, receive: Receive, exc: Exception) -> Response:

@@ -43,6 +43,24 @@ _RAW_MOMENTS = "COUNT(r.value), TOTAL(r.value), MIN(r.value), MAX(r.value), TOTA
 _ROLLUP_MOMENTS = "SUM(r.n), TOTAL(r.total), MIN(r.low), MAX(r.high), TOTAL(r.squares), MAX(r.last_ts)"
 
 
+def _table_and_moments(piece: Piece) -> tuple[str, str]:
+    """The table a piece is read from and its moments' SQL."""
+    return ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
+
+
+def _pooled_by_pair(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], Moments]:
+    """(object, metric) -> its pieces' rows pooled in the order they came; empty pairs left out."""
+    parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for object_id, metric, *row in rows:
+        parts.setdefault((object_id, metric), []).append(tuple(row))
+    out: dict[tuple[str, str], Moments] = {}
+    for key, own in parts.items():
+        pooled, _ = combine(own)
+        if pooled[0]:
+            out[key] = pooled
+    return out
+
+
 def _range(piece: Piece) -> str:
     column = "r.ts" if piece.source == "raw" else "r.bucket"
     return f"{column}>=? AND {column}<?"
@@ -71,9 +89,7 @@ def summary(query: Query, object_id: str, metric: str, since: float, until: floa
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until, rolled_upto(query)):
-        table, moments = (
-            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
-        )
+        table, moments = _table_and_moments(piece)
         selects.append(
             f"SELECT {moments} FROM {table} r WHERE r.object_id=? AND r.metric=? "  # noqa: S608
             f"AND r.client={_OWNER_OF} AND {_range(piece)}"
@@ -183,24 +199,14 @@ def owned_moments(query: Query, client: str, since: float, until: float) -> dict
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until, rolled_upto(query)):
-        table, moments = (
-            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
-        )
+        table, moments = _table_and_moments(piece)
         selects.append(
             f"SELECT l.object_id, l.metric, {moments} FROM latest l CROSS JOIN {table} r "  # noqa: S608
             "WHERE l.object_id IN (SELECT id FROM objects WHERE client=?) AND r.object_id=l.object_id "
             f"AND r.metric=l.metric AND r.client=? AND {_range(piece)} GROUP BY l.object_id, l.metric"
         )
         params += [client, client, piece.lo, piece.hi]
-    parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    for object_id, metric, *row in query(" UNION ALL ".join(selects), params):
-        parts.setdefault((object_id, metric), []).append(tuple(row))
-    out: dict[tuple[str, str], Moments] = {}
-    for key, rows in parts.items():
-        pooled, _ = combine(rows)
-        if pooled[0]:
-            out[key] = pooled
-    return out
+    return _pooled_by_pair(query(" UNION ALL ".join(selects), params))
 
 
 def summary_raw(query: Query, object_id: str, metric: str, since: float, until: float) -> Summary:
@@ -220,9 +226,7 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
     selects: list[str] = []
     params: list[Any] = []
     for piece in split(since, until, rolled_upto(query)):
-        table, moments = (
-            ("readings", _RAW_MOMENTS) if piece.source == "raw" else (piece.source, _ROLLUP_MOMENTS)
-        )
+        table, moments = _table_and_moments(piece)
         # Driven by the (object, metric) pairs in ``latest`` so that every part is a range
         # of its table's key, not a scan of each object's whole history.
         selects.append(
@@ -231,15 +235,7 @@ def client_moments(query: Query, client: str, since: float, until: float) -> dic
             f"AND r.metric=l.metric AND r.client=o.client AND {_range(piece)} GROUP BY l.object_id, l.metric"
         )
         params += [client, piece.lo, piece.hi]
-    parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    for object_id, metric, *row in query(" UNION ALL ".join(selects), params):
-        parts.setdefault((object_id, metric), []).append(tuple(row))
-    out: dict[tuple[str, str], Moments] = {}
-    for key, rows in parts.items():
-        pooled, _ = combine(rows)
-        if pooled[0]:
-            out[key] = pooled
-    return out
+    return _pooled_by_pair(query(" UNION ALL ".join(selects), params))
 
 
 def client_moments_raw(

@@ -27,10 +27,11 @@ from iotedge.edge.store.readings import (
     client_objects_sql,
     object_answer_of,
     object_answer_sql,
+    summaries_of,
 )
 from iotedge.edge.store.records import AnomalyEvent, ClientAnswer, EventEnd, ObjectAnswer, ObjectRow, Scope
 from iotedge.edge.store.rollups import expiry_cut, floor_to
-from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean, from_moments, pool
+from iotedge.edge.store.summaries import Bucket, Summary, clamped_mean
 from iotedge.errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -271,13 +272,7 @@ class PostgresStore:
             for object_id, _, metric, ts, value in await self.latest(frozenset({client}))
             if since <= ts < until
         }
-        per_object: dict[str, dict[str, Summary]] = {}
-        by_metric: dict[str, list[Summary]] = {}
-        for (object_id, metric), (count, total, low, high, squares) in sorted(moments.items()):
-            summary = from_moments(count, total, low, high, squares, latest.get((object_id, metric)))
-            per_object.setdefault(object_id, {})[metric] = summary
-            by_metric.setdefault(metric, []).append(summary)
-        return {metric: pool(parts) for metric, parts in by_metric.items()}, per_object
+        return summaries_of(moments, latest)
 
     async def object_answer(
         self, object_id: str, scope: Scope, since: float, until: float

@@ -301,7 +301,11 @@ class _GuardedProtocol(HttpToolsProtocol):
         if transport is None or transport.is_closing():
             return
         handshaking = self._early is not None  # the raw transport carries TLS: no plain answer
-        if answer is not None and not handshaking and (self.cycle is None or not self.cycle.response_started):
+        # ``cycle`` is still the previous request's on a kept-alive connection: only a response
+        # begun and not finished forbids an answer.
+        cycle = self.cycle
+        answering = cycle is not None and cycle.response_started and not cycle.response_complete
+        if answer is not None and not handshaking and not answering:
             transport.write(answer)
             # Closing with unread input resets the connection, and a client still sending
             # (a huge head) would never read the answer: read and drop its input for a moment.

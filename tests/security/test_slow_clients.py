@@ -100,6 +100,40 @@ def test_an_overlong_url_is_414_json_at_any_length(edge: Proc, size: int) -> Non
     assert b'"error":"URI Too Long"' in body
 
 
+@pytest.mark.parametrize(
+    ("second", "status"),
+    [
+        (b"GET /objects?q=" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: edge\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: edge\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n", 431),
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+    ],
+    ids=["414", "431", "400"],
+)
+def test_a_refused_head_after_a_kept_alive_answer_is_answered_too(
+    edge: Proc, second: bytes, status: int
+) -> None:
+    """On a connection that already got an answer, a refused head still gets its JSON answer.
+
+    (The guard took the previous, finished request's started response for the refused one's
+    and closed the connection without a word: "server disconnected" in the fuzz tests.)
+    """
+    with socket.create_connection(("127.0.0.1", _port(edge)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: edge\r\n\r\n")
+        first = b""
+        while b"\r\n\r\n" not in first or not first.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, first
+            first += chunk
+        assert first.startswith(b"HTTP/1.1 200 "), first[:300]
+        sock.sendall(second)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:300]
+    assert answer.rstrip().endswith(b"}")
+
+
 def test_malformed_http_is_400_json(edge: Proc) -> None:
     """A request line that is not HTTP gets a JSON 400 instead of uvicorn's plain text."""
     status, body = _raw(edge, b"NOT HTTP AT ALL\r\n\r\n")
